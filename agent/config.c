@@ -1,0 +1,574 @@
+/*
+ * config: one table of keys drives defaults, INI parsing, environment
+ * overrides and the documented default file (see config.h).
+ *
+ * To add a setting: add a field to struct config and one row to config_keys.
+ * Errors name the source (file and line, or environment variable), the key,
+ * the value (never for secrets) and what is allowed.
+ */
+#include "config.h"
+
+#include "version.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum config_type { CT_BOOL, CT_INT, CT_BYTES, CT_MODE, CT_STRING, CT_CHOICE };
+
+struct config_key {
+    const char *section;
+    const char *name;
+    enum config_type type;
+    size_t offset;
+    const char *default_text;
+    int64_t min, max;
+    const char *const *choices; /* CT_CHOICE: NULL-terminated names, stored as the index */
+    int secret;                 /* never echo the value */
+    const char *doc;
+};
+
+static const char *const config_log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const config_formats[] = {"posthog", NULL};
+
+#define KIB INT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define HOUR_MS INT64_C(3600000)
+#define OFF(field) offsetof(struct config, field)
+
+static const struct config_key config_keys[] = {
+    {"agent", "enabled", CT_BOOL, OFF(enabled), "true", 0, 0, NULL, 0,
+     "false accepts and discards every event and never contacts the backend"},
+    {"agent", "socket", CT_STRING, OFF(socket), "/run/telemetry/agent.sock", 0, 0, NULL, 0,
+     "Unix stream socket producers write msgpack events to; its directory is created"},
+    {"agent", "socket_mode", CT_MODE, OFF(socket_mode), "0660", 0, 0777, NULL, 0,
+     "permissions of the socket file (octal)"},
+    {"agent", "socket_group", CT_STRING, OFF(socket_group), "", 0, 0, NULL, 0,
+     "group owning the socket file (name or number); empty keeps the agent's group"},
+    {"agent", "distinct_id", CT_STRING, OFF(distinct_id), "", 0, 0, NULL, 0,
+     "distinct_id of events that carry none; empty means this host's name"},
+    {"agent", "log_level", CT_CHOICE, OFF(log_level), "info", 0, 0, config_log_levels, 0,
+     "least severe level logged to stderr"},
+    {"agent", "shutdown_grace_ms", CT_INT, OFF(shutdown_grace_ms), "10000", 0, HOUR_MS, NULL, 0,
+     "on SIGTERM/SIGINT, how long to keep delivering buffered events before exiting"},
+    {"agent", "max_connections", CT_INT, OFF(max_connections), "1024", 1, 65536, NULL, 0,
+     "producer connections served at once; more are closed on accept"},
+    {"agent", "max_message_bytes", CT_BYTES, OFF(max_message_bytes), "1048576", 1 * KIB, 64 * MIB,
+     NULL, 0, "largest single msgpack message; a connection sending a larger one is closed"},
+    {"events", "registry", CT_STRING, OFF(registry), TELEMETRY_EVENTS_FILE, 0, 0, NULL, 0,
+     "file of allowed event names, one a line; empty allows any name"},
+    {"events", "max_event_bytes", CT_BYTES, OFF(max_event_bytes), "32768", 256, 16 * MIB, NULL, 0,
+     "largest encoded (JSON) event accepted; larger ones are rejected"},
+    {"batch", "max_events", CT_INT, OFF(batch_max_events), "500", 1, 100000, NULL, 0,
+     "a batch is sealed when it holds this many events"},
+    {"batch", "max_bytes", CT_BYTES, OFF(batch_max_bytes), "524288", 1 * KIB, 64 * MIB, NULL, 0,
+     "... or when its JSON body would exceed this many bytes"},
+    {"batch", "max_age_ms", CT_INT, OFF(batch_max_age_ms), "1000", 1, HOUR_MS, NULL, 0,
+     "... or this long after its first event arrived"},
+    {"buffer", "max_bytes", CT_BYTES, OFF(buffer_max_bytes), "67108864", 64 * KIB, 64 * GIB, NULL,
+     0, "total size of all undelivered batches; past it new events are dropped and counted"},
+    {"backend", "url", CT_STRING, OFF(url), "stdout", 0, 0, NULL, 0,
+     "http:// or https:// URL batches are POSTed to; stdout prints each batch as a line"},
+    {"backend", "format", CT_CHOICE, OFF(format), "posthog", 0, 0, config_formats, 0,
+     "request body format: posthog (/batch API: api_key, batch, sent_at)"},
+    {"backend", "api_key", CT_STRING, OFF(api_key), "", 0, 0, NULL, 1,
+     "project API key; or use api_key_file or the TELEMETRY_AGENT_API_KEY environment variable"},
+    {"backend", "api_key_file", CT_STRING, OFF(api_key_file), "", 0, 0, NULL, 0,
+     "file holding the API key (surrounding whitespace ignored)"},
+    {"backend", "gzip", CT_BOOL, OFF(gzip), "true", 0, 0, NULL, 0,
+     "gzip request bodies (Content-Encoding: gzip)"},
+    {"backend", "max_in_flight", CT_INT, OFF(max_in_flight), "4", 1, 64, NULL, 0,
+     "requests to the backend at once"},
+    {"backend", "timeout_ms", CT_INT, OFF(timeout_ms), "15000", 100, HOUR_MS, NULL, 0,
+     "a request not answered within this time fails and is retried"},
+    {"backend", "retry_initial_ms", CT_INT, OFF(retry_initial_ms), "500", 1, HOUR_MS, NULL, 0,
+     "first retry delay; each later one may double, with full jitter"},
+    {"backend", "retry_max_ms", CT_INT, OFF(retry_max_ms), "30000", 1, HOUR_MS, NULL, 0,
+     "longest retry delay (a Retry-After header may ask for more, up to 1 hour)"},
+    {"backend", "retry_max_elapsed_ms", CT_INT, OFF(retry_max_elapsed_ms), "0", 0, 30 * 24 * HOUR_MS,
+     NULL, 0, "drop a batch still failing this long after its first attempt; 0 retries forever"},
+};
+
+#define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
+#define CONFIG_PROPERTIES "properties"
+
+static int64_t *config_int_field(struct config *cfg, const struct config_key *k)
+{
+    return (int64_t *)((char *)cfg + k->offset);
+}
+
+static char **config_string_field(struct config *cfg, const struct config_key *k)
+{
+    return (char **)((char *)cfg + k->offset);
+}
+
+/* Parse a whole decimal (or, for modes, octal) integer with an optional
+ * binary size suffix. Returns 0 or -1. */
+static int config_parse_integer(const char *text, int base, int allow_suffix, int64_t *out)
+{
+    errno = 0;
+    char *end;
+    long long v = strtoll(text, &end, base);
+    if (end == text || errno != 0)
+        return -1;
+    int64_t mult = 1;
+    if (allow_suffix && *end != '\0') {
+        static const struct { const char *s; int64_t m; } suffixes[] = {
+            {"KiB", KIB}, {"K", KIB}, {"k", KIB}, {"MiB", MIB}, {"M", MIB},
+            {"GiB", GIB}, {"G", GIB},
+        };
+        size_t i;
+        for (i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
+            if (strcmp(end, suffixes[i].s) == 0)
+                break;
+        if (i == sizeof suffixes / sizeof suffixes[0])
+            return -1;
+        mult = suffixes[i].m;
+        end += strlen(suffixes[i].s);
+    }
+    if (*end != '\0' || v > INT64_MAX / mult || v < INT64_MIN / mult)
+        return -1;
+    *out = (int64_t)v * mult;
+    return 0;
+}
+
+/* Describe what key k accepts, for error messages. */
+static void config_describe_allowed(const struct config_key *k, char *out, size_t outlen)
+{
+    switch (k->type) {
+    case CT_BOOL:
+        snprintf(out, outlen, "true, false, yes, no, on, off, 1 or 0");
+        break;
+    case CT_INT:
+        snprintf(out, outlen, "a whole number from %" PRId64 " to %" PRId64, k->min, k->max);
+        break;
+    case CT_BYTES:
+        snprintf(out, outlen,
+                 "a byte count from %" PRId64 " to %" PRId64 ", optionally with KiB, MiB or GiB",
+                 k->min, k->max);
+        break;
+    case CT_MODE:
+        snprintf(out, outlen, "an octal mode from 0000 to 0777");
+        break;
+    case CT_STRING:
+        snprintf(out, outlen, "text");
+        break;
+    case CT_CHOICE: {
+        size_t n = 0;
+        for (int i = 0; k->choices[i]; i++)
+            n += (size_t)snprintf(out + n, n < outlen ? outlen - n : 0, "%s%s", i ? ", " : "",
+                                  k->choices[i]);
+        break;
+    }
+    }
+}
+
+static int config_parse_bool(const char *text, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(text, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* Store `text` into the field of key k. Returns 0, or -1 if the value is not
+ * allowed (nothing stored). */
+static int config_set(struct config *cfg, const struct config_key *k, const char *text)
+{
+    int64_t v;
+    switch (k->type) {
+    case CT_BOOL:
+        return config_parse_bool(text, (int *)((char *)cfg + k->offset));
+    case CT_INT:
+    case CT_BYTES:
+    case CT_MODE:
+        if (config_parse_integer(text, k->type == CT_MODE ? 8 : 10, k->type == CT_BYTES, &v) < 0 ||
+            v < k->min || v > k->max)
+            return -1;
+        *config_int_field(cfg, k) = v;
+        return 0;
+    case CT_STRING: {
+        char *copy = strdup(text);
+        if (copy == NULL)
+            return -1;
+        free(*config_string_field(cfg, k));
+        *config_string_field(cfg, k) = copy;
+        return 0;
+    }
+    case CT_CHOICE:
+        for (int i = 0; k->choices[i]; i++) {
+            if (strcmp(text, k->choices[i]) == 0) {
+                *config_int_field(cfg, k) = i;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    return -1;
+}
+
+static const struct config_key *config_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        if (strcmp(config_keys[i].section, section) == 0 && strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+static int config_is_section(const char *section)
+{
+    if (strcmp(section, CONFIG_PROPERTIES) == 0)
+        return 1;
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        if (strcmp(config_keys[i].section, section) == 0)
+            return 1;
+    return 0;
+}
+
+/* "agent, events, batch, buffer, backend, properties" or the keys of a section. */
+static void config_list(const char *section, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const char *item;
+        if (section != NULL) {
+            if (strcmp(config_keys[i].section, section) != 0)
+                continue;
+            item = config_keys[i].name;
+        } else {
+            if (i > 0 && strcmp(config_keys[i - 1].section, config_keys[i].section) == 0)
+                continue;
+            item = config_keys[i].section;
+        }
+        n += (size_t)snprintf(out + n, n < outlen ? outlen - n : 0, "%s%s", n ? ", " : "", item);
+    }
+    if (section == NULL)
+        snprintf(out + n, n < outlen ? outlen - n : 0, ", %s", CONFIG_PROPERTIES);
+}
+
+/* State shared by the inih callbacks while one file is parsed. */
+struct config_parse {
+    struct config *cfg;
+    const char *path;
+    FILE *file;
+    int line;
+    unsigned char seen[CONFIG_NKEYS];
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+static void config_fail(struct config_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void config_fail(struct config_parse *p, const char *fmt, ...)
+{
+    if (p->failed)
+        return; /* keep the first error */
+    p->failed = 1;
+    int n = snprintf(p->err, p->errlen, "%s:%d: ", p->path, p->line);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < p->errlen)
+        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* Reader for ini_parse_stream: counts lines and checks section headers, so
+ * that an unknown section is an error even when it holds no keys. */
+static char *config_read_line(char *line, int size, void *arg)
+{
+    struct config_parse *p = arg;
+    if (fgets(line, size, p->file) == NULL)
+        return NULL;
+    p->line++;
+    const char *s = line;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '[') {
+        const char *end = strchr(s, ']');
+        if (end != NULL) {
+            char section[64];
+            snprintf(section, sizeof section, "%.*s", (int)(end - s - 1), s + 1);
+            if (!config_is_section(section)) {
+                char all[256];
+                config_list(NULL, all, sizeof all);
+                config_fail(p, "unknown section [%s] (allowed: %s)", section, all);
+            }
+        }
+    }
+    return line;
+}
+
+static void config_value_error(char *err, size_t errlen, const char *where,
+                               const struct config_key *k, const char *value)
+{
+    char allowed[256];
+    config_describe_allowed(k, allowed, sizeof allowed);
+    snprintf(err, errlen, "%s[%s] %s = '%s' is not allowed (allowed: %s)", where, k->section,
+             k->name, k->secret ? "(hidden)" : value, allowed);
+}
+
+static int config_ini_handler(void *arg, const char *section, const char *name, const char *value)
+{
+    struct config_parse *p = arg;
+    if (p->failed)
+        return 1;
+    if (strcmp(section, CONFIG_PROPERTIES) == 0) {
+        char msg[CONFIG_ERR_LEN];
+        if (props_add(p->cfg->properties, name, value, msg, sizeof msg) < 0)
+            config_fail(p, "[properties] %s", msg);
+        return 1;
+    }
+    if (!config_is_section(section))
+        return 1; /* already reported by config_read_line */
+    const struct config_key *k = config_find(section, name);
+    if (k == NULL) {
+        char keys[512];
+        config_list(section, keys, sizeof keys);
+        config_fail(p, "unknown key '%s' in [%s] (allowed: %s)", name, section, keys);
+        return 1;
+    }
+    size_t idx = (size_t)(k - config_keys);
+    if (p->seen[idx]++) {
+        config_fail(p, "[%s] %s is set twice (continuation lines are not supported)", section,
+                    name);
+        return 1;
+    }
+    if (config_set(p->cfg, k, value) < 0) {
+        char where[300];
+        snprintf(where, sizeof where, "%s:%d: ", p->path, p->line);
+        p->failed = 1;
+        config_value_error(p->err, p->errlen, where, k, value);
+    }
+    return 1;
+}
+
+static int config_parse_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct config_parse p = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
+    p.file = fopen(path, "r");
+    if (p.file == NULL) {
+        snprintf(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = ini_parse_stream(config_read_line, &p, config_ini_handler, &p);
+    fclose(p.file);
+    if (!p.failed && rc > 0) {
+        p.line = rc;
+        config_fail(&p, "not an INI line (expected [section], key = value, or a ; comment)");
+    }
+    return p.failed ? -1 : 0;
+}
+
+/* Environment name of key k: TELEMETRY_AGENT_BATCH_MAX_EVENTS. */
+static void config_env_name(const struct config_key *k, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s%s_%s", CONFIG_ENV_PREFIX, k->section, k->name);
+    for (int i = 0; i < n && (size_t)i < outlen; i++)
+        out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+static int config_apply_env(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    for (char *const *e = envp; e && *e; e++) {
+        if (strncmp(*e, CONFIG_ENV_PREFIX, strlen(CONFIG_ENV_PREFIX)) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL)
+            continue;
+        size_t name_len = (size_t)(eq - *e);
+        const struct config_key *k = NULL;
+        char name[128];
+        if (name_len == strlen(CONFIG_API_KEY_ENV) && strncmp(*e, CONFIG_API_KEY_ENV, name_len) == 0)
+            k = config_find("backend", "api_key");
+        for (size_t i = 0; k == NULL && i < CONFIG_NKEYS; i++) {
+            config_env_name(&config_keys[i], name, sizeof name);
+            if (strlen(name) == name_len && strncmp(*e, name, name_len) == 0)
+                k = &config_keys[i];
+        }
+        if (k == NULL) /* e.g. Kubernetes' TELEMETRY_AGENT_SERVICE_HOST */
+            continue;
+        if (config_set(cfg, k, eq + 1) < 0) {
+            char where[160];
+            snprintf(where, sizeof where, "environment %.*s: ", (int)name_len, *e);
+            config_value_error(err, errlen, where, k, eq + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int config_read_api_key_file(struct config *cfg, char *err, size_t errlen)
+{
+    FILE *f = fopen(cfg->api_key_file, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "[backend] api_key_file = '%s': cannot open: %s", cfg->api_key_file,
+                 strerror(errno));
+        return -1;
+    }
+    char key[1024];
+    size_t n = fread(key, 1, sizeof key - 1, f);
+    int too_long = !feof(f);
+    fclose(f);
+    key[n] = '\0';
+    char *start = key;
+    while (isspace((unsigned char)*start))
+        start++;
+    size_t len = strlen(start);
+    while (len > 0 && isspace((unsigned char)start[len - 1]))
+        start[--len] = '\0';
+    if (too_long || len == 0) {
+        snprintf(err, errlen, "[backend] api_key_file = '%s': %s (allowed: one key of 1 to %zu bytes)",
+                 cfg->api_key_file, too_long ? "file too large" : "file is empty",
+                 sizeof key - 1);
+        return -1;
+    }
+    free(cfg->api_key);
+    cfg->api_key = strdup(start);
+    return cfg->api_key ? 0 : -1;
+}
+
+/* Checks across keys, and values derived from others. */
+static int config_finish(struct config *cfg, char *err, size_t errlen)
+{
+    if (strcmp(cfg->url, "stdout") != 0 && strncmp(cfg->url, "http://", 7) != 0 &&
+        strncmp(cfg->url, "https://", 8) != 0) {
+        snprintf(err, errlen,
+                 "[backend] url = '%s' is not allowed (allowed: an http:// or https:// URL, or stdout)",
+                 cfg->url);
+        return -1;
+    }
+    if (cfg->socket[0] != '/') {
+        snprintf(err, errlen, "[agent] socket = '%s' is not allowed (allowed: an absolute path)",
+                 cfg->socket);
+        return -1;
+    }
+    if (cfg->max_event_bytes > cfg->batch_max_bytes / 2) {
+        snprintf(err, errlen,
+                 "[events] max_event_bytes = %" PRId64 " is not allowed (allowed: at most half "
+                 "of [batch] max_bytes = %" PRId64 ", so that every event fits a batch)",
+                 cfg->max_event_bytes, cfg->batch_max_bytes);
+        return -1;
+    }
+    if (cfg->buffer_max_bytes < cfg->batch_max_bytes) {
+        snprintf(err, errlen,
+                 "[buffer] max_bytes = %" PRId64 " is not allowed (allowed: at least [batch] "
+                 "max_bytes = %" PRId64 ")",
+                 cfg->buffer_max_bytes, cfg->batch_max_bytes);
+        return -1;
+    }
+    if (cfg->retry_max_ms < cfg->retry_initial_ms) {
+        snprintf(err, errlen,
+                 "[backend] retry_max_ms = %" PRId64 " is not allowed (allowed: at least "
+                 "retry_initial_ms = %" PRId64 ")",
+                 cfg->retry_max_ms, cfg->retry_initial_ms);
+        return -1;
+    }
+    if (cfg->api_key_file[0] != '\0') {
+        if (cfg->api_key[0] != '\0') {
+            snprintf(err, errlen, "[backend] api_key and api_key_file are both set (allowed: one)");
+            return -1;
+        }
+        if (config_read_api_key_file(cfg, err, errlen) < 0)
+            return -1;
+    }
+    if (cfg->enabled && strcmp(cfg->url, "stdout") != 0 && cfg->api_key[0] == '\0') {
+        snprintf(err, errlen,
+                 "[backend] api_key is empty (allowed: a key, from api_key, api_key_file or %s; "
+                 "required when url is not stdout)",
+                 CONFIG_API_KEY_ENV);
+        return -1;
+    }
+    if (cfg->distinct_id[0] == '\0') {
+        char host[256] = "unknown-host";
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        free(cfg->distinct_id);
+        cfg->distinct_id = strdup(host);
+        if (cfg->distinct_id == NULL)
+            return -1;
+    }
+    char msg[CONFIG_ERR_LEN];
+    if ((props_child(cfg->properties, "$lib", 4) == NULL &&
+         props_add(cfg->properties, "$lib", "\"" TELEMETRY_NAME "\"", msg, sizeof msg) < 0) ||
+        (props_child(cfg->properties, "$lib_version", 12) == NULL &&
+         props_add(cfg->properties, "$lib_version", "\"" TELEMETRY_VERSION "\"", msg, sizeof msg) <
+             0)) {
+        snprintf(err, errlen, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *path, char *const *envp, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->properties = props_new();
+    if (cfg->properties == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        if (config_set(cfg, &config_keys[i], config_keys[i].default_text) < 0) {
+            snprintf(err, errlen, "built-in default of [%s] %s is invalid", config_keys[i].section,
+                     config_keys[i].name);
+            goto fail;
+        }
+    }
+    if (path != NULL && config_parse_file(cfg, path, err, errlen) < 0)
+        goto fail;
+    if (config_apply_env(cfg, envp, err, errlen) < 0 || config_finish(cfg, err, errlen) < 0)
+        goto fail;
+    return 0;
+fail:
+    config_free(cfg);
+    return -1;
+}
+
+void config_free(struct config *cfg)
+{
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        if (config_keys[i].type == CT_STRING) {
+            free(*config_string_field(cfg, &config_keys[i]));
+            *config_string_field(cfg, &config_keys[i]) = NULL;
+        }
+    }
+    props_free(cfg->properties);
+    cfg->properties = NULL;
+}
+
+void config_print_defaults(FILE *out)
+{
+    fprintf(out, "; telemetry-agent configuration. Every key is shown with its default.\n"
+                 "; Any key can also be set from the environment as\n"
+                 "; TELEMETRY_AGENT_<SECTION>_<KEY>, e.g. TELEMETRY_AGENT_BATCH_MAX_EVENTS=1000.\n"
+                 "; Byte counts accept KiB, MiB and GiB suffixes.\n");
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (i == 0 || strcmp(config_keys[i - 1].section, k->section) != 0)
+            fprintf(out, "\n[%s]\n", k->section);
+        fprintf(out, "; %s\n%s =%s%s\n", k->doc, k->name, k->default_text[0] ? " " : "",
+                k->default_text);
+    }
+    fprintf(out,
+            "\n[properties]\n"
+            "; Added to every event's properties unless the event has the key already.\n"
+            "; Dotted keys nest; true, false, null, numbers and \"quoted strings\" keep\n"
+            "; their JSON type, anything else is a string. $lib and $lib_version are\n"
+            "; always added. For example:\n"
+            "; app_properties.orchest_version = v2023.06.1\n"
+            "; system_properties.gpu_count = 0\n");
+}

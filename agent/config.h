@@ -1,0 +1,71 @@
+/*
+ * config: the agent's settings, from one table of keys.
+ *
+ * Each key is declared once in config.c with its type, default, bounds and a
+ * one-line description. The same table fills in defaults, parses the INI file
+ * (via inih), applies TELEMETRY_AGENT_<SECTION>_<KEY> environment overrides
+ * and prints the documented default file (--print-default-config), so none of
+ * them can drift from the others.
+ */
+#ifndef TA_CONFIG_H
+#define TA_CONFIG_H
+
+#include "log.h"
+#include "props.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum backend_format { BACKEND_FORMAT_POSTHOG };
+
+struct config {
+    /* [agent] */
+    int enabled;
+    char *socket;
+    int64_t socket_mode;
+    char *socket_group;
+    char *distinct_id;
+    int64_t log_level; /* enum log_level */
+    int64_t shutdown_grace_ms;
+    int64_t max_connections;
+    int64_t max_message_bytes;
+    /* [events] */
+    char *registry;
+    int64_t max_event_bytes;
+    /* [batch] */
+    int64_t batch_max_events;
+    int64_t batch_max_bytes;
+    int64_t batch_max_age_ms;
+    /* [buffer] */
+    int64_t buffer_max_bytes;
+    /* [backend] */
+    char *url;
+    int64_t format; /* enum backend_format */
+    char *api_key;
+    char *api_key_file;
+    int gzip;
+    int64_t max_in_flight;
+    int64_t timeout_ms;
+    int64_t retry_initial_ms;
+    int64_t retry_max_ms;
+    int64_t retry_max_elapsed_ms;
+    /* [properties], with $lib and $lib_version */
+    struct props_node *properties;
+};
+
+#define CONFIG_ERR_LEN 512
+#define CONFIG_ENV_PREFIX "TELEMETRY_AGENT_"
+#define CONFIG_API_KEY_ENV "TELEMETRY_AGENT_API_KEY"
+
+/* Load defaults, then `path` (NULL: defaults only), then the environment
+ * `envp` (NULL-terminated "NAME=value" list, or NULL), then check the whole.
+ * Returns 0, or -1 with a message naming file, line, key, value and what is
+ * allowed in err. On success the caller owns cfg and frees it with
+ * config_free(). */
+int config_load(struct config *cfg, const char *path, char *const *envp, char *err, size_t errlen);
+void config_free(struct config *cfg);
+/* Write the documented default configuration file. */
+void config_print_defaults(FILE *out);
+
+#endif

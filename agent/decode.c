@@ -1,0 +1,157 @@
+/*
+ * decode: validate a producer's msgpack map as an event (see decode.h).
+ *
+ * Accepted timestamp forms: a non-negative integer of milliseconds since the
+ * epoch; the Fluent EventTime ext (type 0: 32-bit seconds, 32-bit
+ * nanoseconds, big-endian); the msgpack timestamp ext (type -1, 4, 8 or 12
+ * bytes); an RFC 3339 string.
+ */
+#include "decode.h"
+
+#include "timestamp.h"
+#include "uuid.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static uint64_t decode_be(const char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
+}
+
+static int decode_seconds_nanos(uint64_t secs, uint64_t nanos, int64_t *ms)
+{
+    if (nanos >= 1000000000 || secs > (uint64_t)(TIMESTAMP_MAX_MS / 1000))
+        return -1;
+    *ms = (int64_t)secs * 1000 + (int64_t)(nanos / 1000000);
+    return 0;
+}
+
+int decode_timestamp(const msgpack_object *obj, int64_t *ms)
+{
+    switch (obj->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (obj->via.u64 > (uint64_t)TIMESTAMP_MAX_MS)
+            return -1;
+        *ms = (int64_t)obj->via.u64;
+        return 0;
+    case MSGPACK_OBJECT_STR:
+        return timestamp_parse_rfc3339(obj->via.str.ptr, obj->via.str.size, ms);
+    case MSGPACK_OBJECT_EXT: {
+        const char *p = obj->via.ext.ptr;
+        uint32_t n = obj->via.ext.size;
+        if (obj->via.ext.type == 0 && n == 8)
+            return decode_seconds_nanos(decode_be(p, 4), decode_be(p + 4, 4), ms);
+        if (obj->via.ext.type == -1 && n == 4)
+            return decode_seconds_nanos(decode_be(p, 4), 0, ms);
+        if (obj->via.ext.type == -1 && n == 8) {
+            uint64_t v = decode_be(p, 8);
+            return decode_seconds_nanos(v & UINT64_C(0x3ffffffff), v >> 34, ms);
+        }
+        if (obj->via.ext.type == -1 && n == 12) {
+            uint64_t secs = decode_be(p + 4, 8);
+            if (secs >> 63) /* before 1970 */
+                return -1;
+            return decode_seconds_nanos(secs, decode_be(p, 4), ms);
+        }
+        return -1;
+    }
+    default:
+        return -1;
+    }
+}
+
+static int decode_key_is(const msgpack_object *key, const char *name)
+{
+    size_t len = strlen(name);
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len &&
+           memcmp(key->via.str.ptr, name, len) == 0;
+}
+
+#define DECODE_FAIL(r, ...)                                                                        \
+    do {                                                                                           \
+        *reason = (r);                                                                             \
+        snprintf(detail, detail_len, __VA_ARGS__);                                                 \
+        return -1;                                                                                 \
+    } while (0)
+
+enum decode_field { F_EVENT, F_PROPERTIES, F_TIMESTAMP, F_UUID, F_DISTINCT_ID, F_COUNT };
+static const char *const decode_field_names[F_COUNT] = {"event", "properties", "timestamp", "uuid",
+                                                        "distinct_id"};
+
+int decode_event(const msgpack_object *obj, const struct registry *registry, struct event *ev,
+                 enum drop_reason *reason, char *detail, size_t detail_len)
+{
+    const msgpack_object *field[F_COUNT] = {NULL};
+    if (obj->type != MSGPACK_OBJECT_MAP)
+        DECODE_FAIL(DROP_UNSUPPORTED_SHAPE, "message is not a map (msgpack type %d)", obj->type);
+    for (uint32_t i = 0; i < obj->via.map.size; i++) {
+        const msgpack_object_kv *kv = &obj->via.map.ptr[i];
+        int f;
+        for (f = 0; f < F_COUNT && !decode_key_is(&kv->key, decode_field_names[f]); f++)
+            ;
+        if (f == F_COUNT) {
+            if (kv->key.type == MSGPACK_OBJECT_STR)
+                DECODE_FAIL(DROP_UNKNOWN_KEY,
+                            "unknown key '%.*s' (allowed: event, properties, timestamp, uuid, "
+                            "distinct_id)",
+                            (int)(kv->key.via.str.size > 64 ? 64 : kv->key.via.str.size),
+                            kv->key.via.str.ptr);
+            DECODE_FAIL(DROP_UNKNOWN_KEY, "a key is not a string (msgpack type %d)", kv->key.type);
+        }
+        if (field[f] != NULL)
+            DECODE_FAIL(DROP_DUPLICATE_KEY, "key '%s' appears twice", decode_field_names[f]);
+        field[f] = &kv->val;
+    }
+
+    const msgpack_object *name = field[F_EVENT];
+    if (name == NULL)
+        DECODE_FAIL(DROP_MISSING_EVENT, "no 'event' key");
+    if (name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0 ||
+        name->via.str.size > EVENT_NAME_MAX)
+        DECODE_FAIL(DROP_BAD_EVENT, "'event' is not a string of 1 to %d bytes", EVENT_NAME_MAX);
+    ev->name = name->via.str.ptr;
+    ev->name_len = name->via.str.size;
+    if (registry != NULL && !registry_contains(registry, ev->name, ev->name_len))
+        DECODE_FAIL(DROP_UNKNOWN_EVENT, "event '%.*s' is not in the registry",
+                    (int)(ev->name_len > 64 ? 64 : ev->name_len), ev->name);
+
+    ev->properties = NULL;
+    if (field[F_PROPERTIES] != NULL) {
+        if (field[F_PROPERTIES]->type == MSGPACK_OBJECT_MAP)
+            ev->properties = &field[F_PROPERTIES]->via.map;
+        else if (field[F_PROPERTIES]->type != MSGPACK_OBJECT_NIL)
+            DECODE_FAIL(DROP_BAD_PROPERTIES, "'properties' is not a map (msgpack type %d)",
+                        field[F_PROPERTIES]->type);
+    }
+
+    ev->timestamp_ms = -1;
+    if (field[F_TIMESTAMP] != NULL && decode_timestamp(field[F_TIMESTAMP], &ev->timestamp_ms) < 0)
+        DECODE_FAIL(DROP_BAD_TIMESTAMP,
+                    "'timestamp' is not milliseconds since the epoch, an EventTime or RFC 3339 "
+                    "string from 1970 to 9999");
+
+    ev->uuid = NULL;
+    if (field[F_UUID] != NULL) {
+        const msgpack_object *u = field[F_UUID];
+        if (u->type != MSGPACK_OBJECT_STR || !uuid_is_valid(u->via.str.ptr, u->via.str.size))
+            DECODE_FAIL(DROP_BAD_UUID, "'uuid' is not a UUID string (8-4-4-4-12 hex digits)");
+        ev->uuid = u->via.str.ptr;
+    }
+
+    ev->distinct_id = NULL;
+    ev->distinct_id_len = 0;
+    if (field[F_DISTINCT_ID] != NULL) {
+        const msgpack_object *d = field[F_DISTINCT_ID];
+        if (d->type != MSGPACK_OBJECT_STR || d->via.str.size == 0 ||
+            d->via.str.size > EVENT_DISTINCT_ID_MAX)
+            DECODE_FAIL(DROP_BAD_DISTINCT_ID, "'distinct_id' is not a string of 1 to %d bytes",
+                        EVENT_DISTINCT_ID_MAX);
+        ev->distinct_id = d->via.str.ptr;
+        ev->distinct_id_len = d->via.str.size;
+    }
+    return 0;
+}

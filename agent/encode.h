@@ -1,0 +1,43 @@
+/*
+ * encode: a validated event -> its JSON object in the backend's batch format,
+ * appended straight to the open batch's buffer.
+ *
+ * This is where enrichment happens, in the same single pass: the [properties]
+ * tree is merged into the event's own properties (the event's keys win), and
+ * a missing uuid, timestamp or distinct_id is filled in. The uuid and
+ * timestamp written here are final: retries resend these same bytes.
+ */
+#ifndef TA_ENCODE_H
+#define TA_ENCODE_H
+
+#include "buf.h"
+#include "decode.h"
+#include "props.h"
+
+#include <msgpack.h>
+#include <stdint.h>
+
+/* Nesting deeper than this (counting the event map) is rejected. msgpack-c's
+ * unpacker already refuses more than 32 levels; this is a second guard so the
+ * recursion here is bounded whatever the input. */
+#define ENCODE_MAX_DEPTH 40
+
+enum encode_status { ENCODE_OK = 0, ENCODE_NOMEM = -1, ENCODE_TOO_DEEP = -2 };
+
+struct encode_defaults {
+    const struct props_node *properties; /* root of the added properties; may be NULL */
+    const char *distinct_id;             /* for events without one */
+};
+
+/* Append {"event":..,"properties":{..},"distinct_id":..,"timestamp":..,"uuid":..}.
+ * now_ms is the receive time, used when the event has no timestamp and for a
+ * new UUIDv7. On error the buffer may hold a partial object: the caller
+ * truncates back. */
+enum encode_status encode_event(struct buf *out, const struct event *ev,
+                                const struct encode_defaults *defaults, int64_t now_ms);
+
+/* Append any msgpack value as JSON (maps with non-string keys get them
+ * stringified). Exposed for tests. */
+enum encode_status encode_value(struct buf *out, const msgpack_object *obj, int depth);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * json: JSON text primitives (see json.h).
+ *
+ * json_write_string_body copies runs of bytes that need no escaping in one
+ * append, so ordinary ASCII text costs one scan and one memcpy.
+ */
+#include "json.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+size_t json_utf8_sequence_length(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+int json_write_string_body(struct buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t run = 0; /* start of the pending run of bytes copied as they are */
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n = json_utf8_sequence_length(p + i, len - i);
+            if (n > 0) {
+                i += n;
+                continue;
+            }
+        }
+        if (buf_append(out, p + run, i - run) < 0)
+            return -1;
+        char esc[6] = {'\\', 0};
+        size_t esc_len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            if (c < 0x20) {
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                esc_len = 6;
+            } else { /* a byte that is not valid UTF-8 here: U+FFFD */
+                esc[0] = (char)0xef;
+                esc[1] = (char)0xbf;
+                esc[2] = (char)0xbd;
+                esc_len = 3;
+            }
+        }
+        if (buf_append(out, esc, esc_len) < 0)
+            return -1;
+        i++;
+        run = i;
+    }
+    return buf_append(out, p + run, len - run);
+}
+
+int json_write_string(struct buf *out, const char *s, size_t len)
+{
+    if (buf_append_char(out, '"') < 0 || json_write_string_body(out, s, len) < 0)
+        return -1;
+    return buf_append_char(out, '"');
+}
+
+int json_write_base64(struct buf *out, const void *data, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = data;
+    if (buf_reserve(out, (len + 2) / 3 * 4 + 2) < 0)
+        return -1;
+    char *o = out->data + out->len;
+    *o++ = '"';
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = alphabet[(v >> 6) & 63];
+        *o++ = alphabet[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o++ = '"';
+    out->len = (size_t)(o - out->data);
+    return 0;
+}
+
+int json_write_double(struct buf *out, double v)
+{
+    if (!isfinite(v))
+        return buf_append(out, "null", 4);
+    char text[32];
+    /* The shortest of %.15g and %.17g that reads back as the same double. */
+    snprintf(text, sizeof text, "%.15g", v);
+    if (strtod(text, NULL) != v)
+        snprintf(text, sizeof text, "%.17g", v);
+    return buf_append_str(out, text);
+}
+
+int json_write_int64(struct buf *out, int64_t v)
+{
+    char text[24];
+    int n = snprintf(text, sizeof text, "%" PRId64, v);
+    return buf_append(out, text, (size_t)n);
+}
+
+int json_write_uint64(struct buf *out, uint64_t v)
+{
+    char text[24];
+    int n = snprintf(text, sizeof text, "%" PRIu64, v);
+    return buf_append(out, text, (size_t)n);
+}

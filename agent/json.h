@@ -1,0 +1,28 @@
+/*
+ * json: primitives for writing JSON text into a buf.
+ *
+ * Every function produces valid JSON whatever its input: strings are escaped
+ * and invalid UTF-8 becomes U+FFFD, non-finite numbers become null, binary
+ * data becomes a base64 string. All return 0, or -1 if out of memory.
+ */
+#ifndef TA_JSON_H
+#define TA_JSON_H
+
+#include "buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+int json_write_string(struct buf *out, const char *s, size_t len);
+/* Append the escaped body of a string, without the surrounding quotes. */
+int json_write_string_body(struct buf *out, const char *s, size_t len);
+int json_write_base64(struct buf *out, const void *data, size_t len);
+int json_write_double(struct buf *out, double v);
+int json_write_int64(struct buf *out, int64_t v);
+int json_write_uint64(struct buf *out, uint64_t v);
+
+/* Length of the valid UTF-8 sequence starting at s (1-4), or 0 if the bytes
+ * at s do not start a valid, shortest-form, non-surrogate sequence. */
+size_t json_utf8_sequence_length(const unsigned char *s, size_t avail);
+
+#endif

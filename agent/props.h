@@ -1,0 +1,35 @@
+/*
+ * props: the properties the agent adds to every event ([properties] in the
+ * config file, plus $lib and $lib_version).
+ *
+ * A dotted key nests: "app_properties.orchest_version" is the child
+ * "orchest_version" of the node "app_properties". Leaves hold their value
+ * already encoded as JSON: a value that reads as a JSON scalar (true, false,
+ * null, a number, a "quoted string") keeps that type, anything else becomes a
+ * string. The encoder merges this tree into each event's own properties.
+ */
+#ifndef TA_PROPS_H
+#define TA_PROPS_H
+
+#include <stddef.h>
+
+struct props_node {
+    char *key;
+    char *json;                   /* encoded value of a leaf; NULL for an inner node */
+    struct props_node *children;  /* inner node's children, in the order they were added */
+    size_t nchildren;
+};
+
+/* Create an empty root. Returns NULL if out of memory. */
+struct props_node *props_new(void);
+/* Add `dotted_key = value`. Returns 0, or -1 with a message in err. */
+int props_add(struct props_node *root, const char *dotted_key, const char *value, char *err,
+              size_t errlen);
+/* Child of `node` named key[0..len), or NULL. */
+const struct props_node *props_child(const struct props_node *node, const char *key, size_t len);
+void props_free(struct props_node *root);
+
+/* 1 if text is a complete JSON scalar (true, false, null, number, string). */
+int props_is_json_scalar(const char *text);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * uuid: UUIDv7 generation and validation (see uuid.h).
+ */
+#include "uuid.h"
+
+#include <sys/random.h>
+#include <time.h>
+
+static uint64_t uuid_rng_state;
+static int64_t uuid_last_ms = -1;
+static unsigned uuid_counter;
+
+/* splitmix64: fast, good enough for the random bits of an id (not a secret). */
+static uint64_t uuid_random64(void)
+{
+    if (uuid_rng_state == 0) {
+        if (getrandom(&uuid_rng_state, sizeof uuid_rng_state, 0) != sizeof uuid_rng_state)
+            uuid_rng_state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&uuid_rng_state;
+        uuid_rng_state |= 1;
+    }
+    uint64_t z = (uuid_rng_state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+void uuid_v7(int64_t ms, char out[UUID_TEXT_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    uint64_t rnd = uuid_random64();
+    if (ms == uuid_last_ms && uuid_counter < 0xfff) {
+        uuid_counter++;
+    } else {
+        uuid_last_ms = ms;
+        uuid_counter = (unsigned)(uuid_random64() & 0x3ff); /* leave room to count up */
+    }
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)((uint64_t)ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | (uuid_counter >> 8));
+    b[7] = (uint8_t)uuid_counter;
+    for (int i = 8; i < 16; i++)
+        b[i] = (uint8_t)(rnd >> (8 * (i - 8)));
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}
+
+int uuid_is_valid(const char *s, size_t len)
+{
+    if (len != UUID_TEXT_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}

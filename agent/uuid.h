@@ -1,0 +1,23 @@
+/*
+ * uuid: UUIDv7 generation (RFC 9562) and UUID text validation.
+ *
+ * Agent-made ids carry the event's millisecond timestamp in their first 48
+ * bits, so ids sort by time; a per-millisecond counter in the next 12 bits
+ * keeps ids made in the same millisecond in order. The rest is random from a
+ * generator seeded by getrandom().
+ */
+#ifndef TA_UUID_H
+#define TA_UUID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UUID_TEXT_LEN 36
+
+/* Write a new UUIDv7 for time `ms` as lower-case text plus NUL. */
+void uuid_v7(int64_t ms, char out[UUID_TEXT_LEN + 1]);
+
+/* 1 if s[0..len) is a UUID in 8-4-4-4-12 hex form (any case), else 0. */
+int uuid_is_valid(const char *s, size_t len);
+
+#endif
