@@ -1,0 +1,158 @@
+"""
+Shared fixtures for the integration tests: the real telemetry-agent binary,
+started with a config written per test, the HTTP test collector as its
+backend, and small producer helpers that write msgpack to the agent's socket.
+
+The binary is taken from $TELEMETRY_AGENT_BIN (set by ctest), else build/.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "collector"))
+
+from collector import Collector  # noqa: E402
+
+AGENT_BIN = os.environ.get("TELEMETRY_AGENT_BIN", os.path.join(ROOT, "build", "telemetry-agent"))
+EVENTS_FILE = os.path.join(ROOT, "proto", "events.txt")
+
+
+def load_payloads():
+    """Realistic Orchest events ({"event", "properties"}) from shared/."""
+    import json
+    path = os.path.join(os.path.dirname(ROOT), "shared", "orchest-payloads.ndjson")
+    if not os.path.exists(path):
+        path = os.path.join(ROOT, "tests", "integration", "orchest-payloads.ndjson")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Agent:
+    """One agent process with its own config file and socket."""
+
+    def __init__(self, tmp_path, sections, env=None):
+        self.dir = tmp_path
+        # sun_path holds 107 bytes: keep the socket path short
+        self.socket = os.path.join(tempfile.mkdtemp(prefix="ta-"), "run", "agent.sock")
+        self.config = tmp_path / "agent.ini"
+        base = {"agent": {"socket": self.socket, "shutdown_grace_ms": "5000"},
+                "events": {"registry": EVENTS_FILE}}
+        for name, keys in sections.items():
+            base.setdefault(name, {}).update(keys)
+        lines = []
+        for name, keys in base.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {v}" for k, v in keys.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.proc = None
+        self.stdout = self.stderr = ""
+        self.returncode = None
+
+    def start(self, wait=True):
+        self.stdout_path = self.dir / "stdout.txt"
+        self.stderr_path = self.dir / "stderr.txt"
+        self.proc = subprocess.Popen(
+            [AGENT_BIN, "-c", str(self.config)], env=self.env,
+            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"))
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}: {self.read_stderr()}")
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(self.socket)
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("agent did not start listening: " + self.read_stderr())
+
+    def read_stderr(self):
+        return self.stderr_path.read_text(errors="replace")
+
+    def read_stdout(self):
+        return self.stdout_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("agent did not exit after the signal: " + self.read_stderr())
+        self.stderr = self.read_stderr()
+        self.stdout = self.read_stdout()
+        self.proc = None
+        return self.returncode
+
+    def stats(self):
+        """Counters from the agent's final 'stopped:' log line."""
+        m = re.search(r"stopped: (.*)", self.stderr)
+        assert m, "no stopped: line in agent log:\n" + self.stderr
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
+@pytest.fixture
+def collector():
+    with Collector() as c:
+        yield c
+
+
+@pytest.fixture
+def make_agent(tmp_path):
+    agents = []
+
+    def make(sections=None, env=None, start=True, subdir=None):
+        d = tmp_path / (subdir or f"agent{len(agents)}")
+        d.mkdir()
+        a = Agent(d, sections or {}, env)
+        agents.append(a)
+        if start:
+            a.start()
+        return a
+
+    yield make
+    for a in agents:
+        if a.proc is not None:
+            a.proc.kill()
+            a.proc.wait()
+
+
+def backend(collector, **keys):
+    """[backend] section pointing at the collector."""
+    section = {"url": collector.url, "api_key": "phc_test_key", "retry_initial_ms": "100",
+               "retry_max_ms": "400"}
+    section.update({k: str(v) for k, v in keys.items()})
+    return section
+
+
+def connect(agent):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(agent.socket)
+    return s
+
+
+def send_events(agent, events):
+    """Send events (dicts) on one connection, then close it."""
+    with connect(agent) as s:
+        s.sendall(b"".join(msgpack.packb(e) for e in events))
