@@ -88,7 +88,8 @@ static int conn_process(struct conn *c)
                 conn_reject(c, why);
                 return -1;
             }
-            msgpack_unpacker_reset_zone(u);
+            if (u->z != NULL) /* msgpack-c 4 makes the zone on first use */
+                msgpack_unpacker_reset_zone(u);
             return 0;
         case FRAME_INVALID:
             conn_reject(c, "bytes that are not msgpack");
