@@ -130,17 +130,18 @@ static int main_start(struct agent *a)
     }
     a->batcher.arg = a->sender;
     pipeline_init(&a->pipeline, &a->cfg, a->registry, &a->batcher);
-    a->listener = listener_open(a->base, &a->cfg, &a->pipeline, err, sizeof err);
-    if (a->listener == NULL) {
-        log_error("%s", err);
-        return -1;
-    }
+    /* Signals first: once the socket answers, a SIGTERM must mean shutdown. */
     a->sigterm_ev = evsignal_new(a->base, SIGTERM, main_signal_cb, a);
     a->sigint_ev = evsignal_new(a->base, SIGINT, main_signal_cb, a);
     a->grace_ev = evtimer_new(a->base, main_grace_cb, a);
     if (!a->sigterm_ev || !a->sigint_ev || !a->grace_ev || evsignal_add(a->sigterm_ev, NULL) < 0 ||
         evsignal_add(a->sigint_ev, NULL) < 0)
         return -1;
+    a->listener = listener_open(a->base, &a->cfg, &a->pipeline, err, sizeof err);
+    if (a->listener == NULL) {
+        log_error("%s", err);
+        return -1;
+    }
     return 0;
 }
 

@@ -89,7 +89,9 @@ class Agent:
     def read_stdout(self):
         return self.stdout_path.read_text(errors="replace")
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
+    def stop(self, sig=signal.SIGTERM, timeout=20, check=True):
+        """Signal the agent and wait; with check, it must exit 0 (a sanitizer
+        finding at exit makes it fail)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -103,6 +105,8 @@ class Agent:
         self.stderr = self.read_stderr()
         self.stdout = self.read_stdout()
         self.proc = None
+        if check:
+            assert self.returncode == 0, f"agent exited {self.returncode}:\n{self.stderr}"
         return self.returncode
 
     def stats(self):
