@@ -441,75 +441,67 @@ static int config_read_api_key_file(struct config *cfg, char *err, size_t errlen
     return cfg->api_key ? 0 : -1;
 }
 
+static int config_refuse(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Write the message and return -1, so a failed check is one statement. */
+static int config_refuse(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 /* Checks across keys, and values derived from others. */
 static int config_finish(struct config *cfg, char *err, size_t errlen)
 {
-    if (strcmp(cfg->url, "stdout") != 0 && strncmp(cfg->url, "http://", 7) != 0 &&
-        strncmp(cfg->url, "https://", 8) != 0) {
-        snprintf(err, errlen,
-                 "[backend] url = '%s' is not allowed (allowed: an http:// or https:// URL, or stdout)",
-                 cfg->url);
-        return -1;
-    }
-    if (cfg->socket[0] != '/') {
-        snprintf(err, errlen, "[agent] socket = '%s' is not allowed (allowed: an absolute path)",
-                 cfg->socket);
-        return -1;
-    }
-    if (cfg->max_event_bytes > cfg->batch_max_bytes / 2) {
-        snprintf(err, errlen,
-                 "[events] max_event_bytes = %" PRId64 " is not allowed (allowed: at most half "
-                 "of [batch] max_bytes = %" PRId64 ", so that every event fits a batch)",
-                 cfg->max_event_bytes, cfg->batch_max_bytes);
-        return -1;
-    }
-    if (cfg->buffer_max_bytes < cfg->batch_max_bytes) {
-        snprintf(err, errlen,
-                 "[buffer] max_bytes = %" PRId64 " is not allowed (allowed: at least [batch] "
-                 "max_bytes = %" PRId64 ")",
-                 cfg->buffer_max_bytes, cfg->batch_max_bytes);
-        return -1;
-    }
-    if (cfg->retry_max_ms < cfg->retry_initial_ms) {
-        snprintf(err, errlen,
-                 "[backend] retry_max_ms = %" PRId64 " is not allowed (allowed: at least "
-                 "retry_initial_ms = %" PRId64 ")",
-                 cfg->retry_max_ms, cfg->retry_initial_ms);
-        return -1;
-    }
+    int to_stdout = strcmp(cfg->url, "stdout") == 0;
+    if (!to_stdout && strncmp(cfg->url, "http://", 7) != 0 && strncmp(cfg->url, "https://", 8) != 0)
+        return config_refuse(err, errlen, "[backend] url = '%s' is not allowed (allowed: an "
+                             "http:// or https:// URL, or stdout)", cfg->url);
+    if (cfg->socket[0] != '/')
+        return config_refuse(err, errlen, "[agent] socket = '%s' is not allowed (allowed: an "
+                             "absolute path)", cfg->socket);
+    if (cfg->max_event_bytes > cfg->batch_max_bytes / 2)
+        return config_refuse(err, errlen, "[events] max_event_bytes = %" PRId64 " is not allowed "
+                             "(allowed: at most half of [batch] max_bytes = %" PRId64 ", so that "
+                             "every event fits a batch)", cfg->max_event_bytes,
+                             cfg->batch_max_bytes);
+    if (cfg->buffer_max_bytes < cfg->batch_max_bytes)
+        return config_refuse(err, errlen, "[buffer] max_bytes = %" PRId64 " is not allowed "
+                             "(allowed: at least [batch] max_bytes = %" PRId64 ")",
+                             cfg->buffer_max_bytes, cfg->batch_max_bytes);
+    if (cfg->retry_max_ms < cfg->retry_initial_ms)
+        return config_refuse(err, errlen, "[backend] retry_max_ms = %" PRId64 " is not allowed "
+                             "(allowed: at least retry_initial_ms = %" PRId64 ")",
+                             cfg->retry_max_ms, cfg->retry_initial_ms);
     if (cfg->api_key_file[0] != '\0') {
-        if (cfg->api_key[0] != '\0') {
-            snprintf(err, errlen, "[backend] api_key and api_key_file are both set (allowed: one)");
-            return -1;
-        }
+        if (cfg->api_key[0] != '\0')
+            return config_refuse(err, errlen, "[backend] api_key and api_key_file are both set "
+                                 "(allowed: one of them)");
         if (config_read_api_key_file(cfg, err, errlen) < 0)
             return -1;
     }
-    if (cfg->enabled && strcmp(cfg->url, "stdout") != 0 && cfg->api_key[0] == '\0') {
-        snprintf(err, errlen,
-                 "[backend] api_key is empty (allowed: a key, from api_key, api_key_file or %s; "
-                 "required when url is not stdout)",
-                 CONFIG_API_KEY_ENV);
-        return -1;
-    }
+    if (cfg->enabled && !to_stdout && cfg->api_key[0] == '\0')
+        return config_refuse(err, errlen, "[backend] api_key is empty (allowed: a key, from "
+                             "api_key, api_key_file or %s; required when url is not stdout)",
+                             CONFIG_API_KEY_ENV);
     if (cfg->distinct_id[0] == '\0') {
         char host[256] = "unknown-host";
         gethostname(host, sizeof host - 1);
         host[sizeof host - 1] = '\0';
         free(cfg->distinct_id);
-        cfg->distinct_id = strdup(host);
-        if (cfg->distinct_id == NULL)
+        if ((cfg->distinct_id = strdup(host)) == NULL)
+            return config_refuse(err, errlen, "out of memory");
+    }
+    static const char *const lib[][2] = {{"$lib", "\"" TELEMETRY_NAME "\""},
+                                         {"$lib_version", "\"" TELEMETRY_VERSION "\""}};
+    for (size_t i = 0; i < 2; i++)
+        if (props_child(cfg->properties, lib[i][0], strlen(lib[i][0])) == NULL &&
+            props_add(cfg->properties, lib[i][0], lib[i][1], err, errlen) < 0)
             return -1;
-    }
-    char msg[CONFIG_ERR_LEN];
-    if ((props_child(cfg->properties, "$lib", 4) == NULL &&
-         props_add(cfg->properties, "$lib", "\"" TELEMETRY_NAME "\"", msg, sizeof msg) < 0) ||
-        (props_child(cfg->properties, "$lib_version", 12) == NULL &&
-         props_add(cfg->properties, "$lib_version", "\"" TELEMETRY_VERSION "\"", msg, sizeof msg) <
-             0)) {
-        snprintf(err, errlen, "%s", msg);
-        return -1;
-    }
     return 0;
 }
 

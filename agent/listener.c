@@ -76,18 +76,14 @@ static int conn_process(struct conn *c)
 {
     msgpack_unpacker *u = &c->unpacker;
     size_t limit = (size_t)c->listener->cfg->max_message_bytes;
+    char why[128];
     for (;;) {
         const unsigned char *start = (const unsigned char *)u->buffer + u->off;
         size_t avail = u->used - u->off, object_len;
-        char why[128];
         switch (frame_scan(&c->scanner, start, avail, &object_len)) {
         case FRAME_INCOMPLETE:
-            if (avail > limit) {
-                snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %zu",
-                         limit);
-                conn_reject(c, why);
-                return -1;
-            }
+            if (avail > limit)
+                goto too_large;
             if (u->z != NULL) /* msgpack-c 4 makes the zone on first use */
                 msgpack_unpacker_reset_zone(u);
             return 0;
@@ -99,12 +95,8 @@ static int conn_process(struct conn *c)
             conn_reject(c, why);
             return -1;
         case FRAME_COMPLETE:
-            if (object_len > limit) {
-                snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %zu",
-                         limit);
-                conn_reject(c, why);
-                return -1;
-            }
+            if (object_len > limit)
+                goto too_large;
             if (msgpack_unpacker_execute(u) != 1) {
                 conn_reject(c, "msgpack the decoder refused");
                 return -1;
@@ -115,6 +107,10 @@ static int conn_process(struct conn *c)
             break;
         }
     }
+too_large:
+    snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %zu", limit);
+    conn_reject(c, why);
+    return -1;
 }
 
 /* Read what is available, up to max_reads reads. Returns -1 if the

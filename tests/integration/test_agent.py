@@ -306,3 +306,18 @@ def test_sigpipe_does_not_kill_the_agent(collector, make_agent):
     collector.wait_for_events(1, timeout=10)
     assert agent.proc.poll() is None
     assert agent.stop() == 0
+
+
+def test_hundreds_of_connections_at_once(collector, make_agent):
+    agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": 50}})
+    conns = [connect(agent) for _ in range(300)]
+    for i, s in enumerate(conns):  # every connection open before any sends
+        s.sendall(msgpack.packb(dict(VALID, properties={"conn": i, "half": 0}))
+                  + msgpack.packb(dict(VALID, properties={"conn": i, "half": 1}))[:5])
+    for i, s in enumerate(conns):  # finish each second event
+        s.sendall(msgpack.packb(dict(VALID, properties={"conn": i, "half": 1}))[5:])
+        s.close()
+    got = collector.wait_for_events(600, timeout=20)
+    agent.stop()
+    assert sorted((e["properties"]["conn"], e["properties"]["half"]) for e in got) == \
+        [(i, h) for i in range(300) for h in (0, 1)]
