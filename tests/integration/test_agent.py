@@ -321,3 +321,30 @@ def test_hundreds_of_connections_at_once(collector, make_agent):
     agent.stop()
     assert sorted((e["properties"]["conn"], e["properties"]["half"]) for e in got) == \
         [(i, h) for i in range(300) for h in (0, 1)]
+
+
+def test_log_level_controls_what_is_logged(make_agent):
+    quiet = make_agent({"agent": {"log_level": "warn"}})
+    loud = make_agent({"agent": {"log_level": "debug"}})
+    for agent in (quiet, loud):
+        send_events(agent, [VALID])
+        time.sleep(0.2)
+        agent.stop()
+    assert "debug: connection" in loud.stderr
+    assert "debug:" not in quiet.stderr and "info:" not in quiet.stderr
+    assert "stopped:" in loud.stderr
+
+
+def test_install_puts_files_in_place(tmp_path):
+    build = os.path.dirname(AGENT_BIN)
+    prefix = tmp_path / "prefix"
+    r = subprocess.run(["cmake", "--install", build, "--prefix", str(prefix)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for path in ["bin/telemetry-agent", "etc/telemetry-agent.ini",
+                 "share/telemetry-agent/events.txt"]:
+        assert (prefix / path).is_file(), path
+    names = (prefix / "share/telemetry-agent/events.txt").read_text().split()
+    assert len(names) == 66 and "project:pipeline:saved" in names
+    ini = (prefix / "etc/telemetry-agent.ini").read_text()
+    assert "url = stdout" in ini

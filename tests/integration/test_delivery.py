@@ -94,6 +94,8 @@ def test_503_then_200_resends_identical_events(collector, make_agent):
     assert len(first) == 20
     assert uuids_of(reqs[1]["json"]["batch"]) == first
     assert uuids_of(reqs[2]["json"]["batch"]) == first
+    sent_ats = [r["json"]["sent_at"] for r in reqs[:3]]
+    assert len(set(sent_ats)) == 3, f"sent_at not refreshed per attempt: {sent_ats}"
     assert len(collector.events()) == 20
     assert agent.stats()["delivered"] == 20
 
@@ -179,6 +181,8 @@ def test_retry_max_elapsed_gives_up(collector, make_agent):
     time.sleep(1.5)
     agent.stop()
     assert agent.stats()["dropped_retry_expired"] == 4
+    # backoff of at least retry_initial_ms (100) between attempts: no tight loop
+    assert 2 <= len(collector.requests()) <= 8
     assert "giving up" in agent.stderr
 
 
@@ -214,3 +218,23 @@ def test_gzip_off_sends_plain_json(collector, make_agent):
     agent.stop()
     assert "content-encoding" not in reqs[0]["headers"]
     assert reqs[0]["json"]["batch"][0]["properties"]["seq"] == 0
+
+
+def test_requests_in_flight_are_bounded_and_connections_reused(collector, make_agent):
+    agent = make_agent({"backend": backend(collector, max_in_flight=2, timeout_ms=60000),
+                        "batch": {"max_events": 1, "max_age_ms": 50}})
+    collector.plan(action="hang", count=2)
+    send_events(agent, [event(i) for i in range(6)])
+    time.sleep(1.0)
+    assert len(collector.requests()) == 2, "more requests than backend.max_in_flight"
+    agent.proc.kill()
+    agent.proc.wait()
+    agent.proc = None
+
+    collector.clear()
+    agent = make_agent({"backend": backend(collector, max_in_flight=1),
+                        "batch": {"max_events": 1, "max_age_ms": 50}})
+    send_events(agent, [event(i) for i in range(5)])
+    reqs = collector.wait_for_requests(5, timeout=10)
+    agent.stop()
+    assert len({r["connection"] for r in reqs}) == 1, "the connection was not kept alive"
