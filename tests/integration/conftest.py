@@ -28,12 +28,9 @@ EVENTS_FILE = os.path.join(ROOT, "proto", "events.txt")
 
 
 def load_payloads():
-    """Realistic Orchest events ({"event", "properties"}) from shared/."""
+    """Realistic Orchest-shaped events ({"event", "properties"}), 100 B to 1.5 KB."""
     import json
-    path = os.path.join(os.path.dirname(ROOT), "shared", "orchest-payloads.ndjson")
-    if not os.path.exists(path):
-        path = os.path.join(ROOT, "tests", "integration", "orchest-payloads.ndjson")
-    with open(path) as f:
+    with open(os.path.join(HERE, "orchest-payloads.ndjson")) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
