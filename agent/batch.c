@@ -32,10 +32,11 @@ static void batch_free(struct batch *batch)
 
 void batcher_destroy(struct batcher *b)
 {
-    if (b->open) {
+    if (b->open != NULL && b->open->count > 0)
         batcher_release(b, b->open, 0, DROP_SHUTDOWN);
-        b->open = NULL;
-    }
+    else if (b->open != NULL)
+        batch_free(b->open);
+    b->open = NULL;
     if (b->age_timer)
         event_free(b->age_timer);
     b->age_timer = NULL;

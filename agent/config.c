@@ -297,6 +297,18 @@ static char *config_read_line(char *line, int size, void *arg)
     const char *s = line;
     while (isspace((unsigned char)*s))
         s++;
+    size_t len = strlen(line);
+    if (len > 0 && line[len - 1] != '\n' && !feof(p->file)) {
+        /* longer than inih can hold: skip the rest, which is fine for a comment */
+        int c;
+        while ((c = fgetc(p->file)) != EOF && c != '\n')
+            ;
+        if (*s != ';' && *s != '#')
+            config_fail(p, "line longer than %d bytes (allowed: at most %d bytes a line)",
+                        size - 2, size - 2);
+        line[0] = '\0';
+        return line;
+    }
     if (*s == '[') {
         const char *end = strchr(s, ']');
         if (end != NULL) {
@@ -343,8 +355,8 @@ static int config_ini_handler(void *arg, const char *section, const char *name, 
     }
     size_t idx = (size_t)(k - config_keys);
     if (p->seen[idx]++) {
-        config_fail(p, "[%s] %s is set twice (continuation lines are not supported)", section,
-                    name);
+        config_fail(p, "[%s] %s is set twice (allowed: each key once; continuation lines are "
+                    "not supported)", section, name);
         return 1;
     }
     if (config_set(p->cfg, k, value) < 0) {
@@ -368,7 +380,7 @@ static int config_parse_file(struct config *cfg, const char *path, char *err, si
     fclose(p.file);
     if (!p.failed && rc > 0) {
         p.line = rc;
-        config_fail(&p, "not an INI line (expected [section], key = value, or a ; comment)");
+        config_fail(&p, "not an INI line (allowed: [section], key = value, or a ; comment)");
     }
     return p.failed ? -1 : 0;
 }
@@ -421,7 +433,7 @@ static int config_read_api_key_file(struct config *cfg, char *err, size_t errlen
     }
     char key[1024];
     size_t n = fread(key, 1, sizeof key - 1, f);
-    int too_long = !feof(f);
+    int too_long = fgetc(f) != EOF;
     fclose(f);
     key[n] = '\0';
     char *start = key;

@@ -91,9 +91,9 @@ enum frame_status frame_scan(struct frame_scanner *s, const unsigned char *data,
         if (h == 0 || payload > len - s->pos - (size_t)h)
             return FRAME_INCOMPLETE;
         s->pos += (size_t)h + payload;
+        if (is_container && s->depth == FRAME_MAX_DEPTH)
+            return FRAME_TOO_DEEP; /* msgpack-c refuses even an empty one here */
         if (is_container && elements > 0) {
-            if (s->depth == FRAME_MAX_DEPTH)
-                return FRAME_TOO_DEEP;
             s->remaining[s->depth++] = elements;
             continue;
         }

@@ -29,12 +29,16 @@ void uuid_v7(int64_t ms, char out[UUID_TEXT_LEN + 1])
     static const char hex[] = "0123456789abcdef";
     uint8_t b[16];
     uint64_t rnd = uuid_random64();
-    if (ms == uuid_last_ms && uuid_counter < 0xfff) {
-        uuid_counter++;
-    } else {
+    if (ms > uuid_last_ms || ms < uuid_last_ms - 1000) { /* later, or the clock was reset */
         uuid_last_ms = ms;
         uuid_counter = (unsigned)(uuid_random64() & 0x3ff); /* leave room to count up */
+    } else if (uuid_counter < 0xfff) {
+        uuid_counter++; /* same millisecond, or a small step back */
+    } else {
+        uuid_last_ms++; /* counter exhausted: borrow the next millisecond */
+        uuid_counter = 0;
     }
+    ms = uuid_last_ms;
     for (int i = 0; i < 6; i++)
         b[i] = (uint8_t)((uint64_t)ms >> (40 - 8 * i));
     b[6] = (uint8_t)(0x70 | (uuid_counter >> 8));

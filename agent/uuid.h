@@ -3,7 +3,9 @@
  *
  * Agent-made ids carry the event's millisecond timestamp in their first 48
  * bits, so ids sort by time; a per-millisecond counter in the next 12 bits
- * keeps ids made in the same millisecond in order. The rest is random from a
+ * keeps ids made in the same millisecond in order (past 4096 in one
+ * millisecond, or if the clock steps back by up to a second, the timestamp
+ * field runs ahead of the clock so that ids stay strictly increasing). The rest is random from a
  * generator seeded by getrandom().
  */
 #ifndef TA_UUID_H

@@ -110,6 +110,13 @@ static void mp_vpack(struct mp *m, const char *fmt, va_list ap)
             msgpack_pack_ext_with_body(pk, data, len, (int8_t)type);
             break;
         }
+        case 'T': {
+            msgpack_timestamp ts;
+            ts.tv_sec = va_arg(ap, int64_t);
+            ts.tv_nsec = va_arg(ap, unsigned);
+            msgpack_pack_timestamp(pk, &ts);
+            break;
+        }
         default:
             mp_die("unknown format character", fmt);
         }

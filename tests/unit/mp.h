@@ -17,6 +17,8 @@
  *     n                              nil
  *     x      const void *, size_t    bin
  *     e      int, const void *, size_t   ext of that type
+ *     T      int64_t, unsigned       msgpack timestamp (ext -1) of seconds and
+ *                                    nanoseconds, packed by msgpack_pack_timestamp
  *     Spaces, ':' and ',' are ignored, so "{s:s, s:I}" reads like JSON.
  *
  * mp_build() starts over, packs, and unpacks the result with

@@ -1,0 +1,523 @@
+/*
+ * encode_value and encode_event: the JSON they write is parsed with jansson
+ * and the parsed values are checked, so every test also proves the output is
+ * valid JSON (jansson rejects raw control characters and invalid UTF-8).
+ */
+#include "check.h"
+#include "config.h"
+#include "decode.h"
+#include "encode.h"
+#include "mp.h"
+#include "props.h"
+#include "support.h"
+
+#include <math.h>
+#include <string.h>
+
+static struct mp m;
+
+/* 2023-11-14T22:13:20Z */
+#define T_SECS INT64_C(1700000000)
+#define T_MS (T_SECS * 1000)
+
+/* ---- encode_value ---------------------------------------------------- */
+
+static struct buf text_buf;
+
+/* The raw JSON text encode_value writes for obj ("" if it fails), valid
+ * until the next call. */
+static const char *encode_text(const msgpack_object *obj)
+{
+    buf_truncate(&text_buf, 0);
+    if (!CHECK_EQ_INT(encode_value(&text_buf, obj, 0), ENCODE_OK) ||
+        buf_append_char(&text_buf, '\0') < 0)
+        return "";
+    return text_buf.data;
+}
+
+/* Encode a str of `len` bytes and CHECK it parses back as exactly `want`. */
+static void check_string(const char *what, const char *in, size_t len, const char *want,
+                         size_t want_len)
+{
+    check_context("%s", what);
+    json_t *v = js_encode_value(mp_build(&m, "S", in, len));
+    if (CHECK(json_is_string(v)))
+        CHECK_MEM_EQ(json_string_value(v), json_string_length(v), want, want_len);
+    json_decref(v);
+    check_context(NULL);
+}
+
+static void test_string_escapes(void)
+{
+    static const char text[] = "q\"b\\s/c\x01n\nt\tr\rf\fb\b\x1f\x7f end";
+    check_string("escapes", text, sizeof text - 1, text, sizeof text - 1);
+    static const char nul[] = "a\0b";
+    const char *text_nul = encode_text(mp_build(&m, "S", nul, (size_t)3));
+    CHECK_STR_EQ(text_nul, "\"a\\u0000b\"");
+    json_t *v = js_parse_flags(text_nul, strlen(text_nul), JSON_ALLOW_NUL);
+    CHECK_MEM_EQ(json_string_value(v), json_string_length(v), nul, 3);
+    json_decref(v);
+    CHECK_STR_EQ(encode_text(mp_build(&m, "s", "\x01\n\t\"\\")), "\"\\u0001\\n\\t\\\"\\\\\"");
+    check_string("empty", "", 0, "", 0);
+}
+
+/* Encode "a" + bad + "b": it must parse as "a", one or more U+FFFD, "b". */
+static void check_replaced(const char *what, const char *bad, size_t bad_len)
+{
+    char in[16];
+    in[0] = 'a';
+    memcpy(in + 1, bad, bad_len);
+    in[1 + bad_len] = 'b';
+    check_context("%s", what);
+    json_t *v = js_encode_value(mp_build(&m, "S", in, bad_len + 2));
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (CHECK(s != NULL) && CHECK(len >= 5) && CHECK(s[0] == 'a') && CHECK(s[len - 1] == 'b')) {
+        CHECK_EQ_UINT((len - 2) % 3, 0);
+        for (size_t i = 1; i + 1 < len; i += 3)
+            CHECK_MEM_EQ(s + i, 3, "\xef\xbf\xbd", 3);
+    }
+    json_decref(v);
+    check_context(NULL);
+}
+
+static void test_invalid_utf8(void)
+{
+    check_replaced("lone 0xff", "\xff", 1);
+    check_replaced("lone continuation byte", "\x80", 1);
+    check_replaced("truncated 3-byte sequence", "\xe2\x82", 2);
+    check_replaced("truncated 4-byte sequence", "\xf0\x9f\x98", 3);
+    check_replaced("overlong 0xc0 0x80", "\xc0\x80", 2);
+    check_replaced("overlong 3-byte slash", "\xe0\x80\xaf", 3);
+    check_replaced("surrogate ed a0 80", "\xed\xa0\x80", 3);
+    check_replaced("past U+10FFFF", "\xf4\x90\x80\x80", 4);
+    check_replaced("0xf5 lead byte", "\xf5\x80\x80\x80", 4);
+}
+
+static void test_valid_utf8_unchanged(void)
+{
+    static const char *const texts[] = {
+        "caf\xc3\xa9",             /* U+00E9 */
+        "\xe2\x82\xac 5",          /* U+20AC */
+        "\xef\xbf\xbf",            /* U+FFFF */
+        "\xf0\x9f\x98\x80 smile",  /* U+1F600 */
+        "\xf4\x8f\xbf\xbf",        /* U+10FFFF */
+        "\xed\x9f\xbf",            /* U+D7FF, just below the surrogates */
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        check_string(texts[i], texts[i], strlen(texts[i]), texts[i], strlen(texts[i]));
+}
+
+static void test_non_finite_is_null(void)
+{
+    json_t *v = js_encode_value(mp_build(&m, "[d, d, d, f]", NAN, INFINITY, -INFINITY, (double)NAN));
+    if (CHECK(json_is_array(v)) && CHECK_EQ_UINT(json_array_size(v), 4))
+        for (size_t i = 0; i < 4; i++)
+            CHECK(json_is_null(json_array_get(v, i)));
+    json_decref(v);
+}
+
+static void test_floats(void)
+{
+    const double values[] = {1.5, -0.25, 0.1, 1e300, -2.5e-300, 5e-324, 1.0 / 3.0, 123456789.125};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        check_context("%.17g", values[i]);
+        json_t *v = js_encode_value(mp_build(&m, "d", values[i]));
+        if (CHECK(json_is_number(v)))
+            CHECK(json_number_value(v) == values[i]);
+        json_decref(v);
+    }
+    check_context(NULL);
+    json_t *v = js_encode_value(mp_build(&m, "f", 1.1));
+    if (CHECK(json_is_number(v)))
+        CHECK(json_number_value(v) == (double)1.1f);
+    json_decref(v);
+    CHECK_STR_EQ(encode_text(mp_build(&m, "d", 0.1)), "0.1");
+    CHECK_STR_EQ(encode_text(mp_build(&m, "d", 1.5)), "1.5");
+}
+
+static void test_integer_extremes(void)
+{
+    json_t *v = js_encode_value(
+        mp_build(&m, "[I, I, I, i]", INT64_MIN, INT64_MAX, (int64_t)-1, 0));
+    if (CHECK(json_is_array(v)) && CHECK_EQ_UINT(json_array_size(v), 4)) {
+        CHECK(json_integer_value(json_array_get(v, 0)) == INT64_MIN);
+        CHECK(json_integer_value(json_array_get(v, 1)) == INT64_MAX);
+        CHECK_EQ_INT(json_integer_value(json_array_get(v, 2)), -1);
+        CHECK(json_is_integer(json_array_get(v, 3)) && json_integer_value(json_array_get(v, 3)) == 0);
+    }
+    json_decref(v);
+    CHECK_STR_EQ(encode_text(mp_build(&m, "I", INT64_MIN)), "-9223372036854775808");
+
+    /* Past jansson's int64 integers: check the text, then the value as a real. */
+    static const struct {
+        uint64_t value;
+        const char *text;
+    } big[] = {{UINT64_MAX, "18446744073709551615"},
+               {(uint64_t)INT64_MAX + 1, "9223372036854775808"}};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        const char *text = encode_text(mp_build(&m, "U", big[i].value));
+        CHECK_STR_EQ(text, big[i].text);
+        v = js_parse_flags(text, strlen(text), JSON_DECODE_INT_AS_REAL);
+        if (CHECK(json_is_real(v)))
+            CHECK(json_real_value(v) == (double)big[i].value);
+        json_decref(v);
+    }
+}
+
+static void test_nested(void)
+{
+    json_t *v = js_encode_value(mp_build(&m, "{s:{s:[i, {s:n}, []]}, s:{}, s:[[b]]}", "a", "b", 1,
+                                         "c", "empty", "deep", 1));
+    json_t *list = js_at(v, "a/b");
+    if (CHECK(json_is_array(list)) && CHECK_EQ_UINT(json_array_size(list), 3)) {
+        CHECK_EQ_INT(json_integer_value(json_array_get(list, 0)), 1);
+        CHECK(json_is_null(js_at(json_array_get(list, 1), "c")));
+        CHECK(json_is_array(json_array_get(list, 2)) && json_array_size(json_array_get(list, 2)) == 0);
+    }
+    CHECK(json_is_object(js_at(v, "empty")) && json_object_size(js_at(v, "empty")) == 0);
+    CHECK(json_is_true(json_array_get(json_array_get(js_at(v, "deep"), 0), 0)));
+    CHECK_EQ_UINT(json_object_size(v), 3);
+    json_decref(v);
+}
+
+/* Strict base64 decoding, for checking json_write_base64. Returns -1 if the
+ * text is not canonical padded base64. */
+static int b64_decode(const char *s, size_t len, unsigned char *out, size_t *out_len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (len % 4 != 0)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        uint32_t v = 0;
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            const char *c = s[i + k] ? strchr(alphabet, s[i + k]) : NULL;
+            if (s[i + k] == '=' && i + 4 == len && k >= 2 && (pad || k == 2 || s[i + 3] == '='))
+                pad++, c = alphabet;
+            else if (c == NULL || pad)
+                return -1;
+            v = v << 6 | (uint32_t)(c - alphabet);
+        }
+        if (pad == 1 && s[i + 3] != '=')
+            return -1;
+        out[n++] = (unsigned char)(v >> 16);
+        if (pad < 2)
+            out[n++] = (unsigned char)(v >> 8);
+        if (pad < 1)
+            out[n++] = (unsigned char)v;
+    }
+    *out_len = n;
+    return 0;
+}
+
+static void test_binary_base64(void)
+{
+    static const unsigned char data[4] = {0xfb, 0xff, 0xbf, 0x00};
+    static const char *const expected[] = {"", "+w==", "+/8=", "+/+/", "+/+/AA=="};
+    for (size_t len = 0; len <= 4; len++) {
+        check_context("%zu bytes", len);
+        json_t *v = js_encode_value(mp_build(&m, "x", data, len));
+        unsigned char decoded[8];
+        size_t decoded_len = 99;
+        if (CHECK(json_is_string(v)) &&
+            CHECK_EQ_INT(b64_decode(json_string_value(v), json_string_length(v), decoded,
+                                    &decoded_len), 0))
+            CHECK_MEM_EQ(decoded, decoded_len, data, len);
+        CHECK_STR_EQ(json_string_value(v), expected[len]);
+        json_decref(v);
+    }
+    check_context(NULL);
+}
+
+static void test_non_string_keys(void)
+{
+    static const unsigned char bin[2] = {'a', 'b'};
+    json_t *v = js_encode_value(mp_build(&m, "{i:s, n:s, b:s, d:s, [i,i]:s, i:s, x:s, {s:i}:s, U:s}",
+                                         1, "int", "nil", 1, "bool", 1.5, "float", 1, 2, "array",
+                                         -3, "negative", bin, sizeof bin, "bin", "k", 1, "map",
+                                         UINT64_MAX, "big"));
+    static const struct {
+        const char *key, *value;
+    } want[] = {{"1", "int"},     {"null", "nil"},     {"true", "bool"},  {"1.5", "float"},
+                {"[1,2]", "array"}, {"-3", "negative"}, {"YWI=", "bin"},  {"{\"k\":1}", "map"},
+                {"18446744073709551615", "big"}};
+    if (!CHECK(json_is_object(v)))
+        return;
+    CHECK_EQ_UINT(json_object_size(v), sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        check_context("key %s", want[i].key);
+        CHECK_STR_EQ(json_string_value(json_object_get(v, want[i].key)), want[i].value);
+    }
+    json_decref(v);
+}
+
+static void test_ext(void)
+{
+    unsigned char event_time[8];
+    mp_put_be(event_time, (uint64_t)T_SECS, 4);
+    mp_put_be(event_time + 4, 5000000, 4);
+    static const unsigned char other[3] = {1, 2, 3};
+    json_t *v = js_encode_value(mp_build(&m, "[T, e, e, e]", T_SECS, 123000000u, 0, event_time,
+                                         sizeof event_time, 5, other, sizeof other, -1, other,
+                                         sizeof other));
+    if (CHECK(json_is_array(v))) {
+        CHECK_STR_EQ(json_string_value(json_array_get(v, 0)), "2023-11-14T22:13:20.123Z");
+        CHECK_STR_EQ(json_string_value(json_array_get(v, 1)), "2023-11-14T22:13:20.005Z");
+        CHECK_STR_EQ(json_string_value(json_array_get(v, 2)), "AQID"); /* other ext: base64 */
+        CHECK_STR_EQ(json_string_value(json_array_get(v, 3)), "AQID"); /* bad timestamp size */
+    }
+    json_decref(v);
+
+    v = js_encode_value(mp_build(&m, "{T:i}", T_SECS, 0u, 1));
+    CHECK_EQ_INT(json_integer_value(json_object_get(v, "2023-11-14T22:13:20.000Z")), 1);
+    json_decref(v);
+}
+
+/* Hand-built nesting: msgpack-c will not unpack more than 32 levels. */
+#define DEEP_MAX 64
+static msgpack_object deep_nodes[DEEP_MAX + 1];
+static msgpack_object_kv deep_kvs[DEEP_MAX];
+
+/* `levels` nested containers (one-element arrays, or maps {"k": ...}) around
+ * nil, so the nil sits at depth `levels`. */
+static const msgpack_object *deep(int levels, int maps)
+{
+    deep_nodes[levels].type = MSGPACK_OBJECT_NIL;
+    for (int i = levels - 1; i >= 0; i--) {
+        if (maps) {
+            deep_kvs[i].key.type = MSGPACK_OBJECT_STR;
+            deep_kvs[i].key.via.str.ptr = "k";
+            deep_kvs[i].key.via.str.size = 1;
+            deep_kvs[i].val = deep_nodes[i + 1];
+            deep_nodes[i].type = MSGPACK_OBJECT_MAP;
+            deep_nodes[i].via.map.size = 1;
+            deep_nodes[i].via.map.ptr = &deep_kvs[i];
+        } else {
+            deep_nodes[i].type = MSGPACK_OBJECT_ARRAY;
+            deep_nodes[i].via.array.size = 1;
+            deep_nodes[i].via.array.ptr = &deep_nodes[i + 1];
+        }
+    }
+    return &deep_nodes[0];
+}
+
+static enum encode_status encode_status_of(const msgpack_object *obj)
+{
+    struct buf out = BUF_INIT;
+    enum encode_status rc = encode_value(&out, obj, 0);
+    buf_free(&out);
+    return rc;
+}
+
+static void test_too_deep(void)
+{
+    for (int maps = 0; maps <= 1; maps++) {
+        check_context("%s", maps ? "maps" : "arrays");
+        json_t *v = js_encode_value(deep(ENCODE_MAX_DEPTH, maps));
+        CHECK(v != NULL);
+        json_decref(v);
+        CHECK_EQ_INT(encode_status_of(deep(ENCODE_MAX_DEPTH + 1, maps)), ENCODE_TOO_DEEP);
+        CHECK_EQ_INT(encode_status_of(deep(DEEP_MAX, maps)), ENCODE_TOO_DEEP);
+    }
+    check_context(NULL);
+
+    /* a deep map key counts too */
+    msgpack_object_kv kv = {*deep(DEEP_MAX, 0), {.type = MSGPACK_OBJECT_NIL}};
+    msgpack_object map = {.type = MSGPACK_OBJECT_MAP, .via.map = {1, &kv}};
+    CHECK_EQ_INT(encode_status_of(&map), ENCODE_TOO_DEEP);
+}
+
+/* ---- encode_event ---------------------------------------------------- */
+
+/* Decode obj as an event, encode it and parse the JSON (NULL on failure). */
+static json_t *encode_event_json(const msgpack_object *obj, const struct encode_defaults *defaults,
+                                 int64_t now_ms)
+{
+    struct event ev;
+    enum drop_reason reason;
+    char detail[256];
+    if (!CHECK_EQ_INT(decode_event(obj, NULL, &ev, &reason, detail, sizeof detail), 0))
+        return NULL;
+    struct buf out = BUF_INIT;
+    json_t *root = NULL;
+    if (CHECK_EQ_INT(encode_event(&out, &ev, defaults, now_ms), ENCODE_OK))
+        root = js_parse_buf(&out);
+    buf_free(&out);
+    return root;
+}
+
+static const struct encode_defaults plain_defaults = {NULL, "default-host"};
+
+static void test_event_filled_in(void)
+{
+    int64_t now = T_MS + 123;
+    json_t *v = encode_event_json(mp_build(&m, "{s:s}", "event", "page \"view\""), &plain_defaults,
+                                  now);
+    if (!CHECK(json_is_object(v)))
+        return;
+    CHECK_EQ_UINT(json_object_size(v), 5);
+    CHECK_STR_EQ(json_string_value(js_at(v, "event")), "page \"view\"");
+    CHECK(json_is_object(js_at(v, "properties")) && json_object_size(js_at(v, "properties")) == 0);
+    CHECK_STR_EQ(json_string_value(js_at(v, "distinct_id")), "default-host");
+    CHECK_STR_EQ(json_string_value(js_at(v, "timestamp")), "2023-11-14T22:13:20.123Z");
+    CHECK_STR_EQ(uuid_v7_problem(json_string_value(js_at(v, "uuid")), now), NULL);
+    json_decref(v);
+}
+
+static void test_event_own_fields_kept(void)
+{
+    json_t *v = encode_event_json(
+        mp_build(&m, "{s:s, s:s, s:s, s:s, s:{s:i}}", "event", "e", "uuid",
+                 "018BCFE5-6A00-7ABC-8DEF-0123456789AB", "distinct_id", "user-1", "timestamp",
+                 "2020-02-29T12:00:00.5+02:00", "properties", "n", 1),
+        &plain_defaults, T_MS);
+    CHECK_STR_EQ(json_string_value(js_at(v, "uuid")), "018bcfe5-6a00-7abc-8def-0123456789ab");
+    CHECK_STR_EQ(json_string_value(js_at(v, "distinct_id")), "user-1");
+    CHECK_STR_EQ(json_string_value(js_at(v, "timestamp")), "2020-02-29T10:00:00.500Z");
+    CHECK_EQ_INT(json_integer_value(js_at(v, "properties/n")), 1);
+    json_decref(v);
+
+    /* a timestamp of 0 is a real time, not "missing" */
+    v = encode_event_json(mp_build(&m, "{s:s, s:i}", "event", "e", "timestamp", 0), &plain_defaults,
+                          T_MS);
+    CHECK_STR_EQ(json_string_value(js_at(v, "timestamp")), "1970-01-01T00:00:00.000Z");
+    json_decref(v);
+}
+
+static struct props_node *make_defaults_tree(void)
+{
+    static const char *const pairs[][2] = {
+        {"flag", "true"},        {"count", "4"},         {"ratio", "1.5"},
+        {"nothing", "null"},     {"quoted", "\"quoted\""}, {"text", "plain text"},
+        {"app.version", "v2"},   {"app.build", "7"},     {"app.deep.x", "1"},
+        {"sys.gpu", "0"},        {"env", "prod"},
+    };
+    struct props_node *root = props_new();
+    char err[256];
+    for (size_t i = 0; root != NULL && i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (!CHECK_EQ_INT(props_add(root, pairs[i][0], pairs[i][1], err, sizeof err), 0))
+            fprintf(stderr, "    %s\n", err);
+    }
+    return root;
+}
+
+static void check_merged(json_t *p)
+{
+    CHECK_STR_EQ(json_string_value(js_at(p, "count")), "mine");       /* event wins */
+    CHECK_STR_EQ(json_string_value(js_at(p, "app/version")), "event-v");
+    CHECK_EQ_INT(json_integer_value(js_at(p, "app/extra")), 1);
+    CHECK_EQ_INT(json_integer_value(js_at(p, "app/build")), 7);      /* merged in */
+    CHECK_EQ_INT(json_integer_value(js_at(p, "app/deep/x")), 1);
+    CHECK_EQ_UINT(json_object_size(js_at(p, "app")), 4);
+    CHECK_EQ_INT(json_integer_value(js_at(p, "sys")), 5);            /* non-map wins */
+    CHECK_STR_EQ(json_string_value(js_at(p, "env/region")), "eu");   /* map beats a leaf */
+    CHECK_EQ_UINT(json_object_size(js_at(p, "env")), 1);
+    CHECK(json_is_true(js_at(p, "flag")));
+    CHECK(json_is_real(js_at(p, "ratio")) && json_real_value(js_at(p, "ratio")) == 1.5);
+    CHECK(js_at(p, "nothing") != NULL && json_is_null(js_at(p, "nothing")));
+    CHECK_STR_EQ(json_string_value(js_at(p, "quoted")), "quoted");
+    CHECK_STR_EQ(json_string_value(js_at(p, "text")), "plain text");
+    CHECK_EQ_UINT(json_object_size(p), 9);
+}
+
+static void test_properties_merged(void)
+{
+    struct props_node *tree = make_defaults_tree();
+    struct encode_defaults defaults = {tree, "h"};
+    const msgpack_object *obj = mp_build(
+        &m, "{s:s, s:{s:s, s:{s:s, s:i}, s:i, s:{s:s}}}", "event", "e", "properties", "count",
+        "mine", "app", "version", "event-v", "extra", 1, "sys", 5, "env", "region", "eu");
+    struct event ev;
+    enum drop_reason reason;
+    char detail[256];
+    struct buf out = BUF_INIT;
+    if (CHECK_EQ_INT(decode_event(obj, NULL, &ev, &reason, detail, sizeof detail), 0) &&
+        CHECK_EQ_INT(encode_event(&out, &ev, &defaults, T_MS), ENCODE_OK)) {
+        json_t *v = js_parse_buf(&out);
+        check_merged(js_at(v, "properties"));
+        json_decref(v);
+        /* merging must not repeat a key the event already has */
+        v = js_parse_flags(out.data, out.len, JSON_REJECT_DUPLICATES);
+        CHECK(v != NULL);
+        json_decref(v);
+    }
+    buf_free(&out);
+
+    /* an event without properties gets the whole tree */
+    json_t *v = encode_event_json(mp_build(&m, "{s:s, s:n}", "event", "e", "properties"),
+                                  &defaults, T_MS);
+    CHECK_EQ_INT(json_integer_value(js_at(v, "properties/count")), 4);
+    CHECK_STR_EQ(json_string_value(js_at(v, "properties/app/version")), "v2");
+    CHECK_STR_EQ(json_string_value(js_at(v, "properties/env")), "prod");
+    CHECK_EQ_UINT(json_object_size(js_at(v, "properties")), 9);
+    json_decref(v);
+    props_free(tree);
+}
+
+/* The configured defaults always carry $lib and $lib_version. */
+static void test_lib_properties(void)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_LEN];
+    char *env[] = {NULL};
+    if (!CHECK_EQ_INT(config_load(&cfg, NULL, env, err, sizeof err), 0))
+        return;
+    struct encode_defaults defaults = {cfg.properties, cfg.distinct_id};
+    json_t *v = encode_event_json(mp_build(&m, "{s:s}", "event", "e"), &defaults, T_MS);
+    CHECK_STR_EQ(json_string_value(js_at(v, "properties/$lib")), "telemetry-agent");
+    const char *version = json_string_value(js_at(v, "properties/$lib_version"));
+    CHECK(version != NULL && version[0] != '\0');
+    CHECK_STR_EQ(json_string_value(js_at(v, "distinct_id")), cfg.distinct_id);
+    json_decref(v);
+
+    v = encode_event_json(mp_build(&m, "{s:s, s:{s:s}}", "event", "e", "properties", "$lib", "py"),
+                          &defaults, T_MS);
+    CHECK_STR_EQ(json_string_value(js_at(v, "properties/$lib")), "py");
+    CHECK(json_is_string(js_at(v, "properties/$lib_version")));
+    json_decref(v);
+    config_free(&cfg);
+}
+
+static void test_event_too_deep(void)
+{
+    msgpack_object_kv kv = {{.type = MSGPACK_OBJECT_STR, .via.str = {4, "deep"}}, *deep(DEEP_MAX, 1)};
+    struct event ev = {.name = "e", .name_len = 1, .properties = &(msgpack_object_map){1, &kv},
+                       .timestamp_ms = -1};
+    struct buf out = BUF_INIT;
+    CHECK_EQ_INT(encode_event(&out, &ev, &plain_defaults, T_MS), ENCODE_TOO_DEEP);
+    buf_free(&out);
+
+    kv.val = *deep(20, 1);
+    CHECK_EQ_INT(encode_event(&out, &ev, &plain_defaults, T_MS), ENCODE_OK);
+    json_t *v = js_parse_buf(&out);
+    CHECK(json_is_object(js_at(v, "properties/deep/k/k/k")));
+    json_decref(v);
+    buf_free(&out);
+}
+
+int main(void)
+{
+    mp_init(&m);
+    RUN(test_string_escapes);
+    RUN(test_invalid_utf8);
+    RUN(test_valid_utf8_unchanged);
+    RUN(test_non_finite_is_null);
+    RUN(test_floats);
+    RUN(test_integer_extremes);
+    RUN(test_nested);
+    RUN(test_binary_base64);
+    RUN(test_non_string_keys);
+    RUN(test_ext);
+    RUN(test_too_deep);
+    RUN(test_event_filled_in);
+    RUN(test_event_own_fields_kept);
+    RUN(test_properties_merged);
+    RUN(test_lib_properties);
+    RUN(test_event_too_deep);
+    buf_free(&text_buf);
+    mp_free(&m);
+    return check_finish();
+}

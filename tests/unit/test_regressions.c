@@ -1,0 +1,196 @@
+/*
+ * Regression tests for bugs found in agent/ and fixed: uuid order past 4096
+ * ids in a millisecond, config messages that must say what is allowed, long
+ * config lines, a 1023-byte API key file, empty containers at the nesting
+ * limit, and an empty open batch at shutdown. Each case is its own ctest
+ * (unit_regression_<name>); run one with: test_regressions <name>.
+ */
+#include "batch.h"
+#include "check.h"
+#include "config.h"
+#include "frame.h"
+#include "support.h"
+#include "uuid.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* uuid.h: "a per-millisecond counter ... keeps ids made in the same
+ * millisecond in order". When the 12-bit counter reaches 0xfff, uuid_v7()
+ * restarts it at a random value below 0x400, so the next id sorts before the
+ * previous one (after 3073 to 4096 ids in one millisecond). */
+static void uuid_order_after_counter_overflow(void)
+{
+    char prev[UUID_TEXT_LEN + 1], id[UUID_TEXT_LEN + 1];
+    uuid_v7(INT64_C(1700000000000), prev);
+    for (int i = 1; i < 5000; i++) {
+        uuid_v7(INT64_C(1700000000000), id);
+        check_context("id %d: %s after %s", i, id, prev);
+        if (!CHECK_LT(strcmp(prev, id), 0))
+            break;
+        memcpy(prev, id, sizeof id);
+    }
+}
+
+/* Load `ini`; returns config_load's result and the message in err. */
+static int load(const char *ini, char *err, size_t errlen)
+{
+    struct config cfg;
+    char *env[] = {NULL};
+    char *path = tmp_file(ini);
+    if (!CHECK(path != NULL))
+        return -2;
+    int rc = config_load(&cfg, path, env, err, errlen);
+    if (rc == 0)
+        config_free(&cfg);
+    tmp_file_remove(path);
+    return rc;
+}
+
+/* config.h: the error names "file, line, key, value and what is allowed".
+ * config.c:346 "[batch] max_events is set twice (continuation lines are not
+ * supported)" says nothing about what is allowed. */
+static void config_duplicate_key_says_allowed(void)
+{
+    char err[CONFIG_ERR_LEN];
+    if (CHECK_EQ_INT(load("[batch]\nmax_events = 10\nmax_events = 20\n", err, sizeof err), -1)) {
+        CHECK_CONTAINS(err, "max_events");
+        CHECK_CONTAINS(err, "allowed");
+    }
+}
+
+/* config.c:371 "not an INI line (expected [section], key = value, or a ;
+ * comment)": no "allowed". */
+static void config_not_ini_line_says_allowed(void)
+{
+    char err[CONFIG_ERR_LEN];
+    if (CHECK_EQ_INT(load("[batch]\nmax_events = 10\nthis is not ini\n", err, sizeof err), -1))
+        CHECK_CONTAINS(err, "allowed");
+}
+
+/* inih reads lines of at most INI_MAX_LINE bytes. A longer comment is
+ * skipped whole; a longer setting is refused with a clear message instead of
+ * being cut and its tail read as a line of its own. */
+static void config_long_lines(void)
+{
+    char ini[1024], err[CONFIG_ERR_LEN] = "";
+    char filler[301];
+    memset(filler, 'x', 300);
+    filler[300] = '\0';
+    snprintf(ini, sizeof ini, "; %s\n[batch]\nmax_events = 10\n", filler);
+    check_context("comment of 302 bytes");
+    if (!CHECK_EQ_INT(load(ini, err, sizeof err), 0))
+        fprintf(stderr, "    %s\n", err);
+
+    snprintf(ini, sizeof ini, "[properties]\nlong = %s\n", filler);
+    check_context("property value of 300 bytes");
+    if (CHECK_EQ_INT(load(ini, err, sizeof err), -1)) {
+        CHECK_CONTAINS(err, ":2:");
+        CHECK_CONTAINS(err, "longer than");
+        CHECK_CONTAINS(err, "allowed");
+    }
+}
+
+/* config.c:423: fread of sizeof key - 1 = 1023 bytes, then too_long =
+ * !feof(f): a file of exactly 1023 bytes has not hit EOF yet and is refused
+ * as "file too large (allowed: one key of 1 to 1023 bytes)". */
+static void config_api_key_file_of_1023_bytes(void)
+{
+    char key[1024];
+    memset(key, 'k', 1022);
+    key[1022] = '\n';
+    key[1023] = '\0';
+    char *key_path = tmp_file(key);
+    char ini[4200], err[CONFIG_ERR_LEN] = "";
+    snprintf(ini, sizeof ini, "[backend]\napi_key_file = %s\n", key_path);
+    if (!CHECK_EQ_INT(load(ini, err, sizeof err), 0))
+        fprintf(stderr, "    %s\n", err);
+    tmp_file_remove(key_path);
+}
+
+/* frame.h: "Same bound as msgpack-c's unpacker stack". msgpack-c refuses any
+ * container header at depth 33, even an empty one (start_container checks
+ * the stack before looking at the count); frame_scan (frame.c:94) treats an
+ * empty container as a scalar and calls the object complete, so the
+ * listener closes the connection as "msgpack the decoder refused" instead of
+ * "nested deeper than 32 levels". */
+static void frame_empty_container_33_deep(void)
+{
+    unsigned char data[FRAME_MAX_DEPTH + 1];
+    memset(data, 0x91, FRAME_MAX_DEPTH);
+    data[FRAME_MAX_DEPTH] = 0x90; /* [[[ ... [] ... ]]] */
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int unpacked = msgpack_unpack_next(&up, (const char *)data, sizeof data, &off) ==
+                   MSGPACK_UNPACK_SUCCESS;
+    msgpack_unpacked_destroy(&up);
+    struct frame_scanner s;
+    size_t object_len;
+    frame_reset(&s);
+    enum frame_status st = frame_scan(&s, data, sizeof data, &object_len);
+    CHECK_EQ_INT(unpacked, 0);
+    CHECK_EQ_INT(st, FRAME_TOO_DEEP);
+}
+
+static void ignore_sealed(struct batch *batch, void *arg)
+{
+    (void)batch;
+    (void)arg;
+}
+
+/* batch.c:35-36: batcher_destroy releases the open batch even when it holds no
+ * event (one was begun and rolled back), counting a dropped batch of zero
+ * events. */
+static void batch_destroy_counts_empty_batch(void)
+{
+    struct event_base *base = event_base_new();
+    struct batch_limits limits = {10, 1 << 20, 10, 1000, 100, 1 << 20};
+    struct batcher b;
+    memset(&metrics, 0, sizeof metrics);
+    if (!CHECK(base != NULL) || !CHECK_EQ_INT(batcher_init(&b, base, &limits, ignore_sealed, NULL), 0))
+        return;
+    size_t mark;
+    struct buf *out = batcher_begin(&b, &mark);
+    if (CHECK(out != NULL))
+        buf_append_str(out, "{\"x\":1}");
+    batcher_abort(&b, mark);
+    batcher_destroy(&b);
+    event_base_free(base);
+    CHECK_EQ_UINT(metrics.batches_dropped, 0);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} bugs[] = {
+    {"uuid_order_after_counter_overflow", uuid_order_after_counter_overflow},
+    {"config_duplicate_key_says_allowed", config_duplicate_key_says_allowed},
+    {"config_not_ini_line_says_allowed", config_not_ini_line_says_allowed},
+    {"config_long_lines", config_long_lines},
+    {"config_api_key_file_of_1023_bytes", config_api_key_file_of_1023_bytes},
+    {"frame_empty_container_33_deep", frame_empty_container_33_deep},
+    {"batch_destroy_counts_empty_batch", batch_destroy_counts_empty_batch},
+};
+
+int main(int argc, char **argv)
+{
+    int ran = 0;
+    for (size_t i = 0; i < sizeof bugs / sizeof bugs[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], bugs[i].name) != 0)
+            continue;
+        check_test_ = bugs[i].name;
+        check_context(NULL);
+        int before = check_failures_;
+        bugs[i].fn();
+        printf("%-4s %s\n", check_failures_ == before ? "ok" : "FAIL", bugs[i].name);
+        fflush(stdout);
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no known bug named '%s'\n", argc > 1 ? argv[1] : "");
+        return 2;
+    }
+    return check_finish();
+}
