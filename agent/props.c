@@ -71,6 +71,18 @@ static int props_is_json_number(const char *s)
     return *s == '\0';
 }
 
+/* The four hex digits at s[at..at+4) (within s[0..end)), or -1. */
+static long props_hex4(const char *s, size_t end, size_t at)
+{
+    long v = 0;
+    for (size_t k = at; k < at + 4; k++) {
+        if (k >= end || !strchr("0123456789abcdefABCDEF", s[k]) || s[k] == '\0')
+            return -1;
+        v = v * 16 + (s[k] <= '9' ? s[k] - '0' : (s[k] | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
 static int props_is_json_string(const char *s)
 {
     size_t len = strlen(s);
@@ -85,10 +97,18 @@ static int props_is_json_string(const char *s)
             if (i >= len - 1)
                 return 0;
             if (s[i] == 'u') {
-                for (int k = 1; k <= 4; k++)
-                    if (i + k >= len - 1 || !strchr("0123456789abcdefABCDEF", s[i + k]))
-                        return 0;
+                long unit = props_hex4(s, len - 1, i + 1);
+                if (unit < 0 || (unit >= 0xdc00 && unit <= 0xdfff))
+                    return 0; /* malformed, or a low surrogate alone */
                 i += 4;
+                if (unit >= 0xd800 && unit <= 0xdbff) { /* must pair with a low surrogate */
+                    long low = i + 2 < len - 1 && s[i + 1] == '\\' && s[i + 2] == 'u'
+                                   ? props_hex4(s, len - 1, i + 3)
+                                   : -1;
+                    if (low < 0xdc00 || low > 0xdfff)
+                        return 0;
+                    i += 6;
+                }
             } else if (!strchr("\"\\/bfnrt", s[i])) {
                 return 0;
             }

@@ -74,6 +74,21 @@ struct registry *registry_load(const char *path, char *err, size_t errlen)
     int lineno = 0;
     while (r != NULL && fgets(line, sizeof line, f) != NULL) {
         lineno++;
+        size_t raw = strlen(line);
+        if (raw > 0 && line[raw - 1] != '\n' && !feof(f)) {
+            int c; /* longer than any name: skip the rest of the line */
+            while ((c = fgetc(f)) != EOF && c != '\n')
+                ;
+            if (line[strspn(line, " \t")] != '#') {
+                snprintf(err, errlen, "[events] registry = '%s': line %d is longer than %zu bytes "
+                         "(allowed: event names of at most %zu bytes)", path, lineno,
+                         sizeof line - 2, sizeof line - 2);
+                fclose(f);
+                registry_free(r);
+                return NULL;
+            }
+            continue;
+        }
         char *s = line;
         while (isspace((unsigned char)*s))
             s++;

@@ -162,10 +162,14 @@ static inline int check_contains_(const char *hay, const char *needle, int want,
 #define CHECK_EQ_INT(a, b) check_eq_int_((intmax_t)(a), (intmax_t)(b), #a, #b, __FILE__, __LINE__)
 #define CHECK_EQ_UINT(a, b)                                                                        \
     check_eq_uint_((uintmax_t)(a), (uintmax_t)(b), #a, #b, __FILE__, __LINE__)
-#define CHECK_LT(a, b) check_cmp_int_((intmax_t)(a), "<", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
-#define CHECK_LE(a, b) check_cmp_int_((intmax_t)(a), "<=", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
-#define CHECK_GT(a, b) check_cmp_int_((intmax_t)(a), ">", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
-#define CHECK_GE(a, b) check_cmp_int_((intmax_t)(a), ">=", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
+#define CHECK_LT(a, b)                                                                             \
+    check_cmp_int_((intmax_t)(a), "<", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
+#define CHECK_LE(a, b)                                                                             \
+    check_cmp_int_((intmax_t)(a), "<=", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
+#define CHECK_GT(a, b)                                                                             \
+    check_cmp_int_((intmax_t)(a), ">", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
+#define CHECK_GE(a, b)                                                                             \
+    check_cmp_int_((intmax_t)(a), ">=", (intmax_t)(b), #a, #b, __FILE__, __LINE__)
 #define CHECK_STR_EQ(a, b) check_str_eq_((a), (b), #a, #b, __FILE__, __LINE__)
 #define CHECK_MEM_EQ(a, alen, b, blen)                                                             \
     check_mem_eq_((const char *)(a), (alen), (const char *)(b), (blen), #a, #b, __FILE__, __LINE__)

@@ -49,7 +49,8 @@ static int fixture_init(struct fixture *f, const struct batch_limits *limits)
     event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
     f->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
-    return CHECK(f->base != NULL) && CHECK_EQ_INT(batcher_init(&f->b, f->base, limits, on_sealed, f), 0);
+    return CHECK(f->base != NULL) &&
+           CHECK_EQ_INT(batcher_init(&f->b, f->base, limits, on_sealed, f), 0);
 }
 
 /* Deliver whatever the fake sender still holds, then tear down. */
@@ -339,7 +340,8 @@ static void test_buffer_full(void)
     fixture_destroy(&f);
 }
 
-/* Shutting down drops the open batch's events as DROP_SHUTDOWN. */
+/* Shutting down drops the open batch's events as DROP_SHUTDOWN, and counts
+ * a dropped batch only if it held any. */
 static void test_destroy_counts_open_batch(void)
 {
     struct fixture f;
@@ -351,6 +353,14 @@ static void test_destroy_counts_open_batch(void)
     CHECK_EQ_UINT(metrics.events_dropped[DROP_SHUTDOWN], 2);
     CHECK_EQ_UINT(metrics.events_buffered, 0);
     CHECK_EQ_UINT(metrics.batches_dropped, 1);
+
+    /* an open batch whose only event was refused holds nothing to count */
+    if (!fixture_init(&f, &roomy))
+        return;
+    CHECK_EQ_INT(add_event(&f, 0, 2000), BATCH_EVENT_TOO_LARGE);
+    fixture_destroy(&f);
+    CHECK_EQ_UINT(metrics.batches_dropped, 0);
+    CHECK_EQ_UINT(metrics_dropped_total(), 0);
 }
 
 int main(void)

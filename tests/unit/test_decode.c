@@ -67,8 +67,9 @@ static void test_event_only(void)
 static void test_properties_map(void)
 {
     struct event ev;
-    if (!decode_ok(mp_build(&m, "{s:s, s:{s:i, s:[i]}}", "event", "e", "properties", "a", 1, "b", 2),
-                NULL, &ev))
+    const msgpack_object *obj =
+        mp_build(&m, "{s:s, s:{s:i, s:[i]}}", "event", "e", "properties", "a", 1, "b", 2);
+    if (!decode_ok(obj, NULL, &ev))
         return;
     if (!CHECK(ev.properties != NULL))
         return;

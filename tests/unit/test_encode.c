@@ -110,7 +110,8 @@ static void test_valid_utf8_unchanged(void)
 
 static void test_non_finite_is_null(void)
 {
-    json_t *v = js_encode_value(mp_build(&m, "[d, d, d, f]", NAN, INFINITY, -INFINITY, (double)NAN));
+    json_t *v =
+        js_encode_value(mp_build(&m, "[d, d, d, f]", NAN, INFINITY, -INFINITY, (double)NAN));
     if (CHECK(json_is_array(v)) && CHECK_EQ_UINT(json_array_size(v), 4))
         for (size_t i = 0; i < 4; i++)
             CHECK(json_is_null(json_array_get(v, i)));
@@ -144,7 +145,8 @@ static void test_integer_extremes(void)
         CHECK(json_integer_value(json_array_get(v, 0)) == INT64_MIN);
         CHECK(json_integer_value(json_array_get(v, 1)) == INT64_MAX);
         CHECK_EQ_INT(json_integer_value(json_array_get(v, 2)), -1);
-        CHECK(json_is_integer(json_array_get(v, 3)) && json_integer_value(json_array_get(v, 3)) == 0);
+        json_t *zero = json_array_get(v, 3);
+        CHECK(json_is_integer(zero) && json_integer_value(zero) == 0);
     }
     json_decref(v);
     CHECK_STR_EQ(encode_text(mp_build(&m, "I", INT64_MIN)), "-9223372036854775808");
@@ -173,7 +175,8 @@ static void test_nested(void)
     if (CHECK(json_is_array(list)) && CHECK_EQ_UINT(json_array_size(list), 3)) {
         CHECK_EQ_INT(json_integer_value(json_array_get(list, 0)), 1);
         CHECK(json_is_null(js_at(json_array_get(list, 1), "c")));
-        CHECK(json_is_array(json_array_get(list, 2)) && json_array_size(json_array_get(list, 2)) == 0);
+        json_t *empty = json_array_get(list, 2);
+        CHECK(json_is_array(empty) && json_array_size(empty) == 0);
     }
     CHECK(json_is_object(js_at(v, "empty")) && json_object_size(js_at(v, "empty")) == 0);
     CHECK(json_is_true(json_array_get(json_array_get(js_at(v, "deep"), 0), 0)));
@@ -235,10 +238,10 @@ static void test_binary_base64(void)
 static void test_non_string_keys(void)
 {
     static const unsigned char bin[2] = {'a', 'b'};
-    json_t *v = js_encode_value(mp_build(&m, "{i:s, n:s, b:s, d:s, [i,i]:s, i:s, x:s, {s:i}:s, U:s}",
-                                         1, "int", "nil", 1, "bool", 1.5, "float", 1, 2, "array",
-                                         -3, "negative", bin, sizeof bin, "bin", "k", 1, "map",
-                                         UINT64_MAX, "big"));
+    json_t *v = js_encode_value(
+        mp_build(&m, "{i:s, n:s, b:s, d:s, [i,i]:s, i:s, x:s, {s:i}:s, U:s}", 1, "int", "nil", 1,
+                 "bool", 1.5, "float", 1, 2, "array", -3, "negative", bin, sizeof bin, "bin", "k",
+                 1, "map", UINT64_MAX, "big"));
     static const struct {
         const char *key, *value;
     } want[] = {{"1", "int"},     {"null", "nil"},     {"true", "bool"},  {"1.5", "float"},
@@ -483,7 +486,8 @@ static void test_lib_properties(void)
 
 static void test_event_too_deep(void)
 {
-    msgpack_object_kv kv = {{.type = MSGPACK_OBJECT_STR, .via.str = {4, "deep"}}, *deep(DEEP_MAX, 1)};
+    msgpack_object_kv kv = {{.type = MSGPACK_OBJECT_STR, .via.str = {4, "deep"}},
+                            *deep(DEEP_MAX, 1)};
     struct event ev = {.name = "e", .name_len = 1, .properties = &(msgpack_object_map){1, &kv},
                        .timestamp_ms = -1};
     struct buf out = BUF_INIT;

@@ -261,8 +261,9 @@ static void test_invalid_byte(void)
                  FRAME_COMPLETE);
 }
 
-/* `levels` nested one-element arrays (or maps {"k": ...}) around nil. */
-static void pack_nested(int levels, int maps)
+/* `levels` nested one-element arrays (or maps {"k": ...}) around the
+ * one-byte object `inner`: 0xc0 nil, 0x90 [] or 0x80 {}. */
+static void pack_nested(int levels, int maps, unsigned char inner)
 {
     mp_reset(&m);
     for (int i = 0; i < levels; i++) {
@@ -271,35 +272,52 @@ static void pack_nested(int levels, int maps)
         else
             mp_raw(&m, "\x91", 1);
     }
-    mp_raw(&m, "\xc0", 1);
+    mp_raw(&m, &inner, 1);
 }
 
+/* CHECK that the scanner refuses m's bytes as too deep, as soon as the
+ * 33rd container header is there, and that msgpack-c refuses them too. */
+static void check_too_deep(const char *what, int maps)
+{
+    const unsigned char *data = (const unsigned char *)m.sbuf.data;
+    size_t header_end = (size_t)FRAME_MAX_DEPTH * (maps ? 3 : 1) + 1;
+    size_t object_len;
+    struct frame_scanner s;
+    check_context("%s", what);
+    frame_reset(&s);
+    CHECK_EQ_INT(frame_scan(&s, data, header_end - 1, &object_len), FRAME_INCOMPLETE);
+    CHECK_EQ_INT(frame_scan(&s, data, header_end, &object_len), FRAME_TOO_DEEP);
+    CHECK_EQ_INT(scan_once(data, m.sbuf.size, &object_len), FRAME_TOO_DEEP);
+
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    CHECK(msgpack_unpack_next(&up, m.sbuf.data, m.sbuf.size, &off) != MSGPACK_UNPACK_SUCCESS);
+    msgpack_unpacked_destroy(&up);
+    check_context(NULL);
+}
+
+/* 32 levels of containers are fine, 33 are not, whether the innermost is a
+ * container holding a scalar or an empty one. */
 static void test_depth(void)
 {
+    static const struct {
+        unsigned char byte;
+        const char *name;
+    } inner[] = {{0xc0, "nil"}, {0x90, "[]"}, {0x80, "{}"}};
     for (int maps = 0; maps <= 1; maps++) {
-        pack_nested(FRAME_MAX_DEPTH, maps);
-        check_object(maps ? "maps 32 deep" : "arrays 32 deep", maps ? 0x81 : 0x91);
-
-        check_context("%s 33 deep", maps ? "maps" : "arrays");
-        pack_nested(FRAME_MAX_DEPTH + 1, maps);
-        size_t object_len;
-        CHECK_EQ_INT(scan_once(m.sbuf.data, m.sbuf.size, &object_len), FRAME_TOO_DEEP);
-        /* msgpack-c's unpacker has the same limit */
-        msgpack_unpacked up;
-        msgpack_unpacked_init(&up);
-        size_t off = 0;
-        CHECK(msgpack_unpack_next(&up, m.sbuf.data, m.sbuf.size, &off) != MSGPACK_UNPACK_SUCCESS);
-        msgpack_unpacked_destroy(&up);
-
-        /* the 33rd header is refused as soon as it arrives */
-        struct frame_scanner s;
-        frame_reset(&s);
-        size_t header_end = (size_t)FRAME_MAX_DEPTH * (maps ? 3 : 1) + 1;
-        CHECK_EQ_INT(frame_scan(&s, (const unsigned char *)m.sbuf.data, header_end - 1, &object_len),
-                     FRAME_INCOMPLETE);
-        CHECK_EQ_INT(frame_scan(&s, (const unsigned char *)m.sbuf.data, header_end, &object_len),
-                     FRAME_TOO_DEEP);
-        check_context(NULL);
+        for (size_t i = 0; i < sizeof inner / sizeof inner[0]; i++) {
+            int wrappers = FRAME_MAX_DEPTH - (inner[i].byte != 0xc0);
+            char what[64];
+            snprintf(what, sizeof what, "%s around %s, 32 levels", maps ? "maps" : "arrays",
+                     inner[i].name);
+            pack_nested(wrappers, maps, inner[i].byte);
+            check_object(what, maps ? 0x81 : 0x91);
+            snprintf(what, sizeof what, "%s around %s, 33 levels", maps ? "maps" : "arrays",
+                     inner[i].name);
+            pack_nested(wrappers + 1, maps, inner[i].byte);
+            check_too_deep(what, maps);
+        }
     }
 }
 

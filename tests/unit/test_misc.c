@@ -155,11 +155,23 @@ static void test_uuid_v7_format(void)
     check_context(NULL);
 }
 
+/* The 48-bit millisecond field of a UUIDv7's text. */
+static int64_t uuid_ms(const char *id)
+{
+    char hex[13];
+    memcpy(hex, id, 8);
+    memcpy(hex + 8, id + 9, 4);
+    hex[12] = '\0';
+    return strtoll(hex, NULL, 16);
+}
+
+/* Ids made in one millisecond sort in the order they were made, past the
+ * 4096 the 12-bit counter holds (the time field then runs a little ahead). */
 static void test_uuid_v7_order(void)
 {
     char prev[UUID_TEXT_LEN + 1], id[UUID_TEXT_LEN + 1];
     uuid_v7(T_MS, prev);
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; i < 10000; i++) {
         uuid_v7(T_MS, id);
         check_context("id %d: %s after %s", i, id, prev);
         if (!CHECK_LT(strcmp(prev, id), 0))
@@ -167,14 +179,27 @@ static void test_uuid_v7_order(void)
         memcpy(prev, id, sizeof id);
     }
     check_context(NULL);
-    uuid_v7(T_MS + 1, id); /* a later millisecond sorts after all of them */
+    CHECK_GE(uuid_ms(prev), T_MS);
+    CHECK_LE(uuid_ms(prev), T_MS + 4);
+    uuid_v7(T_MS + 10, id); /* a later millisecond sorts after all of them */
     CHECK_LT(strcmp(prev, id), 0);
-    CHECK_STR_EQ(uuid_v7_problem(id, T_MS + 1), NULL);
+    CHECK_STR_EQ(uuid_v7_problem(id, T_MS + 10), NULL);
     /* the random tail differs between ids */
     char a[UUID_TEXT_LEN + 1], b[UUID_TEXT_LEN + 1];
-    uuid_v7(T_MS + 2, a);
-    uuid_v7(T_MS + 2, b);
+    uuid_v7(T_MS + 20, a);
+    uuid_v7(T_MS + 20, b);
     CHECK(memcmp(a + 19, b + 19, 17) != 0);
+}
+
+static void test_uuid_v7_clock_steps(void)
+{
+    char a[UUID_TEXT_LEN + 1], b[UUID_TEXT_LEN + 1];
+    uuid_v7(T_MS + 60000, a);
+    uuid_v7(T_MS + 59990, b); /* a small step back: still after the last id */
+    CHECK_LT(strcmp(a, b), 0);
+    CHECK_EQ_INT(uuid_ms(b), T_MS + 60000);
+    uuid_v7(T_MS, b); /* a big one (the clock was set): the new time */
+    CHECK_STR_EQ(uuid_v7_problem(b, T_MS), NULL);
 }
 
 static void test_uuid_is_valid(void)
@@ -419,6 +444,9 @@ static void test_config_file(void)
                       "max_events = 10   ; inline comment\n"
                       "max_bytes = 1MiB\n"
                       "\n"
+                      "[events]\n"
+                      "max_event_bytes = 16KiB\n"
+                      "registry =\n"
                       "[agent]\n"
                       "enabled = off\n"
                       "socket_mode = 0600\n"
@@ -432,6 +460,8 @@ static void test_config_file(void)
     }
     CHECK_EQ_INT(cfg.batch_max_events, 10);
     CHECK_EQ_INT(cfg.batch_max_bytes, 1048576);
+    CHECK_EQ_INT(cfg.max_event_bytes, 16384);
+    CHECK_STR_EQ(cfg.registry, "");
     CHECK_EQ_INT(cfg.enabled, 0);
     CHECK_EQ_INT(cfg.socket_mode, 0600);
     CHECK_STR_EQ(cfg.distinct_id, "box-1");
@@ -485,12 +515,60 @@ static void test_config_errors(void)
     check_ini_error("duplicate key", "[batch]\nmax_events = 10\nmax_age_ms = 5\nmax_events = 20\n",
                     4, "max_events", 1);
     check_ini_error("not an INI line", "[batch]\nmax_events = 10\nthis is not ini\n", 3, NULL, 1);
-    check_ini_error("unclosed section", "[batch\nmax_events = 10\n", 1, NULL, 0);
+    check_ini_error("unclosed section", "[batch\nmax_events = 10\n", 1, NULL, 1);
 
     struct config cfg;
     char err[CONFIG_ERR_LEN];
     CHECK_EQ_INT(config_load(&cfg, "/nonexistent/agent.ini", no_env, err, sizeof err), -1);
     CHECK_CONTAINS(err, "/nonexistent/agent.ini");
+}
+
+/* Settings that are each fine but not together (or not in that form):
+ * refused with a message naming `key` and what is allowed. */
+static void check_config_refused(const char *what, const char *ini, const char *key)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_LEN];
+    check_context("%s", what);
+    if (CHECK_EQ_INT(load_ini(&cfg, ini, no_env, err, sizeof err, NULL), -1)) {
+        CHECK_CONTAINS(err, key);
+        CHECK_CONTAINS(err, "allowed");
+    } else {
+        config_free(&cfg);
+    }
+    check_context(NULL);
+}
+
+static void test_config_cross_checks(void)
+{
+    check_config_refused("url scheme", "[backend]\nurl = ftp://host/batch\n", "url");
+    check_config_refused("relative socket", "[agent]\nsocket = agent.sock\n", "socket");
+    check_config_refused("event larger than half a batch",
+                         "[batch]\nmax_bytes = 64KiB\n[events]\nmax_event_bytes = 33KiB\n",
+                         "max_event_bytes");
+    check_config_refused("buffer smaller than a batch",
+                         "[batch]\nmax_bytes = 1MiB\n[buffer]\nmax_bytes = 512KiB\n",
+                         "[buffer] max_bytes");
+    check_config_refused("retry_max_ms below retry_initial_ms",
+                         "[backend]\nretry_initial_ms = 5000\nretry_max_ms = 1000\n",
+                         "retry_max_ms");
+
+    /* the limits themselves are allowed */
+    struct config cfg;
+    char err[CONFIG_ERR_LEN];
+    const char *edge = "[batch]\nmax_bytes = 64KiB\n[events]\nmax_event_bytes = 32KiB\n"
+                       "[buffer]\nmax_bytes = 64KiB\n"
+                       "[backend]\nretry_initial_ms = 1000\nretry_max_ms = 1000\n";
+    if (CHECK_EQ_INT(load_ini(&cfg, edge, no_env, err, sizeof err, NULL), 0))
+        config_free(&cfg);
+    else
+        fprintf(stderr, "    %s\n", err);
+    /* a disabled agent needs no API key, whatever the URL */
+    if (CHECK_EQ_INT(load_ini(&cfg, "[agent]\nenabled = false\n[backend]\nurl = https://x/b\n",
+                              no_env, err, sizeof err, NULL), 0))
+        config_free(&cfg);
+    else
+        fprintf(stderr, "    %s\n", err);
 }
 
 static void test_config_env(void)
@@ -595,6 +673,7 @@ int main(void)
     RUN(test_timestamp_parse_invalid);
     RUN(test_uuid_v7_format);
     RUN(test_uuid_v7_order);
+    RUN(test_uuid_v7_clock_steps);
     RUN(test_uuid_is_valid);
     RUN(test_write_double);
     RUN(test_write_double_round_trip);
@@ -603,6 +682,7 @@ int main(void)
     RUN(test_config_defaults);
     RUN(test_config_file);
     RUN(test_config_errors);
+    RUN(test_config_cross_checks);
     RUN(test_config_env);
     RUN(test_config_api_key);
     RUN(test_config_secret_never_shown);

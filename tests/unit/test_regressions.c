@@ -9,6 +9,8 @@
 #include "check.h"
 #include "config.h"
 #include "frame.h"
+#include "props.h"
+#include "registry.h"
 #include "support.h"
 #include "uuid.h"
 
@@ -17,9 +19,9 @@
 #include <string.h>
 
 /* uuid.h: "a per-millisecond counter ... keeps ids made in the same
- * millisecond in order". When the 12-bit counter reaches 0xfff, uuid_v7()
- * restarts it at a random value below 0x400, so the next id sorts before the
- * previous one (after 3073 to 4096 ids in one millisecond). */
+ * millisecond in order". Was: when the 12-bit counter reached 0xfff,
+ * uuid_v7() restarted it at a random value below 0x400, so the next id sorted
+ * before the previous one (after 3073 to 4096 ids in one millisecond). */
 static void uuid_order_after_counter_overflow(void)
 {
     char prev[UUID_TEXT_LEN + 1], id[UUID_TEXT_LEN + 1];
@@ -49,8 +51,8 @@ static int load(const char *ini, char *err, size_t errlen)
 }
 
 /* config.h: the error names "file, line, key, value and what is allowed".
- * config.c:346 "[batch] max_events is set twice (continuation lines are not
- * supported)" says nothing about what is allowed. */
+ * Was: "[batch] max_events is set twice (continuation lines are not
+ * supported)", which said nothing about what is allowed. */
 static void config_duplicate_key_says_allowed(void)
 {
     char err[CONFIG_ERR_LEN];
@@ -60,8 +62,8 @@ static void config_duplicate_key_says_allowed(void)
     }
 }
 
-/* config.c:371 "not an INI line (expected [section], key = value, or a ;
- * comment)": no "allowed". */
+/* Was: "not an INI line (expected [section], key = value, or a ;
+ * comment)", without "allowed". */
 static void config_not_ini_line_says_allowed(void)
 {
     char err[CONFIG_ERR_LEN];
@@ -70,8 +72,9 @@ static void config_not_ini_line_says_allowed(void)
 }
 
 /* inih reads lines of at most INI_MAX_LINE bytes. A longer comment is
- * skipped whole; a longer setting is refused with a clear message instead of
- * being cut and its tail read as a line of its own. */
+ * skipped whole; a longer setting is refused with a clear message. Was: the
+ * line was cut and its tail read as a line of its own, so a valid file with
+ * a long comment was refused as "not an INI line" on the wrong line. */
 static void config_long_lines(void)
 {
     char ini[1024], err[CONFIG_ERR_LEN] = "";
@@ -92,9 +95,9 @@ static void config_long_lines(void)
     }
 }
 
-/* config.c:423: fread of sizeof key - 1 = 1023 bytes, then too_long =
- * !feof(f): a file of exactly 1023 bytes has not hit EOF yet and is refused
- * as "file too large (allowed: one key of 1 to 1023 bytes)". */
+/* Was: fread of sizeof key - 1 = 1023 bytes, then too_long = !feof(f): a
+ * file of exactly 1023 bytes had not hit EOF yet and was refused as "file
+ * too large (allowed: one key of 1 to 1023 bytes)". */
 static void config_api_key_file_of_1023_bytes(void)
 {
     char key[1024];
@@ -111,10 +114,10 @@ static void config_api_key_file_of_1023_bytes(void)
 
 /* frame.h: "Same bound as msgpack-c's unpacker stack". msgpack-c refuses any
  * container header at depth 33, even an empty one (start_container checks
- * the stack before looking at the count); frame_scan (frame.c:94) treats an
- * empty container as a scalar and calls the object complete, so the
- * listener closes the connection as "msgpack the decoder refused" instead of
- * "nested deeper than 32 levels". */
+ * the stack before looking at the count). Was: frame_scan treated an empty
+ * container as a scalar and called the object complete, so the listener
+ * closed the connection as "msgpack the decoder refused" instead of "nested
+ * deeper than 32 levels". */
 static void frame_empty_container_33_deep(void)
 {
     unsigned char data[FRAME_MAX_DEPTH + 1];
@@ -140,8 +143,8 @@ static void ignore_sealed(struct batch *batch, void *arg)
     (void)arg;
 }
 
-/* batch.c:35-36: batcher_destroy releases the open batch even when it holds no
- * event (one was begun and rolled back), counting a dropped batch of zero
+/* Was: batcher_destroy released the open batch even when it held no event
+ * (one was begun and rolled back), counting a dropped batch of zero
  * events. */
 static void batch_destroy_counts_empty_batch(void)
 {
@@ -149,7 +152,8 @@ static void batch_destroy_counts_empty_batch(void)
     struct batch_limits limits = {10, 1 << 20, 10, 1000, 100, 1 << 20};
     struct batcher b;
     memset(&metrics, 0, sizeof metrics);
-    if (!CHECK(base != NULL) || !CHECK_EQ_INT(batcher_init(&b, base, &limits, ignore_sealed, NULL), 0))
+    if (!CHECK(base != NULL) ||
+        !CHECK_EQ_INT(batcher_init(&b, base, &limits, ignore_sealed, NULL), 0))
         return;
     size_t mark;
     struct buf *out = batcher_begin(&b, &mark);
@@ -161,10 +165,56 @@ static void batch_destroy_counts_empty_batch(void)
     CHECK_EQ_UINT(metrics.batches_dropped, 0);
 }
 
+/* props.c: a lone surrogate escape is not valid JSON; strict parsers would
+ * refuse every batch carrying it. A proper pair is fine. */
+static void props_lone_surrogate_refused(void)
+{
+    CHECK_EQ_INT(props_is_json_scalar("\"\\ud800\""), 0);
+    CHECK_EQ_INT(props_is_json_scalar("\"\\udc00\""), 0);
+    CHECK_EQ_INT(props_is_json_scalar("\"\\ud83d\\u0041\""), 0);
+    CHECK_EQ_INT(props_is_json_scalar("\"\\ud83d\\ude00\""), 1);
+    char err[256];
+    struct props_node *root = props_new();
+    if (CHECK(root != NULL) && CHECK_EQ_INT(props_add(root, "k", "\"\\ud800\"", err, sizeof err), 0)) {
+        const struct props_node *k = props_child(root, "k", 1);
+        /* kept as plain text, so it is escaped into a valid string */
+        json_t *parsed = k && k->json ? js_parse(k->json, strlen(k->json)) : NULL;
+        CHECK(parsed != NULL);
+        json_decref(parsed);
+    }
+    props_free(root);
+}
+
+/* registry.c: a line longer than the read buffer used to be split, its tail
+ * read as an event name. A long comment is skipped; a long name refused. */
+static void registry_long_lines(void)
+{
+    char text[1300], err[512];
+    int n = snprintf(text, sizeof text, "# ");
+    memset(text + n, 'x', 1100);
+    snprintf(text + n + 1100, sizeof text - (size_t)n - 1100, "tail\nproject:created\n");
+    char *path = tmp_file(text);
+    struct registry *r = path ? registry_load(path, err, sizeof err) : NULL;
+    if (CHECK(r != NULL)) {
+        CHECK_EQ_UINT(registry_count(r), 1);
+        CHECK(registry_contains(r, "project:created", 15));
+    }
+    registry_free(r);
+    tmp_file_remove(path);
+    path = tmp_file(text + 2); /* the same line without the '#' */
+    r = path ? registry_load(path, err, sizeof err) : NULL;
+    if (CHECK(r == NULL)) {
+        CHECK_CONTAINS(err, "line 1");
+        CHECK_CONTAINS(err, "allowed");
+    }
+    registry_free(r);
+    tmp_file_remove(path);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
-} bugs[] = {
+} regressions[] = {
     {"uuid_order_after_counter_overflow", uuid_order_after_counter_overflow},
     {"config_duplicate_key_says_allowed", config_duplicate_key_says_allowed},
     {"config_not_ini_line_says_allowed", config_not_ini_line_says_allowed},
@@ -172,24 +222,26 @@ static const struct {
     {"config_api_key_file_of_1023_bytes", config_api_key_file_of_1023_bytes},
     {"frame_empty_container_33_deep", frame_empty_container_33_deep},
     {"batch_destroy_counts_empty_batch", batch_destroy_counts_empty_batch},
+    {"props_lone_surrogate_refused", props_lone_surrogate_refused},
+    {"registry_long_lines", registry_long_lines},
 };
 
 int main(int argc, char **argv)
 {
     int ran = 0;
-    for (size_t i = 0; i < sizeof bugs / sizeof bugs[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], bugs[i].name) != 0)
+    for (size_t i = 0; i < sizeof regressions / sizeof regressions[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], regressions[i].name) != 0)
             continue;
-        check_test_ = bugs[i].name;
+        check_test_ = regressions[i].name;
         check_context(NULL);
         int before = check_failures_;
-        bugs[i].fn();
-        printf("%-4s %s\n", check_failures_ == before ? "ok" : "FAIL", bugs[i].name);
+        regressions[i].fn();
+        printf("%-4s %s\n", check_failures_ == before ? "ok" : "FAIL", regressions[i].name);
         fflush(stdout);
         ran++;
     }
     if (ran == 0) {
-        fprintf(stderr, "no known bug named '%s'\n", argc > 1 ? argv[1] : "");
+        fprintf(stderr, "no regression named '%s'\n", argc > 1 ? argv[1] : "");
         return 2;
     }
     return check_finish();

@@ -81,7 +81,8 @@ static void check_backoff(int64_t initial, int64_t max)
         CHECK_LE(highest, max);
         /* the extreme random values land on the ends of the range */
         CHECK_EQ_INT(retry_backoff_ms(attempt, initial, max, 0), initial);
-        CHECK_EQ_INT(retry_backoff_ms(attempt, initial, max, (uint64_t)(ceiling - initial)), ceiling);
+        uint64_t top = (uint64_t)(ceiling - initial);
+        CHECK_EQ_INT(retry_backoff_ms(attempt, initial, max, top), ceiling);
         int64_t any = retry_backoff_ms(attempt, initial, max, UINT64_MAX);
         CHECK(any >= initial && any <= ceiling);
     }
