@@ -65,6 +65,8 @@ static const struct config_key config_keys[] = {
      "file of allowed event names, one a line; empty allows any name"},
     {"events", "max_event_bytes", CT_BYTES, OFF(max_event_bytes), "32768", 256, 16 * MIB, NULL, 0,
      "largest encoded (JSON) event accepted; larger ones are rejected"},
+    {"forward", "tag_prefix", CT_STRING, OFF(forward_tag_prefix), "", 0, 0, NULL, 0,
+     "Fluent Forward messages: stripped from the tag to name a record that has no 'event' key"},
     {"batch", "max_events", CT_INT, OFF(batch_max_events), "500", 1, 100000, NULL, 0,
      "a batch is sealed when it holds this many events"},
     {"batch", "max_bytes", CT_BYTES, OFF(batch_max_bytes), "524288", 1 * KIB, 64 * MIB, NULL, 0,

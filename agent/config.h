@@ -50,6 +50,8 @@ struct config {
     int64_t retry_initial_ms;
     int64_t retry_max_ms;
     int64_t retry_max_elapsed_ms;
+    /* [forward] */
+    char *forward_tag_prefix;
     /* [properties], with $lib and $lib_version */
     struct props_node *properties;
 };

@@ -64,11 +64,17 @@ int decode_timestamp(const msgpack_object *obj, int64_t *ms)
     }
 }
 
-static int decode_key_is(const msgpack_object *key, const char *name)
+int decode_str_is(const msgpack_object *obj, const char *name)
 {
     size_t len = strlen(name);
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len &&
-           memcmp(key->via.str.ptr, name, len) == 0;
+    return obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == len &&
+           memcmp(obj->via.str.ptr, name, len) == 0;
+}
+
+int decode_chunk_is_valid(const msgpack_object *obj)
+{
+    return obj->type == MSGPACK_OBJECT_STR && obj->via.str.size >= 1 &&
+           obj->via.str.size <= EVENT_CHUNK_MAX;
 }
 
 #define DECODE_FAIL(r, ...)                                                                        \
@@ -78,26 +84,64 @@ static int decode_key_is(const msgpack_object *key, const char *name)
         return -1;                                                                                 \
     } while (0)
 
-enum decode_field { F_EVENT, F_PROPERTIES, F_TIMESTAMP, F_UUID, F_DISTINCT_ID, F_COUNT };
-static const char *const decode_field_names[F_COUNT] = {"event", "properties", "timestamp", "uuid",
-                                                        "distinct_id"};
-
-int decode_event(const msgpack_object *obj, const struct registry *registry, struct event *ev,
-                 enum drop_reason *reason, char *detail, size_t detail_len)
+int decode_event_name(const char *name, size_t len, const struct registry *registry,
+                      enum drop_reason *reason, char *detail, size_t detail_len)
 {
-    const msgpack_object *field[F_COUNT] = {NULL};
-    if (obj->type != MSGPACK_OBJECT_MAP)
-        DECODE_FAIL(DROP_UNSUPPORTED_SHAPE, "message is not a map (msgpack type %d)", obj->type);
+    if (len == 0 || len > EVENT_NAME_MAX)
+        DECODE_FAIL(DROP_BAD_EVENT, "the event name is not a string of 1 to %d bytes",
+                    EVENT_NAME_MAX);
+    if (registry != NULL && !registry_contains(registry, name, len))
+        DECODE_FAIL(DROP_UNKNOWN_EVENT, "event '%.*s' is not in the registry",
+                    (int)(len > 64 ? 64 : len), name);
+    return 0;
+}
+
+int decode_uuid(const msgpack_object *u, struct event *ev, enum drop_reason *reason, char *detail,
+                size_t detail_len)
+{
+    ev->uuid = NULL;
+    if (u == NULL)
+        return 0;
+    if (u->type != MSGPACK_OBJECT_STR || !uuid_is_valid(u->via.str.ptr, u->via.str.size))
+        DECODE_FAIL(DROP_BAD_UUID, "'uuid' is not a UUID string (8-4-4-4-12 hex digits)");
+    ev->uuid = u->via.str.ptr;
+    return 0;
+}
+
+int decode_distinct_id(const msgpack_object *d, struct event *ev, enum drop_reason *reason,
+                       char *detail, size_t detail_len)
+{
+    ev->distinct_id = NULL;
+    ev->distinct_id_len = 0;
+    if (d == NULL)
+        return 0;
+    if (d->type != MSGPACK_OBJECT_STR || d->via.str.size == 0 ||
+        d->via.str.size > EVENT_DISTINCT_ID_MAX)
+        DECODE_FAIL(DROP_BAD_DISTINCT_ID, "'distinct_id' is not a string of 1 to %d bytes",
+                    EVENT_DISTINCT_ID_MAX);
+    ev->distinct_id = d->via.str.ptr;
+    ev->distinct_id_len = d->via.str.size;
+    return 0;
+}
+
+enum decode_field { F_EVENT, F_PROPERTIES, F_TIMESTAMP, F_UUID, F_DISTINCT_ID, F_CHUNK, F_COUNT };
+static const char *const decode_field_names[F_COUNT] = {"event", "properties", "timestamp", "uuid",
+                                                        "distinct_id", "chunk"};
+
+/* Find each known key of the map; a key seen twice or an unknown key fails. */
+static int decode_fields(const msgpack_object *obj, const msgpack_object *field[F_COUNT],
+                         enum drop_reason *reason, char *detail, size_t detail_len)
+{
     for (uint32_t i = 0; i < obj->via.map.size; i++) {
         const msgpack_object_kv *kv = &obj->via.map.ptr[i];
         int f;
-        for (f = 0; f < F_COUNT && !decode_key_is(&kv->key, decode_field_names[f]); f++)
+        for (f = 0; f < F_COUNT && !decode_str_is(&kv->key, decode_field_names[f]); f++)
             ;
         if (f == F_COUNT) {
             if (kv->key.type == MSGPACK_OBJECT_STR)
                 DECODE_FAIL(DROP_UNKNOWN_KEY,
                             "unknown key '%.*s' (allowed: event, properties, timestamp, uuid, "
-                            "distinct_id)",
+                            "distinct_id, chunk)",
                             (int)(kv->key.via.str.size > 64 ? 64 : kv->key.via.str.size),
                             kv->key.via.str.ptr);
             DECODE_FAIL(DROP_UNKNOWN_KEY, "a key is not a string (msgpack type %d)", kv->key.type);
@@ -106,20 +150,39 @@ int decode_event(const msgpack_object *obj, const struct registry *registry, str
             DECODE_FAIL(DROP_DUPLICATE_KEY, "key '%s' appears twice", decode_field_names[f]);
         field[f] = &kv->val;
     }
+    return 0;
+}
+
+int decode_event(const msgpack_object *obj, const struct registry *registry, struct event *ev,
+                 const msgpack_object **chunk, enum drop_reason *reason, char *detail,
+                 size_t detail_len)
+{
+    const msgpack_object *field[F_COUNT] = {NULL};
+    *chunk = NULL;
+    if (obj->type != MSGPACK_OBJECT_MAP)
+        DECODE_FAIL(DROP_UNSUPPORTED_SHAPE, "message is not a map (msgpack type %d)", obj->type);
+    /* the chunk first, so that even a refused event can be acknowledged */
+    for (uint32_t i = 0; i < obj->via.map.size; i++)
+        if (decode_str_is(&obj->via.map.ptr[i].key, "chunk") &&
+            decode_chunk_is_valid(&obj->via.map.ptr[i].val))
+            *chunk = &obj->via.map.ptr[i].val;
+    if (decode_fields(obj, field, reason, detail, detail_len) < 0)
+        return -1;
+    if (field[F_CHUNK] != NULL && !decode_chunk_is_valid(field[F_CHUNK]))
+        DECODE_FAIL(DROP_BAD_CHUNK, "'chunk' is not a string of 1 to %d bytes", EVENT_CHUNK_MAX);
 
     const msgpack_object *name = field[F_EVENT];
     if (name == NULL)
         DECODE_FAIL(DROP_MISSING_EVENT, "no 'event' key");
-    if (name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0 ||
-        name->via.str.size > EVENT_NAME_MAX)
+    if (name->type != MSGPACK_OBJECT_STR)
         DECODE_FAIL(DROP_BAD_EVENT, "'event' is not a string of 1 to %d bytes", EVENT_NAME_MAX);
     ev->name = name->via.str.ptr;
     ev->name_len = name->via.str.size;
-    if (registry != NULL && !registry_contains(registry, ev->name, ev->name_len))
-        DECODE_FAIL(DROP_UNKNOWN_EVENT, "event '%.*s' is not in the registry",
-                    (int)(ev->name_len > 64 ? 64 : ev->name_len), ev->name);
+    if (decode_event_name(ev->name, ev->name_len, registry, reason, detail, detail_len) < 0)
+        return -1;
 
     ev->properties = NULL;
+    ev->properties_are_record = 0;
     if (field[F_PROPERTIES] != NULL) {
         if (field[F_PROPERTIES]->type == MSGPACK_OBJECT_MAP)
             ev->properties = &field[F_PROPERTIES]->via.map;
@@ -133,25 +196,7 @@ int decode_event(const msgpack_object *obj, const struct registry *registry, str
         DECODE_FAIL(DROP_BAD_TIMESTAMP,
                     "'timestamp' is not milliseconds since the epoch, an EventTime or RFC 3339 "
                     "string from 1970 to 9999");
-
-    ev->uuid = NULL;
-    if (field[F_UUID] != NULL) {
-        const msgpack_object *u = field[F_UUID];
-        if (u->type != MSGPACK_OBJECT_STR || !uuid_is_valid(u->via.str.ptr, u->via.str.size))
-            DECODE_FAIL(DROP_BAD_UUID, "'uuid' is not a UUID string (8-4-4-4-12 hex digits)");
-        ev->uuid = u->via.str.ptr;
-    }
-
-    ev->distinct_id = NULL;
-    ev->distinct_id_len = 0;
-    if (field[F_DISTINCT_ID] != NULL) {
-        const msgpack_object *d = field[F_DISTINCT_ID];
-        if (d->type != MSGPACK_OBJECT_STR || d->via.str.size == 0 ||
-            d->via.str.size > EVENT_DISTINCT_ID_MAX)
-            DECODE_FAIL(DROP_BAD_DISTINCT_ID, "'distinct_id' is not a string of 1 to %d bytes",
-                        EVENT_DISTINCT_ID_MAX);
-        ev->distinct_id = d->via.str.ptr;
-        ev->distinct_id_len = d->via.str.size;
-    }
-    return 0;
+    if (decode_uuid(field[F_UUID], ev, reason, detail, detail_len) < 0)
+        return -1;
+    return decode_distinct_id(field[F_DISTINCT_ID], ev, reason, detail, detail_len);
 }

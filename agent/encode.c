@@ -65,11 +65,19 @@ static int encode_key_equals(const msgpack_object *key, const char *name, size_t
            memcmp(key->via.str.ptr, name, len) == 0;
 }
 
-static int encode_map_has_key(const msgpack_object_map *map, const char *name)
+/* The keys of a Forward record that are event fields, not properties. */
+static int encode_is_record_field(const msgpack_object *key)
+{
+    return encode_key_equals(key, "event", 5) || encode_key_equals(key, "uuid", 4) ||
+           encode_key_equals(key, "distinct_id", 11);
+}
+
+static int encode_map_has_key(const msgpack_object_map *map, const char *name, int record)
 {
     size_t len = strlen(name);
     for (uint32_t i = 0; map != NULL && i < map->size; i++)
-        if (encode_key_equals(&map->ptr[i].key, name, len))
+        if (encode_key_equals(&map->ptr[i].key, name, len) &&
+            !(record && encode_is_record_field(&map->ptr[i].key)))
             return 1;
     return 0;
 }
@@ -92,31 +100,35 @@ static enum encode_status encode_props_node(struct buf *out, const struct props_
 
 /* Write `map` merged with the added properties `extra` (an inner node, or
  * NULL): the map's own keys first, nested maps merged recursively, then every
- * added key the map does not have. */
+ * added key the map does not have. A Forward `record` leaves out its event
+ * fields. */
 static enum encode_status encode_map_merged(struct buf *out, const msgpack_object_map *map,
-                                            const struct props_node *extra, int depth)
+                                            const struct props_node *extra, int depth, int record)
 {
     if (depth > ENCODE_MAX_DEPTH)
         return ENCODE_TOO_DEEP;
     ENCODE_TRY(buf_append_char(out, '{'));
     uint32_t size = map ? map->size : 0;
+    int first = 1;
     for (uint32_t i = 0; i < size; i++) {
         const msgpack_object_kv *kv = &map->ptr[i];
-        if (i > 0)
+        if (record && encode_is_record_field(&kv->key))
+            continue;
+        if (!first)
             ENCODE_TRY(buf_append_char(out, ','));
+        first = 0;
         ENCODE_TRY(encode_key(out, &kv->key, depth + 1));
         const struct props_node *nested = NULL;
         if (extra != NULL && kv->key.type == MSGPACK_OBJECT_STR && kv->val.type == MSGPACK_OBJECT_MAP)
             nested = props_child(extra, kv->key.via.str.ptr, kv->key.via.str.size);
         if (nested != NULL && nested->json == NULL)
-            ENCODE_TRY(encode_map_merged(out, &kv->val.via.map, nested, depth + 1));
+            ENCODE_TRY(encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0));
         else
             ENCODE_TRY(encode_value(out, &kv->val, depth + 1));
     }
-    int first = size == 0;
     for (size_t i = 0; extra != NULL && i < extra->nchildren; i++) {
         const struct props_node *child = &extra->children[i];
-        if (encode_map_has_key(map, child->key))
+        if (encode_map_has_key(map, child->key, record))
             continue;
         if (!first)
             ENCODE_TRY(buf_append_char(out, ','));
@@ -172,7 +184,7 @@ enum encode_status encode_value(struct buf *out, const msgpack_object *obj, int 
         ENCODE_TRY(buf_append_char(out, ']'));
         break;
     case MSGPACK_OBJECT_MAP:
-        return encode_map_merged(out, &obj->via.map, NULL, depth);
+        return encode_map_merged(out, &obj->via.map, NULL, depth, 0);
     default:
         ENCODE_TRY(buf_append(out, "null", 4));
     }
@@ -185,7 +197,8 @@ enum encode_status encode_event(struct buf *out, const struct event *ev,
     ENCODE_TRY(buf_append_str(out, "{\"event\":"));
     ENCODE_TRY(json_write_string(out, ev->name, ev->name_len));
     ENCODE_TRY(buf_append_str(out, ",\"properties\":"));
-    ENCODE_TRY(encode_map_merged(out, ev->properties, defaults->properties, 1));
+    ENCODE_TRY(encode_map_merged(out, ev->properties, defaults->properties, 1,
+                                 ev->properties_are_record));
     ENCODE_TRY(buf_append_str(out, ",\"distinct_id\":"));
     if (ev->distinct_id != NULL)
         ENCODE_TRY(json_write_string(out, ev->distinct_id, ev->distinct_id_len));

@@ -5,7 +5,8 @@
 #define _GNU_SOURCE /* struct ucred */
 #include "listener.h"
 
-#include "frame.h"
+#include "buf.h"
+#include "stream.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -13,7 +14,6 @@
 #include <event2/listener.h>
 #include <grp.h>
 #include <limits.h>
-#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -26,16 +26,19 @@
 #define CONN_READ_SIZE (32 * 1024)
 #define CONN_READS_PER_WAKEUP 16 /* then let other connections have a turn */
 #define CONN_READS_TO_DRAIN 256  /* at shutdown: a socket buffer's worth, not forever */
+#define CONN_MAX_UNSENT_REPLIES (64 * 1024) /* then stop reading until the producer reads */
 #define LISTENER_PAUSE_MS 1000   /* after accept() fails, e.g. out of descriptors */
 
 struct conn {
     TAILQ_ENTRY(conn) entry;
     struct listener *listener;
     int fd;
-    struct event *read_ev;
-    msgpack_unpacker unpacker;
-    struct frame_scanner scanner;
-    char name[64]; /* "connection 7 (pid 1234)" */
+    struct event *read_ev, *write_ev;
+    struct stream in;
+    struct buf replies; /* acknowledgements not yet written */
+    size_t replies_sent; /* of replies.len */
+    int reading;         /* read_ev is added */
+    char name[64];       /* "connection 7 (pid 1234)" */
 };
 
 struct listener {
@@ -57,7 +60,9 @@ static void conn_close(struct conn *c)
     TAILQ_REMOVE(&l->conns, c, entry);
     l->nconns--;
     event_free(c->read_ev);
-    msgpack_unpacker_destroy(&c->unpacker);
+    event_free(c->write_ev);
+    stream_destroy(&c->in);
+    buf_free(&c->replies);
     close(c->fd);
     log_debug("%s: closed", c->name);
     free(c);
@@ -70,60 +75,100 @@ static void conn_reject(struct conn *c, const char *why)
     conn_close(c);
 }
 
-/* Decode and hand on every complete object in the buffer. Returns 0, or -1
- * if the connection was closed for bad input. */
+static void conn_set_reading(struct conn *c, int on)
+{
+    if (on == c->reading)
+        return;
+    if (on ? event_add(c->read_ev, NULL) : event_del(c->read_ev)) /* cannot fail for a valid fd */
+        return;
+    c->reading = on;
+}
+
+/* Write what replies the socket takes now; wait for it to drain otherwise.
+ * Returns -1 if the connection was closed. */
+static int conn_flush_replies(struct conn *c)
+{
+    while (c->replies_sent < c->replies.len) {
+        ssize_t n = send(c->fd, c->replies.data + c->replies_sent,
+                         c->replies.len - c->replies_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            log_limited(&c->listener->conn_log, LOG_WARN,
+                        "%s: closing: cannot send acknowledgements: %s", c->name, strerror(errno));
+            conn_close(c);
+            return -1;
+        }
+        c->replies_sent += (size_t)n;
+    }
+    size_t unsent = c->replies.len - c->replies_sent;
+    if (unsent == 0) {
+        buf_truncate(&c->replies, 0);
+        c->replies_sent = 0;
+    }
+    if (unsent > 0)
+        event_add(c->write_ev, NULL);
+    conn_set_reading(c, unsent < CONN_MAX_UNSENT_REPLIES);
+    return 0;
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_flush_replies(arg);
+}
+
+/* Decode and hand on every complete object in the buffer, then write the
+ * acknowledgements they call for. Returns 0, or -1 if the connection was
+ * closed for bad input. */
 static int conn_process(struct conn *c)
 {
-    msgpack_unpacker *u = &c->unpacker;
-    size_t limit = (size_t)c->listener->cfg->max_message_bytes;
     char why[128];
+    msgpack_object obj;
+    struct pipeline_result result;
+    size_t had_replies = c->replies.len;
     for (;;) {
-        const unsigned char *start = (const unsigned char *)u->buffer + u->off;
-        size_t avail = u->used - u->off, object_len;
-        switch (frame_scan(&c->scanner, start, avail, &object_len)) {
-        case FRAME_INCOMPLETE:
-            if (avail > limit)
-                goto too_large;
-            if (u->z != NULL) /* msgpack-c 4 makes the zone on first use */
-                msgpack_unpacker_reset_zone(u);
-            return 0;
-        case FRAME_INVALID:
+        switch (stream_next(&c->in, &obj)) {
+        case STREAM_OBJECT:
+            pipeline_handle(c->listener->pipeline, &obj, c->name, &result);
+            if (pipeline_write_ack(&result, &c->replies) < 0) {
+                conn_reject(c, "out of memory for its acknowledgements");
+                return -1;
+            }
+            continue;
+        case STREAM_NEED_MORE:
+            return c->replies.len > had_replies ? conn_flush_replies(c) : 0;
+        case STREAM_INVALID:
             conn_reject(c, "bytes that are not msgpack");
             return -1;
-        case FRAME_TOO_DEEP:
+        case STREAM_TOO_DEEP:
             snprintf(why, sizeof why, "msgpack nested deeper than %d levels", FRAME_MAX_DEPTH);
             conn_reject(c, why);
             return -1;
-        case FRAME_COMPLETE:
-            if (object_len > limit)
-                goto too_large;
-            if (msgpack_unpacker_execute(u) != 1) {
-                conn_reject(c, "msgpack the decoder refused");
-                return -1;
-            }
-            msgpack_object obj = msgpack_unpacker_data(u);
-            pipeline_handle(c->listener->pipeline, &obj, c->name);
-            msgpack_unpacker_reset(u);
-            break;
+        case STREAM_TOO_LARGE:
+            snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %lld",
+                     (long long)c->listener->cfg->max_message_bytes);
+            conn_reject(c, why);
+            return -1;
         }
     }
-too_large:
-    snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %zu", limit);
-    conn_reject(c, why);
-    return -1;
 }
 
 /* Read what is available, up to max_reads reads. Returns -1 if the
  * connection was closed. */
 static int conn_read(struct conn *c, int max_reads)
 {
-    msgpack_unpacker *u = &c->unpacker;
-    for (int i = 0; i < max_reads; i++) {
-        if (!msgpack_unpacker_reserve_buffer(u, CONN_READ_SIZE)) {
+    for (int i = 0; i < max_reads && c->reading; i++) {
+        size_t capacity;
+        char *space = stream_reserve(&c->in, CONN_READ_SIZE, &capacity);
+        if (space == NULL) {
             conn_reject(c, "out of memory for its buffer");
             return -1;
         }
-        ssize_t n = read(c->fd, msgpack_unpacker_buffer(u), msgpack_unpacker_buffer_capacity(u));
+        ssize_t n = read(c->fd, space, capacity);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -131,14 +176,14 @@ static int conn_read(struct conn *c, int max_reads)
         if (n <= 0) {
             if (n < 0)
                 log_debug("%s: read failed: %s", c->name, strerror(errno));
-            if (u->used > u->off)
+            if (stream_pending(&c->in) > 0)
                 log_limited(&c->listener->conn_log, LOG_WARN,
                             "%s: closed in the middle of a message (%zu bytes discarded)", c->name,
-                            u->used - u->off);
+                            stream_pending(&c->in));
             conn_close(c);
             return -1;
         }
-        msgpack_unpacker_buffer_consumed(u, (size_t)n);
+        stream_consumed(&c->in, (size_t)n);
         metrics.bytes_received += (uint64_t)n;
         if (conn_process(c) < 0)
             return -1;
@@ -169,14 +214,14 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL || !msgpack_unpacker_init(&c->unpacker, CONN_INITIAL_BUFFER)) {
+    if (c == NULL ||
+        stream_init(&c->in, CONN_INITIAL_BUFFER, (size_t)l->cfg->max_message_bytes) < 0) {
         free(c);
         close(fd);
         return;
     }
     c->listener = l;
     c->fd = fd;
-    frame_reset(&c->scanner);
     struct ucred cred;
     socklen_t len = sizeof cred;
     uint64_t id = ++l->next_id;
@@ -186,14 +231,18 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     else
         snprintf(c->name, sizeof c->name, "connection %llu", (unsigned long long)id);
     c->read_ev = event_new(l->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-    if (c->read_ev == NULL || event_add(c->read_ev, NULL) < 0) {
+    c->write_ev = event_new(l->base, fd, EV_WRITE, conn_write_cb, c);
+    if (c->read_ev == NULL || c->write_ev == NULL || event_add(c->read_ev, NULL) < 0) {
         if (c->read_ev)
             event_free(c->read_ev);
-        msgpack_unpacker_destroy(&c->unpacker);
+        if (c->write_ev)
+            event_free(c->write_ev);
+        stream_destroy(&c->in);
         free(c);
         close(fd);
         return;
     }
+    c->reading = 1;
     TAILQ_INSERT_TAIL(&l->conns, c, entry);
     l->nconns++;
     metrics.connections_accepted++;
@@ -378,8 +427,9 @@ void listener_shutdown(struct listener *l)
     }
     struct conn *c;
     while ((c = TAILQ_FIRST(&l->conns)) != NULL) {
-        if (conn_read(c, CONN_READS_TO_DRAIN) == 0)
-            conn_close(c);
+        c->reading = 1; /* drain even a connection paused for unread replies */
+        if (conn_read(c, CONN_READS_TO_DRAIN) == 0 && conn_flush_replies(c) == 0)
+            conn_close(c); /* replies the socket could not take are lost: the producer resends */
     }
 }
 

@@ -4,10 +4,12 @@
  * Creates the socket safely (parent directory made, a stale socket replaced
  * only if no agent answers on it, permissions never wider than configured),
  * accepts up to agent.max_connections, and reads each connection's stream of
- * msgpack objects: frame.c finds whole objects, msgpack-c's streaming
- * unpacker decodes them (one reused zone per connection), and each goes to
- * the pipeline. A connection that sends something that is not msgpack, or a
- * message over agent.max_message_bytes, is closed; no other is affected.
+ * msgpack objects (stream.c), each of which goes to the pipeline. Messages
+ * that ask for an acknowledgement get it written back on the same
+ * connection, in order; a producer that does not read its acknowledgements
+ * is not read from until it does, so they cannot pile up. A connection that
+ * sends something that is not msgpack, or a message over
+ * agent.max_message_bytes, is closed; no other is affected.
  */
 #ifndef TA_LISTENER_H
 #define TA_LISTENER_H

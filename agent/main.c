@@ -34,6 +34,7 @@ struct agent {
     struct registry *registry;
     struct batcher batcher;
     struct pipeline pipeline;
+    int pipeline_ready;
     struct sender *sender;
     struct listener *listener;
     struct event *sigterm_ev, *sigint_ev, *grace_ev;
@@ -129,7 +130,11 @@ static int main_start(struct agent *a)
         return -1;
     }
     a->batcher.arg = a->sender;
-    pipeline_init(&a->pipeline, &a->cfg, a->registry, &a->batcher);
+    if (pipeline_init(&a->pipeline, &a->cfg, a->registry, &a->batcher) < 0) {
+        log_error("out of memory");
+        return -1;
+    }
+    a->pipeline_ready = 1;
     /* Signals first: once the socket answers, a SIGTERM must mean shutdown. */
     a->sigterm_ev = evsignal_new(a->base, SIGTERM, main_signal_cb, a);
     a->sigint_ev = evsignal_new(a->base, SIGINT, main_signal_cb, a);
@@ -160,6 +165,8 @@ static void main_stop(struct agent *a)
         sender_free(a->sender);
     }
     batcher_destroy(&a->batcher);
+    if (a->pipeline_ready)
+        pipeline_destroy(&a->pipeline);
     char summary[1024];
     metrics_format_summary(summary, sizeof summary);
     log_info("stopped: %s", summary);

@@ -24,6 +24,8 @@ enum drop_reason {
     DROP_BAD_DISTINCT_ID,
     DROP_UNKNOWN_KEY,
     DROP_DUPLICATE_KEY,
+    DROP_BAD_CHUNK,         /* an acknowledgement id that is not a short string */
+    DROP_BAD_FORWARD,       /* a Fluent Forward message of the wrong shape */
     DROP_TOO_LARGE,
     /* dropped after validation */
     DROP_DISABLED,          /* agent.enabled = false */
@@ -48,6 +50,8 @@ struct metrics {
     uint64_t connections_refused; /* over agent.max_connections */
     uint64_t connections_closed_bad_input;
     uint64_t bytes_received;
+    uint64_t acks_sent;
+    uint64_t heartbeats; /* Fluent Forward nil objects, ignored */
 };
 
 extern struct metrics metrics;

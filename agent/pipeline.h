@@ -1,15 +1,19 @@
 /*
  * pipeline: what happens to each msgpack object a producer sends, between
- * the connection that read it and the batch it lands in: count it, check
- * it (decode.c), encode and enrich it into the open batch (encode.c,
- * batch.c), and count and log whatever is refused.
+ * the connection that read it and the batch it lands in: tell native events
+ * (maps) from Fluent Forward messages (arrays, forward.c), count every event
+ * in it, check each (decode.c), encode and enrich it into the open batch
+ * (encode.c, batch.c), count and log whatever is refused, and say what the
+ * producer's acknowledgement must report.
  */
 #ifndef TA_PIPELINE_H
 #define TA_PIPELINE_H
 
 #include "batch.h"
+#include "buf.h"
 #include "config.h"
 #include "encode.h"
+#include "forward.h"
 #include "registry.h"
 
 #include <msgpack.h>
@@ -19,12 +23,29 @@ struct pipeline {
     const struct registry *registry; /* NULL: any name */
     struct batcher *batcher;
     struct encode_defaults defaults;
+    struct forward_decoder forward;
     struct log_limit reject_log, full_log;
 };
 
-void pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
-                   struct batcher *batcher);
+/* The outcome of one message, for its acknowledgement. */
+struct pipeline_result {
+    const msgpack_object *chunk; /* the id to acknowledge; NULL: none asked */
+    uint32_t accepted;           /* taken into the buffer (or discarded by design) */
+    uint32_t rejected;           /* refused for good: resending cannot help */
+    uint32_t deferred;           /* refused for now (buffer full): worth resending */
+    enum drop_reason reason;     /* why the first one was rejected */
+};
+
+/* Returns 0, or -1 when out of memory. */
+int pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
+                  struct batcher *batcher);
+void pipeline_destroy(struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines. */
-void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer);
+void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
+                     struct pipeline_result *result);
+/* Append the acknowledgement the result calls for to out: nothing when no
+ * chunk was asked for or some event was deferred (the producer resends).
+ * Returns 1 if a reply was written, 0 if none is due, -1 when out of memory. */
+int pipeline_write_ack(const struct pipeline_result *result, struct buf *out);
 
 #endif

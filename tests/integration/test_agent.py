@@ -103,6 +103,7 @@ def test_rejections_are_counted_and_the_connection_goes_on(collector, make_agent
         {"event": "project:created", "uuid": "not-a-uuid"},
         {"event": "project:created", "properties": [1, 2]},
         {"event": "project:created", "distinct_id": 5},
+        "a string",
         [1, 2, 3],
         {"event": "project:created", "properties": {"big": "x" * 40000}},
     ]
@@ -111,7 +112,8 @@ def test_rejections_are_counted_and_the_connection_goes_on(collector, make_agent
     agent.stop()
     stats = agent.stats()
     for reason in ["unknown_event", "missing_event", "unknown_key", "bad_timestamp", "bad_uuid",
-                   "bad_properties", "bad_distinct_id", "unsupported_shape", "too_large"]:
+                   "bad_properties", "bad_distinct_id", "unsupported_shape", "bad_forward",
+                   "too_large"]:
         assert stats.get(f"dropped_{reason}") == 1, (reason, stats)
     assert stats["received"] == len(bad) + 1 and stats["delivered"] == 1
     assert "no:such:event" in agent.stderr

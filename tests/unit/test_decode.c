@@ -23,10 +23,11 @@ static const char UUID_UPPER[] = "018BCFE5-6A00-7ABC-8DEF-0123456789AB";
 /* Decode obj and CHECK that it is accepted. Returns 1 if it was. */
 static int decode_ok(const msgpack_object *obj, const struct registry *registry, struct event *ev)
 {
+    const msgpack_object *chunk;
     enum drop_reason reason = DROP_REASON_COUNT;
     char detail[256] = "";
     memset(ev, 0xa5, sizeof *ev); /* nothing may be left unset */
-    int rc = decode_event(obj, registry, ev, &reason, detail, sizeof detail);
+    int rc = decode_event(obj, registry, ev, &chunk, &reason, detail, sizeof detail);
     if (!CHECK_EQ_INT(rc, 0))
         fprintf(stderr, "    rejected as %s: %s\n", metrics_drop_reason_name(reason), detail);
     return rc == 0;
@@ -37,10 +38,11 @@ static void reject(const char *what, enum drop_reason want, const msgpack_object
                    const struct registry *registry)
 {
     struct event ev;
+    const msgpack_object *chunk;
     enum drop_reason reason = DROP_REASON_COUNT;
     char detail[256] = "";
     check_context("%s", what);
-    CHECK_EQ_INT(decode_event(obj, registry, &ev, &reason, detail, sizeof detail), -1);
+    CHECK_EQ_INT(decode_event(obj, registry, &ev, &chunk, &reason, detail, sizeof detail), -1);
     CHECK_STR_EQ(metrics_drop_reason_name(reason), metrics_drop_reason_name(want));
     CHECK(detail[0] != '\0');
     check_context(NULL);
@@ -440,14 +442,15 @@ static void test_reject_keys(void)
 static void test_detail(void)
 {
     struct event ev;
+    const msgpack_object *chunk;
     enum drop_reason reason;
     char detail[256];
     const msgpack_object *obj = mp_build(&m, "{s:s, s:i}", "event", "e", "colour", 1);
-    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &reason, detail, sizeof detail), -1);
+    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &reason, detail, sizeof detail), -1);
     CHECK_CONTAINS(detail, "colour");
     char small[8];
     memset(small, 'x', sizeof small);
-    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &reason, small, sizeof small), -1);
+    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &reason, small, sizeof small), -1);
     CHECK_EQ_UINT(strlen(small), sizeof small - 1);
 }
 

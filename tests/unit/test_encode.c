@@ -340,9 +340,10 @@ static json_t *encode_event_json(const msgpack_object *obj, const struct encode_
                                  int64_t now_ms)
 {
     struct event ev;
+    const msgpack_object *chunk;
     enum drop_reason reason;
     char detail[256];
-    if (!CHECK_EQ_INT(decode_event(obj, NULL, &ev, &reason, detail, sizeof detail), 0))
+    if (!CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &reason, detail, sizeof detail), 0))
         return NULL;
     struct buf out = BUF_INIT;
     json_t *root = NULL;
@@ -434,10 +435,11 @@ static void test_properties_merged(void)
         &m, "{s:s, s:{s:s, s:{s:s, s:i}, s:i, s:{s:s}}}", "event", "e", "properties", "count",
         "mine", "app", "version", "event-v", "extra", 1, "sys", 5, "env", "region", "eu");
     struct event ev;
+    const msgpack_object *chunk;
     enum drop_reason reason;
     char detail[256];
     struct buf out = BUF_INIT;
-    if (CHECK_EQ_INT(decode_event(obj, NULL, &ev, &reason, detail, sizeof detail), 0) &&
+    if (CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &reason, detail, sizeof detail), 0) &&
         CHECK_EQ_INT(encode_event(&out, &ev, &defaults, T_MS), ENCODE_OK)) {
         json_t *v = js_parse_buf(&out);
         check_merged(js_at(v, "properties"));

@@ -1,0 +1,263 @@
+/*
+ * forward: Fluent Forward messages to events (see forward.h).
+ *
+ * The message is checked as a whole first (tag, option, the container of
+ * entries); then each entry is turned into a struct event that points into
+ * the message, exactly like a native event, and handed to the caller. A bad
+ * entry is refused alone; the message's other entries still count.
+ */
+#include "forward.h"
+
+#include "timestamp.h"
+
+#include <libdeflate.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FORWARD_PACKED_INITIAL (16 * 1024)
+#define FORWARD_INFLATE_GUESS 4 /* first guess of the gunzipped size, times the input */
+
+#define FORWARD_FAIL(r, ...)                                                                       \
+    do {                                                                                           \
+        *reason = (r);                                                                             \
+        snprintf(detail, detail_len, __VA_ARGS__);                                                 \
+        return -1;                                                                                 \
+    } while (0)
+
+int forward_init(struct forward_decoder *d, const char *tag_prefix,
+                 const struct registry *registry, size_t max_unpacked)
+{
+    d->tag_prefix = tag_prefix;
+    d->tag_prefix_len = strlen(tag_prefix);
+    d->registry = registry;
+    d->max_unpacked = max_unpacked;
+    d->inflater = NULL;
+    return stream_init(&d->packed, FORWARD_PACKED_INITIAL, max_unpacked);
+}
+
+void forward_destroy(struct forward_decoder *d)
+{
+    stream_destroy(&d->packed);
+    libdeflate_free_decompressor(d->inflater);
+}
+
+/* Forward's time: integer or float seconds, or an EventTime. */
+static int forward_time(const msgpack_object *t, int64_t *ms)
+{
+    switch (t->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (t->via.u64 > (uint64_t)(TIMESTAMP_MAX_MS / 1000))
+            return -1;
+        *ms = (int64_t)t->via.u64 * 1000;
+        return 0;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(t->via.f64) || t->via.f64 < 0 ||
+            t->via.f64 > (double)(TIMESTAMP_MAX_MS / 1000))
+            return -1;
+        *ms = (int64_t)(t->via.f64 * 1000);
+        return 0;
+    case MSGPACK_OBJECT_EXT:
+        return t->via.ext.type == 0 ? decode_timestamp(t, ms) : -1;
+    default:
+        return -1;
+    }
+}
+
+static const msgpack_object *forward_map_get(const msgpack_object_map *map, const char *key)
+{
+    for (uint32_t i = 0; i < map->size; i++)
+        if (decode_str_is(&map->ptr[i].key, key))
+            return &map->ptr[i].val;
+    return NULL;
+}
+
+/* One [time, record] pair (or Message mode's time and record) -> event. */
+static int forward_event(const struct forward_decoder *d, const msgpack_object *tag,
+                         const msgpack_object *time, const msgpack_object *record,
+                         struct event *ev, enum drop_reason *reason, char *detail,
+                         size_t detail_len)
+{
+    if (forward_time(time, &ev->timestamp_ms) < 0)
+        FORWARD_FAIL(DROP_BAD_TIMESTAMP, "the entry's time is not seconds since the epoch or an "
+                     "EventTime, from 1970 to 9999");
+    if (record->type != MSGPACK_OBJECT_MAP)
+        FORWARD_FAIL(DROP_BAD_PROPERTIES, "the entry's record is not a map (msgpack type %d)",
+                     record->type);
+    const msgpack_object_map *map = &record->via.map;
+    const msgpack_object *name = forward_map_get(map, "event");
+    if (name != NULL && name->type != MSGPACK_OBJECT_STR)
+        FORWARD_FAIL(DROP_BAD_EVENT, "the record's 'event' is not a string");
+    if (name != NULL) {
+        ev->name = name->via.str.ptr;
+        ev->name_len = name->via.str.size;
+    } else {
+        ev->name = tag->via.str.ptr;
+        ev->name_len = tag->via.str.size;
+        if (d->tag_prefix_len > 0 && ev->name_len >= d->tag_prefix_len &&
+            memcmp(ev->name, d->tag_prefix, d->tag_prefix_len) == 0) {
+            ev->name += d->tag_prefix_len;
+            ev->name_len -= d->tag_prefix_len;
+        }
+    }
+    if (decode_event_name(ev->name, ev->name_len, d->registry, reason, detail, detail_len) < 0)
+        return -1;
+    if (decode_uuid(forward_map_get(map, "uuid"), ev, reason, detail, detail_len) < 0 ||
+        decode_distinct_id(forward_map_get(map, "distinct_id"), ev, reason, detail, detail_len) < 0)
+        return -1;
+    ev->properties = map;
+    ev->properties_are_record = 1;
+    return 0;
+}
+
+/* Decode one entry and report it. */
+static void forward_entry(const struct forward_decoder *d, const msgpack_object *tag,
+                          const msgpack_object *time, const msgpack_object *record,
+                          forward_entry_fn fn, void *arg)
+{
+    struct event ev;
+    enum drop_reason reason;
+    char detail[256];
+    if (forward_event(d, tag, time, record, &ev, &reason, detail, sizeof detail) < 0)
+        fn(arg, NULL, reason, detail);
+    else
+        fn(arg, &ev, reason, NULL);
+}
+
+static void forward_pair(const struct forward_decoder *d, const msgpack_object *tag,
+                         const msgpack_object *pair, forward_entry_fn fn, void *arg)
+{
+    if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2) {
+        fn(arg, NULL, DROP_BAD_FORWARD, "an entry is not a [time, record] array");
+        return;
+    }
+    forward_entry(d, tag, &pair->via.array.ptr[0], &pair->via.array.ptr[1], fn, arg);
+}
+
+/* Gunzip every member of data into the packed stream, at most max_unpacked
+ * bytes in all. */
+static int forward_gunzip(struct forward_decoder *d, const char *data, size_t len,
+                          enum drop_reason *reason, char *detail, size_t detail_len)
+{
+    if (d->inflater == NULL && (d->inflater = libdeflate_alloc_decompressor()) == NULL)
+        FORWARD_FAIL(DROP_BUFFER_FULL, "out of memory for decompression");
+    size_t total = 0, guess = len * FORWARD_INFLATE_GUESS;
+    while (len > 0) {
+        size_t room = guess < d->max_unpacked - total ? guess : d->max_unpacked - total;
+        size_t capacity, used_in, used_out;
+        char *space = stream_reserve(&d->packed, room, &capacity);
+        if (space == NULL)
+            FORWARD_FAIL(DROP_BUFFER_FULL, "out of memory for decompression");
+        if (capacity > d->max_unpacked - total)
+            capacity = d->max_unpacked - total;
+        enum libdeflate_result rc = libdeflate_gzip_decompress_ex(d->inflater, data, len, space,
+                                                                  capacity, &used_in, &used_out);
+        if (rc == LIBDEFLATE_INSUFFICIENT_SPACE) {
+            if (capacity >= d->max_unpacked - total)
+                FORWARD_FAIL(DROP_TOO_LARGE, "the gzip-compressed entries unpack to more than "
+                             "agent.max_message_bytes = %zu", d->max_unpacked);
+            guess = capacity * 2;
+            continue;
+        }
+        if (rc != LIBDEFLATE_SUCCESS)
+            FORWARD_FAIL(DROP_BAD_FORWARD, "the entries are not valid gzip data");
+        stream_consumed(&d->packed, used_out);
+        total += used_out;
+        data += used_in;
+        len -= used_in;
+    }
+    return 0;
+}
+
+static int forward_packed(struct forward_decoder *d, const msgpack_object *tag,
+                          const msgpack_object *entries, int gzipped, forward_entry_fn fn,
+                          void *arg, enum drop_reason *reason, char *detail, size_t detail_len)
+{
+    const char *data = entries->type == MSGPACK_OBJECT_BIN ? entries->via.bin.ptr
+                                                            : entries->via.str.ptr;
+    size_t len = entries->type == MSGPACK_OBJECT_BIN ? entries->via.bin.size
+                                                     : entries->via.str.size;
+    stream_clear(&d->packed);
+    if (gzipped) {
+        if (forward_gunzip(d, data, len, reason, detail, detail_len) < 0)
+            return -1;
+    } else if (stream_append(&d->packed, data, len) < 0) {
+        FORWARD_FAIL(DROP_BUFFER_FULL, "out of memory for the packed entries");
+    }
+    for (uint32_t n = 0;; n++) {
+        msgpack_object pair;
+        switch (stream_next(&d->packed, &pair)) {
+        case STREAM_OBJECT:
+            forward_pair(d, tag, &pair, fn, arg);
+            continue;
+        case STREAM_NEED_MORE:
+            if (stream_pending(&d->packed) == 0)
+                return 0;
+            FORWARD_FAIL(DROP_BAD_FORWARD, "the packed entries end inside entry %u", n + 1);
+        case STREAM_TOO_LARGE:
+        case STREAM_INVALID:
+        case STREAM_TOO_DEEP:
+            break;
+        }
+        stream_clear(&d->packed);
+        FORWARD_FAIL(DROP_BAD_FORWARD, "packed entry %u is not valid msgpack (or nested deeper "
+                     "than %d levels)", n + 1, FRAME_MAX_DEPTH);
+    }
+}
+
+/* The option map (or nil): its chunk and whether the entries are gzipped. */
+static int forward_option(const msgpack_object *opt, const msgpack_object **chunk, int *gzipped,
+                          enum drop_reason *reason, char *detail, size_t detail_len)
+{
+    *gzipped = 0;
+    if (opt == NULL || opt->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (opt->type != MSGPACK_OBJECT_MAP)
+        FORWARD_FAIL(DROP_BAD_FORWARD, "the option is not a map (msgpack type %d)", opt->type);
+    const msgpack_object *c = forward_map_get(&opt->via.map, "chunk");
+    if (c != NULL && !decode_chunk_is_valid(c))
+        FORWARD_FAIL(DROP_BAD_CHUNK, "option 'chunk' is not a string of 1 to %d bytes",
+                     EVENT_CHUNK_MAX);
+    *chunk = c;
+    const msgpack_object *compressed = forward_map_get(&opt->via.map, "compressed");
+    if (compressed != NULL && decode_str_is(compressed, "gzip"))
+        *gzipped = 1;
+    else if (compressed != NULL && !decode_str_is(compressed, "text"))
+        FORWARD_FAIL(DROP_BAD_FORWARD, "option 'compressed' is neither \"gzip\" nor \"text\"");
+    return 0;
+}
+
+int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
+                   const msgpack_object **chunk, forward_entry_fn fn, void *arg,
+                   enum drop_reason *reason, char *detail, size_t detail_len)
+{
+    *chunk = NULL;
+    uint32_t n = msg->via.array.size;
+    const msgpack_object *item = msg->via.array.ptr;
+    if (n < 2 || n > 4 || item[0].type != MSGPACK_OBJECT_STR || item[0].via.str.size == 0)
+        FORWARD_FAIL(DROP_BAD_FORWARD, "an array that is not a Forward message "
+                     "[tag, time, record, option?], [tag, entries, option?] or "
+                     "[tag, packed entries, option?]");
+    const msgpack_object *tag = &item[0];
+    msgpack_object_type second = item[1].type;
+    int message_mode = second != MSGPACK_OBJECT_ARRAY && second != MSGPACK_OBJECT_BIN &&
+                       second != MSGPACK_OBJECT_STR;
+    if ((message_mode && n < 3) || (!message_mode && n > 3))
+        FORWARD_FAIL(DROP_BAD_FORWARD, "a Forward message with %u elements: Message mode has 3 or "
+                     "4, Forward and PackedForward modes 2 or 3", n);
+    int option_at = message_mode ? 3 : 2, gzipped;
+    if (forward_option(n > (uint32_t)option_at ? &item[option_at] : NULL, chunk, &gzipped, reason,
+                       detail, detail_len) < 0)
+        return -1;
+    if (message_mode) {
+        forward_entry(d, tag, &item[1], &item[2], fn, arg);
+        return 0;
+    }
+    if (second == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < item[1].via.array.size; i++)
+            forward_pair(d, tag, &item[1].via.array.ptr[i], fn, arg);
+        return 0;
+    }
+    return forward_packed(d, tag, &item[1], gzipped, fn, arg, reason, detail, detail_len);
+}
