@@ -182,7 +182,7 @@ typedef struct tlm_stats {
     uint64_t resent;             /* reliable: events written again after a reconnect */
     uint64_t queued;             /* events held now: not yet written, or (reliable) unacked */
     uint64_t queued_bytes;       /* their bytes, counted against queue_bytes */
-    uint64_t dropped_queue_full; /* no room in the queue */
+    uint64_t dropped_queue_full; /* no room in the queue (or no memory to hold the event) */
     uint64_t dropped_too_large;  /* larger than max_event_bytes or queue_bytes */
     uint64_t dropped_invalid;    /* a malformed event: a builder error, bad raw msgpack */
     uint64_t dropped_rejected;   /* reliable: refused by the agent in its ack reply */

@@ -1,0 +1,78 @@
+/*
+ * client: the state behind a tlm_client, shared by client.c (the public
+ * calls, the I/O thread, fork handling) and conn.c (the socket).
+ *
+ * Everything in struct tlm_client is guarded by `lock`, except what only
+ * tlm_open / tlm_close touch. No lock is ever held while waiting: the socket
+ * is non-blocking and the I/O thread and tlm_flush release the lock around
+ * poll() and condition waits.
+ */
+#ifndef TLM_CLIENT_H
+#define TLM_CLIENT_H
+
+#include "queue.h"
+#include "telemetry.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/un.h>
+
+#define TLM_CLIENT_NEVER INT64_MAX /* a deadline that does not come */
+#define TLM_CLIENT_MAX_LOSSES 8     /* connections an event may break before it is dropped */
+#define TLM_CLIENT_REPLY_MAX 4096   /* longest reply from the agent */
+
+struct tlm_client {
+    pthread_mutex_t lock;
+    pthread_cond_t progress; /* broadcast after the I/O thread did something */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    tlm_options opt; /* with the defaults filled in */
+
+    /* connection */
+    int fd;                 /* -1: not connected */
+    int64_t next_connect_ms; /* earliest next connection attempt (monotonic) */
+    unsigned attempts;      /* failures since the last progress: the backoff exponent */
+    int64_t last_progress_ms; /* last bytes written or ack read on this connection */
+    unsigned char reply[TLM_CLIENT_REPLY_MAX];
+    size_t reply_len;
+    uint64_t rng; /* jitter */
+
+    struct tlm_queue queue;
+    uint64_t next_seq;
+    tlm_stats stats;
+
+    /* I/O thread */
+    pthread_t thread;
+    int thread_running;
+    int64_t thread_retry_ms; /* after a failed pthread_create */
+    int stopping;
+    int wake[2];     /* self-pipe: [0] polled by the thread; -1 until the thread starts */
+    int wake_pending; /* a byte is in the pipe */
+    int thread_polling; /* the thread is (about to be) in poll() with the plan below */
+    int plan_fd;
+    short plan_events;
+    int64_t plan_deadline;
+    int flush_waiters;
+
+    LIST_ENTRY(tlm_client) all; /* every open client, for fork() */
+};
+
+/* What the client waits for next: the fd and poll events (fd -1: none) and
+ * a deadline (TLM_CLIENT_NEVER: none) for a reconnect or an ack timeout. */
+void tlm_conn_plan(struct tlm_client *c, int64_t now, int *fd, short *events,
+                   int64_t *deadline);
+/* Connect now. Returns 0, or -1 (and schedules the next attempt). */
+int tlm_conn_open(struct tlm_client *c, int64_t now);
+/* Do all the I/O possible now without waiting: connect when due, read
+ * replies, write queued entries, enforce the ack timeout. */
+void tlm_conn_io(struct tlm_client *c, int64_t now);
+/* Write an event that is not queued (nothing is queued ahead of it)
+ * straight to the socket. Returns the bytes written, or -1 if the
+ * connection failed (and was dropped). */
+long tlm_conn_write_direct(struct tlm_client *c, const unsigned char *data, size_t len,
+                           int64_t now);
+/* Close the connection (if any) and forget its state, without accounting:
+ * for fork children and tlm_close. */
+void tlm_conn_forget(struct tlm_client *c);
+
+#endif

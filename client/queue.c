@@ -1,0 +1,76 @@
+/*
+ * queue: the FIFO of held events and its write cursor (see queue.h).
+ */
+#include "queue.h"
+
+#include <stdlib.h>
+
+void tlm_queue_init(struct tlm_queue *q)
+{
+    TAILQ_INIT(&q->entries);
+    q->next = NULL;
+    q->off = 0;
+    q->bytes = 0;
+    q->count = 0;
+}
+
+struct tlm_entry *tlm_queue_entry_new(size_t cap)
+{
+    struct tlm_entry *e = malloc(sizeof *e + cap);
+    if (e == NULL)
+        return NULL;
+    e->seq = 0;
+    e->len = 0;
+    e->written_ms = 0;
+    e->losses = 0;
+    e->written_once = 0;
+    e->chunk[0] = '\0';
+    e->chunk_len = 0;
+    return e;
+}
+
+void tlm_queue_push(struct tlm_queue *q, struct tlm_entry *e)
+{
+    TAILQ_INSERT_TAIL(&q->entries, e, link);
+    q->bytes += e->len;
+    q->count++;
+    if (q->next == NULL) {
+        q->next = e;
+        q->off = 0;
+    }
+}
+
+void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e)
+{
+    if (q->next == e) {
+        q->next = TAILQ_NEXT(e, link);
+        q->off = 0;
+    }
+    TAILQ_REMOVE(&q->entries, e, link);
+    q->bytes -= e->len;
+    q->count--;
+    free(e);
+}
+
+void tlm_queue_rewind(struct tlm_queue *q, int to_head)
+{
+    if (to_head)
+        q->next = TAILQ_FIRST(&q->entries);
+    q->off = 0;
+}
+
+void tlm_queue_clear(struct tlm_queue *q)
+{
+    struct tlm_entry *e;
+    while ((e = TAILQ_FIRST(&q->entries)) != NULL) {
+        TAILQ_REMOVE(&q->entries, e, link);
+        free(e);
+    }
+    tlm_queue_init(q);
+}
+
+int tlm_queue_head_in_flight(const struct tlm_queue *q)
+{
+    struct tlm_entry *head = TAILQ_FIRST(&q->entries);
+    return head != NULL && (head != q->next || q->off > 0);
+}

@@ -1,0 +1,57 @@
+/*
+ * queue: the client's FIFO of events held in memory, with a write cursor.
+ *
+ * Every entry is one complete msgpack message (an event, plus its chunk id in
+ * reliable mode). The cursor (next, off) is where writing resumes on the
+ * current connection: entries before it are written whole and, in reliable
+ * mode, wait for their acknowledgement; `next` may be partially written
+ * (off bytes). A new connection starts again at an entry boundary
+ * (tlm_queue_rewind), so a torn entry is always written again from its start.
+ */
+#ifndef TLM_QUEUE_H
+#define TLM_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#define TLM_QUEUE_CHUNK_MAX 16 /* hex digits of a 64-bit sequence number */
+
+struct tlm_entry {
+    TAILQ_ENTRY(tlm_entry) link;
+    uint64_t seq;        /* order of tlm_send calls; flush waits by it */
+    size_t len;          /* bytes in data */
+    int64_t written_ms;  /* when it was last written whole (monotonic) */
+    unsigned losses;     /* connections that broke while it was the one in flight */
+    int written_once;    /* counted in stats.sent */
+    char chunk[TLM_QUEUE_CHUNK_MAX + 1];
+    size_t chunk_len;    /* 0: no chunk (fire-and-forget) */
+    unsigned char data[];
+};
+
+TAILQ_HEAD(tlm_entry_list, tlm_entry);
+
+struct tlm_queue {
+    struct tlm_entry_list entries;
+    struct tlm_entry *next; /* first entry not yet written whole; NULL: none */
+    size_t off;             /* bytes of next already written */
+    size_t bytes;           /* sum of len over entries */
+    uint64_t count;
+};
+
+void tlm_queue_init(struct tlm_queue *q);
+/* A new entry with room for cap bytes of data (len 0), or NULL. */
+struct tlm_entry *tlm_queue_entry_new(size_t cap);
+/* Append e (its len set) at the end. */
+void tlm_queue_push(struct tlm_queue *q, struct tlm_entry *e);
+/* Unlink and free e; the cursor moves past it if it pointed at it. */
+void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e);
+/* Move the cursor back to the first entry (reliable: everything unacked is
+ * written again), or to the start of `next` (fire-and-forget). */
+void tlm_queue_rewind(struct tlm_queue *q, int to_head);
+/* Free every entry. */
+void tlm_queue_clear(struct tlm_queue *q);
+/* Is any byte of the first entry written on the current connection? */
+int tlm_queue_head_in_flight(const struct tlm_queue *q);
+
+#endif
