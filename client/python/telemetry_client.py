@@ -1,0 +1,1068 @@
+"""
+telemetry_client: send analytics events to the local telemetry-agent.
+
+    import telemetry_client; telemetry_client.Client().capture("project:created", {"projects_count": 7})
+
+One module, standard library only (Python 3.7+). Events are encoded to
+msgpack here (no msgpack package needed) and written to the agent's Unix
+socket: the path given, else $TELEMETRY_SOCKET, else /run/telemetry/agent.sock.
+
+Promises, the same as the C library's:
+
+- capture() never blocks and never raises on agent trouble (absent,
+  restarting, slow, socket full, garbage replies). It encodes the event,
+  puts the bytes on a bounded in-process queue (queue_bytes, 256 KiB by
+  default) and returns True; it returns False when the event is dropped,
+  and counts why: queue_full, invalid (an unsupported type, a bad field, an
+  int out of the int64/uint64 range, nesting deeper than the agent takes),
+  too_large (bigger than max_event_bytes or than the whole queue), rejected
+  (the agent refused it in reliable mode) or closed (captured after close(),
+  or still queued when close() gave up). The constructor raises ValueError
+  for bad arguments; nothing else raises.
+- A daemon thread per client, started on the first event, writes the queue
+  to the socket when it is writable, reconnects with exponential backoff and
+  jitter, and reads the agent's replies. An event is written whole or the
+  connection is dropped before anything else is written: a new connection
+  never starts in the middle of an event.
+- Thread-safe; fork-safe: a child process starts with an empty queue, zero
+  counters and no connection, and uses its own socket and thread.
+- Every event gets a UUIDv7 and a millisecond timestamp unless given, so
+  the backend can remove the duplicates a resend makes.
+- reliable=True adds a `chunk` id to every event; the agent answers
+  {"ack": chunk} once the event is in its buffer. Events are kept until
+  acknowledged and written again after a reconnect, or when no answer came
+  within ack_timeout seconds (on a new connection). Delivery to the agent is
+  then at least once. Without it, an event counts as sent once written to
+  the socket: the ones still unread in the kernel when the agent dies are
+  lost.
+- flush(timeout) waits until every event captured before the call is sent
+  (written; acknowledged in reliable mode) or dropped, and says whether that
+  happened in time. At interpreter exit each client is flushed for at most
+  atexit_timeout seconds (1 s by default, shared by all clients; 0 skips it).
+- stats() counts: attempted = sent + pending + sum(dropped.values()), always.
+
+send_event(event, event_properties, derived_properties) is a drop-in for
+Orchest's analytics.send_event on a module-level client made on first use.
+"""
+
+import atexit
+import collections
+import collections.abc
+import datetime
+import errno
+import itertools
+import os
+import random
+import re
+import select
+import socket
+import struct
+import threading
+import time
+import uuid as _uuid
+import weakref
+
+__all__ = ["Client", "EncodeError", "packb", "uuid7", "send_event", "default_client",
+           "DEFAULT_SOCKET", "MAX_DEPTH"]
+
+DEFAULT_SOCKET = "/run/telemetry/agent.sock"
+MAX_DEPTH = 32  # containers nested in one message, the event map included (agent's limit)
+MAX_MESSAGE_BYTES = 1024 * 1024  # agent.max_message_bytes default: larger closes the connection
+MAX_NAME_BYTES = 200  # event and distinct_id
+MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+DROP_REASONS = ("queue_full", "invalid", "too_large", "rejected", "closed")
+
+_WRITE_BATCH_BYTES = 64 * 1024  # bytes joined into one send()
+_READ_BYTES = 64 * 1024
+_LONG_LIVED = 1.0  # a connection up this long resets the reconnect backoff
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_UUID_TEXT = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12}\Z")
+
+
+class EncodeError(ValueError):
+    """A value this module cannot encode (packb only; capture counts it)."""
+
+
+# -- msgpack encoding --------------------------------------------------------
+
+_pack_be16 = struct.Struct(">BH").pack
+_pack_be32 = struct.Struct(">BI").pack
+_pack_u64 = struct.Struct(">BQ").pack
+_pack_i64 = struct.Struct(">Bq").pack
+_pack_f64 = struct.Struct(">Bd").pack
+
+
+def _pack_int(n, out):
+    if 0 <= n:
+        if n < 0x80:
+            out.append(n)
+        elif n < 0x100:
+            out += bytes((0xcc, n))
+        elif n < 0x10000:
+            out += _pack_be16(0xcd, n)
+        elif n < 0x100000000:
+            out += _pack_be32(0xce, n)
+        elif n < 0x10000000000000000:
+            out += _pack_u64(0xcf, n)
+        else:
+            raise EncodeError("int %d is larger than uint64" % n)
+    elif n >= -32:
+        out.append(n & 0xff)
+    elif n >= -0x80:
+        out += struct.pack(">Bb", 0xd0, n)
+    elif n >= -0x8000:
+        out += struct.pack(">Bh", 0xd1, n)
+    elif n >= -0x80000000:
+        out += struct.pack(">Bi", 0xd2, n)
+    elif n >= -0x8000000000000000:
+        out += _pack_i64(0xd3, n)
+    else:
+        raise EncodeError("int %d is smaller than int64" % n)
+
+
+def _pack_header(n, out, fix, fix_max, code16, code32, what):
+    if n <= fix_max:
+        out.append(fix | n)
+    elif n < 0x10000:
+        out += _pack_be16(code16, n)
+    elif n < 0x100000000:
+        out += _pack_be32(code32, n)
+    else:
+        raise EncodeError("%s of %d elements or bytes is too long for msgpack" % (what, n))
+
+
+def _pack_str(s, out):
+    try:
+        b = s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EncodeError("str %r is not valid Unicode (a lone surrogate?)" % s[:40]) from None
+    n = len(b)
+    if n < 32:
+        out.append(0xa0 | n)
+    elif n < 0x100:
+        out += bytes((0xd9, n))
+    else:
+        _pack_header(n, out, 0, -1, 0xda, 0xdb, "str")
+    out += b
+
+
+def _pack_bin(b, out):
+    n = len(b)
+    if n < 0x100:
+        out += bytes((0xc4, n))
+    else:
+        _pack_header(n, out, 0, -1, 0xc5, 0xc6, "bytes")
+    out += b
+
+
+def _datetime_text(dt):
+    """RFC 3339 in UTC; naive datetimes are local time, as in datetime.timestamp()."""
+    dt = dt.astimezone(datetime.timezone.utc)
+    text = "%04d-%02d-%02dT%02d:%02d:%02d" % (dt.year, dt.month, dt.day, dt.hour, dt.minute,
+                                              dt.second)
+    if dt.microsecond:
+        text += ".%06d" % dt.microsecond
+    return text + "Z"
+
+
+def _pack(obj, out, depth):
+    t = type(obj)
+    if t is str:
+        _pack_str(obj, out)
+    elif t is int:
+        _pack_int(obj, out)
+    elif obj is None:
+        out.append(0xc0)
+    elif t is bool:
+        out.append(0xc3 if obj else 0xc2)
+    elif t is float:
+        out += _pack_f64(0xcb, obj)
+    elif t is dict or t is list or t is tuple:
+        _pack_container(obj, out, depth)
+    elif isinstance(obj, bool):
+        out.append(0xc3 if obj else 0xc2)
+    elif isinstance(obj, int):
+        _pack_int(int(obj), out)
+    elif isinstance(obj, str):
+        _pack_str(str.__str__(obj), out)
+    elif isinstance(obj, float):
+        out += _pack_f64(0xcb, float(obj))
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        _pack_bin(bytes(obj), out)
+    elif isinstance(obj, datetime.datetime):
+        _pack_str(_datetime_text(obj), out)
+    elif isinstance(obj, datetime.date):
+        _pack_str(obj.isoformat(), out)
+    elif isinstance(obj, _uuid.UUID):
+        _pack_str(str(obj), out)
+    elif isinstance(obj, (dict, list, tuple, collections.abc.Mapping)):
+        _pack_container(obj, out, depth)
+    else:
+        raise EncodeError("cannot encode a value of type %s" % t.__name__)
+
+
+def _pack_container(obj, out, depth):
+    depth += 1
+    if depth > MAX_DEPTH:
+        raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
+    if isinstance(obj, (list, tuple)):
+        _pack_header(len(obj), out, 0x90, 15, 0xdc, 0xdd, "array")
+        for item in obj:
+            _pack(item, out, depth)
+        return
+    _pack_header(len(obj), out, 0x80, 15, 0xde, 0xdf, "map")
+    for key, value in obj.items():
+        _pack_str(key if type(key) is str else str(key), out)
+        _pack(value, out, depth)
+
+
+def packb(obj):
+    """Encode obj as msgpack bytes. Supported: None, bool, int (int64 and
+    uint64 range), float, str, bytes, list/tuple, dict (keys become str),
+    datetime (RFC 3339 string, UTC), date (YYYY-MM-DD), uuid.UUID (string).
+    Raises EncodeError (a ValueError) for anything else, or for containers
+    nested deeper than MAX_DEPTH."""
+    out = bytearray()
+    _pack(obj, out, 0)
+    return bytes(out)
+
+
+# -- msgpack scanning and decoding (agent replies, send_raw checks) ----------
+
+class _Incomplete(Exception):
+    pass
+
+
+def _header(buf, pos):
+    """(header length, payload bytes, container elements) of the element at
+    pos; raises _Incomplete or ValueError."""
+    b = buf[pos]
+    if b <= 0x7f or b >= 0xe0 or b in (0xc0, 0xc2, 0xc3):
+        return 1, 0, -1
+    if 0x80 <= b <= 0x8f:
+        return 1, 0, 2 * (b & 0x0f)
+    if 0x90 <= b <= 0x9f:
+        return 1, 0, b & 0x0f
+    if 0xa0 <= b <= 0xbf:
+        return 1, b & 0x1f, -1
+    if b == 0xc1:
+        raise ValueError("byte 0xc1 is not msgpack")
+    if 0xca <= b <= 0xd3:
+        return 1, (4, 8, 1, 2, 4, 8, 1, 2, 4, 8)[b - 0xca], -1
+    if 0xd4 <= b <= 0xd8:
+        return 1, 1 + (1 << (b - 0xd4)), -1
+    width = 1 if b in (0xc4, 0xc7, 0xd9) else 2 if b in (0xc5, 0xc8, 0xda, 0xdc, 0xde) else 4
+    if pos + 1 + width > len(buf):
+        raise _Incomplete
+    n = int.from_bytes(buf[pos + 1:pos + 1 + width], "big")
+    if b in (0xc7, 0xc8, 0xc9):
+        return 1 + width, n + 1, -1
+    if b in (0xdc, 0xdd):
+        return 1 + width, 0, n
+    if b in (0xde, 0xdf):
+        return 1 + width, 0, 2 * n
+    return 1 + width, n, -1
+
+
+def _scan(buf, pos=0):
+    """End of the msgpack object starting at pos, or -1 if buf stops before
+    it does. Raises ValueError for bytes that are not msgpack or an object
+    nested deeper than MAX_DEPTH (both close the agent's connection)."""
+    remaining = []
+    try:
+        while True:
+            if pos >= len(buf):
+                return -1
+            h, payload, elements = _header(buf, pos)
+            pos += h + payload
+            if pos > len(buf):
+                return -1
+            if elements >= 0 and len(remaining) == MAX_DEPTH:
+                raise ValueError("nested deeper than %d levels" % MAX_DEPTH)
+            if elements > 0:
+                remaining.append(elements)
+                continue
+            while remaining:
+                remaining[-1] -= 1
+                if remaining[-1]:
+                    break
+                remaining.pop()
+            if not remaining:
+                return pos
+    except _Incomplete:
+        return -1
+
+
+def _unpack(buf, pos):
+    """Decode one complete object (already found whole by _scan)."""
+    h, payload, elements = _header(buf, pos)
+    b = buf[pos]
+    start = pos + h
+    if elements >= 0:
+        items = []
+        pos = start
+        for _ in range(elements):
+            item, pos = _unpack(buf, pos)
+            items.append(item)
+        if 0x90 <= b <= 0x9f or b in (0xdc, 0xdd):
+            return items, pos
+        return {_hashable(items[i]): items[i + 1] for i in range(0, len(items), 2)}, pos
+    end = start + payload
+    raw = bytes(buf[start:end])
+    if b <= 0x7f:
+        value = b
+    elif b >= 0xe0:
+        value = b - 0x100
+    elif b in (0xc0, 0xc2, 0xc3):
+        value = (None, None, False, True)[b - 0xc0]
+    elif 0xa0 <= b <= 0xbf or b in (0xd9, 0xda, 0xdb):
+        value = raw.decode("utf-8", "replace")
+    elif b == 0xca:
+        value = struct.unpack(">f", raw)[0]
+    elif b == 0xcb:
+        value = struct.unpack(">d", raw)[0]
+    elif 0xcc <= b <= 0xcf:
+        value = int.from_bytes(raw, "big")
+    elif 0xd0 <= b <= 0xd3:
+        value = int.from_bytes(raw, "big", signed=True)
+    else:
+        value = raw  # bin and ext: the bytes are enough here
+    return value, end
+
+
+def _hashable(key):
+    return tuple(key) if isinstance(key, list) else repr(key) if isinstance(key, dict) else key
+
+
+# -- UUIDv7 ------------------------------------------------------------------
+
+def _now_ms():
+    return time.time_ns() // 1000000
+
+
+def uuid7(ms=None):
+    """A UUIDv7 string: 48-bit Unix milliseconds, version 7, 12 random bits,
+    the RFC 9562 variant, 62 random bits."""
+    if ms is None:
+        ms = _now_ms()
+    r = int.from_bytes(os.urandom(10), "big")
+    v = ((ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (r >> 68) << 64 | 0x2 << 62
+         | r & 0x3FFFFFFFFFFFFFFF)
+    h = "%032x" % v
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+# -- event fields ------------------------------------------------------------
+
+def _name(value, what):
+    if not isinstance(value, str) and isinstance(getattr(value, "value", None), str):
+        value = value.value  # an Enum of event names, as Orchest's analytics.Event
+    if not isinstance(value, str):
+        raise EncodeError("%s is a %s, not a str" % (what, type(value).__name__))
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= MAX_NAME_BYTES:
+        raise EncodeError("%s is %d bytes, not 1 to %d" % (what, size, MAX_NAME_BYTES))
+    return value
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MILLISECOND = datetime.timedelta(milliseconds=1)
+
+
+def _timestamp(value):
+    if isinstance(value, datetime.datetime):
+        value = (value.astimezone(datetime.timezone.utc) - _EPOCH) // _MILLISECOND
+    elif isinstance(value, str):
+        return value  # RFC 3339: the agent parses it
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise EncodeError("timestamp is a %s, not int milliseconds, datetime or RFC 3339 str"
+                          % type(value).__name__)
+    if not 0 <= value <= MAX_TIMESTAMP_MS:
+        raise EncodeError("timestamp %d ms is not in 1970..9999" % value)
+    return value
+
+
+def _uuid_text(value):
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not _UUID_TEXT.match(value):
+        raise EncodeError("uuid %r is not an 8-4-4-4-12 hex string" % (value,))
+    return value
+
+
+_KEY = {k: packb(k) for k in ("event", "properties", "timestamp", "uuid", "distinct_id", "chunk")}
+
+
+def _encode_event(event, properties, timestamp, uuid, distinct_id, chunk):
+    event = _name(event, "event")
+    ms = _now_ms() if timestamp is None else _timestamp(timestamp)
+    fields = [("event", event), ("timestamp", ms),
+              ("uuid", uuid7(ms if isinstance(ms, int) else None) if uuid is None
+               else _uuid_text(uuid))]
+    if properties is not None:
+        if not isinstance(properties, collections.abc.Mapping):
+            raise EncodeError("properties is a %s, not a dict" % type(properties).__name__)
+        fields.append(("properties", properties))
+    if distinct_id is not None:
+        fields.append(("distinct_id", _name(distinct_id, "distinct_id")))
+    if chunk is not None:
+        fields.append(("chunk", chunk))
+    out = bytearray((0x80 | len(fields),))
+    for key, value in fields:
+        out += _KEY[key]
+        _pack(value, out, 1)
+    return bytes(out)
+
+
+# -- the client --------------------------------------------------------------
+
+class _Entry:
+    """One queued message: its bytes, its chunk id (reliable mode), its place
+    in capture order, and when it was last written in full."""
+    __slots__ = ("seq", "data", "chunk", "written_at")
+
+    def __init__(self, data, chunk):
+        self.seq = 0
+        self.data = data
+        self.chunk = chunk
+        self.written_at = 0.0
+
+
+_clients = weakref.WeakSet()  # for the fork and exit hooks
+_clients_lock = threading.Lock()
+
+
+class Client:
+    """A connection to the agent with its own queue and writer thread.
+
+    Client(socket_path=None, queue_bytes=262144, reliable=False,
+           ack_timeout=5.0, distinct_id=None, max_event_bytes=1048576,
+           reconnect_min=0.05, reconnect_max=2.0, sndbuf=None,
+           atexit_timeout=1.0)
+
+    max_event_bytes should not exceed the agent's agent.max_message_bytes
+    (a larger message makes it close the connection). sndbuf sets the
+    socket's SO_SNDBUF: what the kernel holds is what a dying agent can take
+    with it in the default (unreliable) mode.
+    """
+
+    def __init__(self, socket_path=None, queue_bytes=262144, reliable=False, ack_timeout=5.0,
+                 distinct_id=None, max_event_bytes=MAX_MESSAGE_BYTES, reconnect_min=0.05,
+                 reconnect_max=2.0, sndbuf=None, atexit_timeout=1.0):
+        if socket_path is None:
+            socket_path = os.environ.get("TELEMETRY_SOCKET") or DEFAULT_SOCKET
+        if not isinstance(socket_path, (str, bytes, os.PathLike)):
+            raise ValueError("socket_path must be a path")
+        for name, value in (("queue_bytes", queue_bytes), ("max_event_bytes", max_event_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError("%s must be a positive int, not %r" % (name, value))
+        for name, value in (("ack_timeout", ack_timeout), ("reconnect_min", reconnect_min),
+                            ("reconnect_max", reconnect_max), ("atexit_timeout", atexit_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError("%s must be a number >= 0, not %r" % (name, value))
+        if ack_timeout <= 0 or reconnect_min <= 0 or reconnect_max < reconnect_min:
+            raise ValueError("need ack_timeout > 0 and 0 < reconnect_min <= reconnect_max")
+        if sndbuf is not None and (isinstance(sndbuf, bool) or not isinstance(sndbuf, int)
+                                   or sndbuf < 1):
+            raise ValueError("sndbuf must be None or a positive int, not %r" % (sndbuf,))
+        if distinct_id is not None:
+            try:
+                distinct_id = _name(distinct_id, "distinct_id")
+            except EncodeError as exc:
+                raise ValueError(str(exc)) from None
+        self.socket_path = os.fsdecode(socket_path)
+        self.queue_bytes = queue_bytes
+        self.reliable = bool(reliable)
+        self.ack_timeout = float(ack_timeout)
+        self.distinct_id = distinct_id
+        self.max_event_bytes = max_event_bytes
+        self.reconnect_min = float(reconnect_min)
+        self.reconnect_max = float(reconnect_max)
+        self.sndbuf = sndbuf
+        self.atexit_timeout = float(atexit_timeout)
+        self._chunk_ids = itertools.count(1)
+        self._closed = False
+        self._reset_state()
+        with _clients_lock:
+            _clients.add(self)
+
+    def _reset_state(self):
+        """Everything a process owns alone: set at start and in a forked child."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)  # pending entries finished
+        self._queue = collections.deque()  # entries waiting to be written, in order
+        self._pending = collections.OrderedDict()  # seq -> entry, every unfinished one
+        self._pending_bytes = 0
+        self._seq = 0
+        self._counts = dict.fromkeys(("attempted", "sent", "acked", "resent", "connects",
+                                      "disconnects", "connect_failures", "ack_timeouts",
+                                      "bad_replies", "internal_errors"), 0)
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._rejected_reasons = collections.Counter()
+        self._last_error = None
+        self._thread = None
+        self._stopping = False
+        self._sleeping = False  # the writer waits for the wake pipe only
+        self._wake_r = self._wake_w = -1
+        # Owned by the writer thread alone:
+        self._sock = None
+        self._poller = None
+        self._out = b""  # bytes being written: whole entries joined
+        self._out_pos = 0
+        self._out_entries = collections.deque()  # (entry, end offset in _out)
+        self._inflight = collections.OrderedDict()  # chunk -> entry written, not yet acked
+        self._rbuf = bytearray()
+        self._attempt = 0
+        self._next_connect = 0.0
+        self._connected_at = 0.0
+
+    def _after_fork_in_child(self):
+        sock, wake = self._sock, (self._wake_r, self._wake_w)
+        self._reset_state()  # new locks: the parent's may have been held at fork
+        for fd in wake:
+            if fd >= 0:
+                _close_quietly(fd)
+        if sock is not None:
+            _close_quietly_sock(sock)  # our copy only: the parent's connection stays up
+
+    def _check_pid(self):
+        if self._pid != os.getpid():  # forked without the at-fork hook (a C-level fork())
+            with _clients_lock:
+                if self._pid != os.getpid():
+                    self._after_fork_in_child()
+
+    # -- producing -----------------------------------------------------------
+
+    def capture(self, event, properties=None, timestamp=None, uuid=None, distinct_id=None):
+        """Queue one event; True if queued, False if dropped (and counted).
+
+        event: the name (str, 1..200 bytes, or an Enum whose value is one);
+        properties: a dict or None; timestamp: int ms since the epoch, a
+        datetime or an RFC 3339 str (default: now); uuid: str or uuid.UUID
+        (default: a new UUIDv7); distinct_id: str (default: the client's,
+        else the agent's)."""
+        self._check_pid()
+        chunk = "%x" % next(self._chunk_ids) if self.reliable else None
+        try:
+            data = _encode_event(event, properties, timestamp, uuid,
+                                 self.distinct_id if distinct_id is None else distinct_id, chunk)
+        except (EncodeError, RecursionError, TypeError, ValueError) as exc:
+            return self._refuse("invalid", "event %.60r: %s" % (event, exc))
+        except Exception as exc:  # a property's __str__ or items() that raised
+            return self._refuse("invalid", "event %.60r: %s: %s"
+                                % (event, type(exc).__name__, exc))
+        return self._enqueue(_Entry(data, chunk))
+
+    def send_raw(self, data):
+        """Queue one message already encoded as msgpack (an event map, or a
+        Fluent Forward array). It must be exactly one whole object nested at
+        most MAX_DEPTH deep, else it is dropped as invalid. It is written as
+        is: even in reliable mode it is not tracked for an ack (counted sent
+        once written), so it should not carry a chunk of its own."""
+        self._check_pid()
+        try:
+            data = bytes(data)
+            end = _scan(data)
+            if end != len(data):
+                raise ValueError("not exactly one msgpack object (%s)"
+                                 % ("incomplete" if end < 0 else "bytes after it"))
+        except (TypeError, ValueError) as exc:
+            return self._refuse("invalid", "send_raw: %s" % exc)
+        return self._enqueue(_Entry(data, None))
+
+    def _refuse(self, reason, why):
+        with self._lock:
+            self._counts["attempted"] += 1
+            self._dropped[reason] += 1
+            self._last_error = why
+        return False
+
+    def _enqueue(self, entry):
+        size = len(entry.data)
+        if size > min(self.max_event_bytes, self.queue_bytes):
+            return self._refuse("too_large", "a %d-byte message is over the %d-byte limit"
+                                % (size, min(self.max_event_bytes, self.queue_bytes)))
+        start = False
+        with self._lock:
+            self._counts["attempted"] += 1
+            if self._closed:
+                self._dropped["closed"] += 1
+                return False
+            if self._pending_bytes + size > self.queue_bytes:
+                self._dropped["queue_full"] += 1
+                return False
+            self._seq += 1
+            entry.seq = self._seq
+            self._pending[entry.seq] = entry
+            self._pending_bytes += size
+            self._queue.append(entry)
+            if self._thread is None:
+                self._thread = start = True
+            elif self._sleeping:
+                self._sleeping = False
+                self._wake()
+        if start:
+            self._start_thread()
+        return True
+
+    def _start_thread(self):
+        try:
+            if self._wake_r < 0:
+                self._wake_r, self._wake_w = os.pipe()
+                for fd in (self._wake_r, self._wake_w):
+                    os.set_blocking(fd, False)
+            thread = threading.Thread(target=self._run, name="telemetry-client", daemon=True)
+            thread.start()
+        except Exception as exc:  # e.g. at interpreter shutdown: events stay queued
+            with self._lock:
+                self._thread = None
+                self._counts["internal_errors"] += 1
+                self._last_error = "cannot start the writer thread: %s" % exc
+            return
+        with self._lock:
+            if self._thread is True:
+                self._thread = thread
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass  # full: a wake-up is already waiting
+
+    # -- waiting -------------------------------------------------------------
+
+    def flush(self, timeout=5.0):
+        """Wait until every event captured before this call is sent (written
+        to the socket; acknowledged by the agent in reliable mode) or
+        dropped. True if that happened within timeout seconds (None: no
+        limit), else False."""
+        self._check_pid()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._seq
+            while self._pending and next(iter(self._pending)) <= target:
+                if self._thread is None and not self._closed:
+                    return False  # no writer: it could not be started
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
+        return True
+
+    def close(self, timeout=1.0):
+        """Flush for up to timeout seconds, then stop the writer and close the
+        socket. Events still queued then are dropped (counted as closed), as
+        are events captured afterwards. True if nothing was left behind."""
+        self._check_pid()
+        ok = self.flush(timeout)
+        with self._lock:
+            self._closed = self._stopping = True
+            thread = self._thread
+            if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+                self._wake()
+            else:
+                thread = None
+        if thread is not None:
+            thread.join(5.0)
+        with self._lock:
+            if self._thread is None or thread is not None and not thread.is_alive():
+                self._drop_pending_locked()
+        return ok
+
+    def _drop_pending_locked(self):
+        self._dropped["closed"] += len(self._pending)
+        self._pending.clear()
+        self._queue.clear()
+        self._pending_bytes = 0
+        self._progress.notify_all()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def stats(self):
+        """A snapshot of the counters:
+        attempted, sent, pending, queued_bytes, dropped (by reason),
+        acked (agent replies matched), resent, connects, disconnects,
+        connect_failures, ack_timeouts, bad_replies, internal_errors,
+        rejected_reasons (agent's reason -> count), connected, last_error.
+        attempted == sent + pending + sum(dropped.values()) always holds."""
+        self._check_pid()
+        with self._lock:
+            s = dict(self._counts)
+            s["pending"] = len(self._pending)
+            s["queued_bytes"] = self._pending_bytes
+            s["dropped"] = dict(self._dropped)
+            s["rejected_reasons"] = dict(self._rejected_reasons)
+            s["connected"] = self._sock is not None
+            s["last_error"] = self._last_error
+        return s
+
+    # -- the writer thread ---------------------------------------------------
+
+    def _run(self):
+        self._poller = _Poller()
+        self._poller.register(self._wake_r)
+        try:
+            while not self._stopping:
+                try:
+                    self._step()
+                except Exception as exc:  # a bug here must not stop delivery for good
+                    self._disconnect("internal error")
+                    with self._lock:
+                        self._counts["internal_errors"] += 1
+                        self._last_error = "writer: %s: %s" % (type(exc).__name__, exc)
+                    time.sleep(0.05)
+        finally:
+            if self._pid == os.getpid():
+                if self._sock is not None:
+                    self._disconnect("closed")
+                with self._lock:
+                    self._thread = None
+                    self._drop_pending_locked()
+
+    def _step(self):
+        now = time.monotonic()
+        if self._sock is None:
+            with self._lock:
+                idle = not self._queue and not self._out_entries
+                self._sleeping = idle
+            if idle:
+                self._wait(None)
+            elif now < self._next_connect:
+                self._wait(self._next_connect - now)
+            else:
+                self._connect()
+            return
+        if not self._out_entries:
+            self._refill()
+        if self._out_entries:
+            self._write()
+            if self._sock is None:
+                return
+        timeout = None
+        if self._inflight:
+            oldest = next(iter(self._inflight.values()))
+            timeout = oldest.written_at + self.ack_timeout - now
+            if timeout <= 0:
+                with self._lock:
+                    self._counts["ack_timeouts"] += 1
+                    self._last_error = "no ack within %.3g s" % self.ack_timeout
+                self._disconnect("ack timeout")
+                return
+        if not self._out_entries:
+            with self._lock:
+                if self._queue:
+                    return  # refill at once
+                self._sleeping = True
+        self._poller.modify(self._sock.fileno(), writable=bool(self._out_entries))
+        for fd, readable, writable in self._wait(timeout):
+            if fd != self._wake_r and self._sock is not None:
+                if readable:
+                    self._read()
+                if writable and self._sock is not None and self._out_entries:
+                    self._write()
+
+    def _wait(self, timeout):
+        ready = self._poller.poll(timeout)
+        with self._lock:
+            self._sleeping = False
+        for fd, readable, _ in ready:
+            if fd == self._wake_r and readable:
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except OSError:
+                    pass
+        return ready
+
+    def _connect(self):
+        sock = None
+        try:
+            sock = self._new_socket()
+            sock.setblocking(False)
+            if self.sndbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            _close_quietly_sock(sock)
+            self._attempt += 1
+            self._next_connect = time.monotonic() + self._backoff()
+            with self._lock:
+                self._counts["connect_failures"] += 1
+                self._last_error = "connect %s: %s" % (self.socket_path,
+                                                       exc.strerror or exc)
+            return
+        self._sock = sock
+        self._connected_at = time.monotonic()
+        self._poller.register(sock.fileno())
+        with self._lock:
+            self._counts["connects"] += 1
+
+    def _new_socket(self):
+        """The connection's socket (a seam for tests to wrap)."""
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def _backoff(self):
+        delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(self._attempt, 30))
+        return random.uniform(delay / 2, delay)
+
+    def _disconnect(self, why):
+        """Drop the connection; what it did not finish goes back to the front
+        of the queue, in order, to be written whole on the next one."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._poller.unregister(sock.fileno())
+            _close_quietly_sock(sock)
+        now = time.monotonic()
+        if sock is not None and now - self._connected_at >= _LONG_LIVED:
+            self._attempt = 0
+        else:
+            self._attempt += 1
+        self._next_connect = now + self._backoff()
+        back = list(self._inflight.values()) + [e for e, _ in self._out_entries]
+        self._inflight.clear()
+        self._out_entries.clear()
+        self._out, self._out_pos = b"", 0
+        self._rbuf.clear()
+        with self._lock:
+            self._counts["resent"] += sum(1 for e in back if e.written_at)
+            if sock is not None:
+                self._counts["disconnects"] += 1
+                if why != "closed":
+                    self._last_error = "connection dropped: %s" % why
+            self._queue.extendleft(reversed(back))
+
+    def _refill(self):
+        entries, size = [], 0
+        with self._lock:
+            while self._queue and (not entries or size + len(self._queue[0].data)
+                                   <= _WRITE_BATCH_BYTES):
+                entry = self._queue.popleft()
+                entries.append(entry)
+                size += len(entry.data)
+        end = 0
+        for entry in entries:
+            end += len(entry.data)
+            self._out_entries.append((entry, end))
+        self._out = memoryview(b"".join(e.data for e in entries))
+        self._out_pos = 0
+
+    def _write(self):
+        start, error = self._out_pos, None
+        try:
+            while self._out_pos < len(self._out):
+                try:
+                    self._out_pos += self._sock.send(self._out[self._out_pos:], _MSG_NOSIGNAL)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    error = exc
+                    break
+        finally:  # whatever went wrong, what was written whole is done
+            self._written(self._out_pos - start)
+        if error is not None:
+            self._disconnect("send: %s" % (error.strerror or error))
+
+    def _written(self, nbytes):
+        """Finish the entries the last writes completed."""
+        if not nbytes:
+            return
+        now = time.monotonic()
+        done = []
+        while self._out_entries and self._out_entries[0][1] <= self._out_pos:
+            entry = self._out_entries.popleft()[0]
+            if entry.chunk is not None:
+                entry.written_at = now
+                self._inflight[entry.chunk] = entry
+            else:
+                done.append(entry)
+        if not self._out_entries:
+            self._out, self._out_pos = b"", 0
+        if done:
+            with self._lock:
+                for entry in done:
+                    self._finish_locked(entry, "sent")
+                self._progress.notify_all()
+
+    def _finish_locked(self, entry, outcome):
+        if self._pending.pop(entry.seq, None) is None:
+            return
+        self._pending_bytes -= len(entry.data)
+        if outcome == "sent":
+            self._counts["sent"] += 1
+        else:
+            self._dropped[outcome] += 1
+
+    def _read(self):
+        while True:
+            try:
+                data = self._sock.recv(_READ_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._disconnect("recv: %s" % (exc.strerror or exc))
+                return
+            if not data:
+                self._disconnect("closed by the agent")
+                return
+            if self.reliable:
+                self._rbuf += data
+                if not self._replies():
+                    return
+
+    def _replies(self):
+        """Handle every whole reply in the read buffer. False if the bytes
+        were not msgpack (the connection is dropped)."""
+        pos, replies = 0, []
+        try:
+            while pos < len(self._rbuf):
+                end = _scan(self._rbuf, pos)
+                if end < 0:
+                    break
+                replies.append(_unpack(self._rbuf, pos)[0])
+                pos = end
+        except (ValueError, IndexError, struct.error) as exc:
+            with self._lock:
+                self._counts["bad_replies"] += 1
+                self._last_error = "the agent sent bytes that are not msgpack: %s" % exc
+            self._disconnect("bad reply")
+            return False
+        del self._rbuf[:pos]
+        if len(self._rbuf) > MAX_MESSAGE_BYTES:
+            self._disconnect("reply too large")
+            return False
+        with self._lock:
+            for reply in replies:
+                self._reply_locked(reply)
+            self._progress.notify_all()
+        return True
+
+    def _reply_locked(self, reply):
+        chunk = reply.get("ack") if isinstance(reply, dict) else None
+        entry = self._inflight.pop(chunk, None) if isinstance(chunk, str) else None
+        if entry is None:
+            self._counts["bad_replies"] += 1
+            self._last_error = "a reply that acknowledges nothing in flight: %.80r" % (reply,)
+            return
+        self._counts["acked"] += 1
+        rejected = reply.get("rejected", 0)
+        if isinstance(rejected, int) and not isinstance(rejected, bool) and rejected > 0:
+            reason = reply.get("reason")
+            reason = reason if isinstance(reason, str) else "unknown"
+            self._rejected_reasons[reason] += 1
+            self._last_error = "the agent rejected an event: %s" % reason
+            self._finish_locked(entry, "rejected")
+        else:
+            self._finish_locked(entry, "sent")
+
+
+# -- helpers -----------------------------------------------------------------
+
+class _Poller:
+    """poll() over a few descriptors: (fd, readable, writable) results;
+    hang-ups and errors read as readable so that recv() reports them."""
+
+    def __init__(self):
+        self._poll = select.poll()
+
+    def register(self, fd):
+        self._poll.register(fd, select.POLLIN)
+
+    def modify(self, fd, writable):
+        self._poll.modify(fd, select.POLLIN | (select.POLLOUT if writable else 0))
+
+    def unregister(self, fd):
+        try:
+            self._poll.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def poll(self, timeout):
+        ms = None if timeout is None else max(0, int(timeout * 1000) + 1)
+        try:
+            ready = self._poll.poll(ms)
+        except InterruptedError:
+            return []
+        readable = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
+        return [(fd, bool(ev & readable), bool(ev & select.POLLOUT)) for fd, ev in ready]
+
+
+def _close_quietly(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _close_quietly_sock(sock):
+    if sock is None:
+        return
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _after_fork_in_child():
+    global _clients_lock, _default_lock
+    _clients_lock = threading.Lock()
+    _default_lock = threading.Lock()
+    for client in list(_clients):
+        client._after_fork_in_child()
+
+
+def _at_exit():
+    """Give every client's queued events a short, shared time to reach the agent."""
+    clients = [c for c in list(_clients) if c._pid == os.getpid() and not c._closed]
+    if not clients:
+        return
+    deadline = time.monotonic() + max(c.atexit_timeout for c in clients)
+    for client in clients:
+        remaining = min(client.atexit_timeout, deadline - time.monotonic())
+        if remaining > 0:
+            try:
+                client.flush(remaining)
+            except Exception:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
+
+
+# -- Orchest drop-in ---------------------------------------------------------
+
+_default_client = None
+_default_lock = threading.Lock()
+
+
+def default_client():
+    """The module-level client send_event uses, made on first use from the
+    environment ($TELEMETRY_SOCKET)."""
+    global _default_client
+    client = _default_client
+    if client is None:
+        with _default_lock:
+            if _default_client is None:
+                _default_client = Client()
+            client = _default_client
+    return client
+
+
+def send_event(event, event_properties=None, derived_properties=None):
+    """Drop-in for Orchest's analytics.send_event: sends `event` (a name or an
+    Enum of names) with properties {"event_properties": ...,
+    "derived_properties": ...}; the agent adds app and system properties and
+    the distinct_id. True if the event was queued for the agent."""
+    try:
+        return default_client().capture(event, {
+            "event_properties": {} if event_properties is None else event_properties,
+            "derived_properties": {} if derived_properties is None else derived_properties})
+    except Exception:
+        return False
