@@ -10,20 +10,13 @@ import datetime
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
 
-import pytest
+from conftest import backend, load_payloads
+from test_python_client import LOOSE, check_accounting, clients, tc  # noqa: F401 (a fixture)
 
-from conftest import ROOT, backend, load_payloads
-
-sys.path.insert(0, os.path.join(ROOT, "client", "python"))
-
-import telemetry_client as tc  # noqa: E402
-
-LOOSE = 0.5  # "never blocks" on a noisy machine (sanitizer builds included)
 FAST = {"max_age_ms": 20}
 
 
@@ -37,26 +30,6 @@ def quick_agent(make_agent, collector, **sections):
 def iso_ms(ms):
     dt = datetime.datetime.fromtimestamp(ms // 1000, datetime.timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % (ms % 1000)
-
-
-def check_accounting(stats):
-    assert stats["attempted"] == stats["sent"] + sum(stats["dropped"].values()) + \
-        stats["pending"], stats
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(*args, **kw):
-        kw.setdefault("atexit_timeout", 0)
-        c = tc.Client(*args, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close(0.1)
 
 
 def test_events_arrive_with_their_fields_and_types(collector, make_agent, clients):
@@ -273,10 +246,14 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.01)
 
 
-def restart_under_load(agent, client, sig):
+def restart_under_load(collector, make_agent, clients, sig, **client_options):
     """Run a producer, take the agent down with sig, keep producing while it
-    is gone, start it again, produce some more. Returns the producer and the
-    moment the old agent was certainly gone (reaped, its sockets closed)."""
+    is gone, start it again, produce some more, and check the producer never
+    blocked and lost nothing on its side. Returns the agent, the client, the
+    producer, the moment the old agent was certainly gone (reaped, its
+    sockets closed) and how many events were sent (acked) by then."""
+    agent = quick_agent(make_agent, collector)
+    client = clients(agent.socket, queue_bytes=4 << 20, reconnect_max=0.2, **client_options)
     producer = SteadyProducer(client)
     producer.start()
     time.sleep(1.0)
@@ -290,7 +267,8 @@ def restart_under_load(agent, client, sig):
     time.sleep(1.5)
     producer.stop()
     assert client.flush(30), client.stats()
-    return producer, gone_at, acked_at_kill
+    check_producer(producer, client)
+    return agent, client, producer, gone_at, acked_at_kill
 
 
 def check_producer(producer, client):
@@ -311,10 +289,8 @@ def delivered(collector, agent, expected_at_least):
 
 def test_graceful_restart_unreliable_loses_at_most_the_kernel_buffer(collector, make_agent,
                                                                       clients):
-    agent = quick_agent(make_agent, collector)
-    client = clients(agent.socket, queue_bytes=4 << 20, sndbuf=8192, reconnect_max=0.2)
-    producer, gone_at, _ = restart_under_load(agent, client, signal.SIGTERM)
-    check_producer(producer, client)
+    agent, client, producer, gone_at, _ = restart_under_load(
+        collector, make_agent, clients, signal.SIGTERM, sndbuf=8192)
     captured = producer.captured()
     # The agent reads what is in its connections before closing them; what
     # the producer wrote after that read is lost with the connection. It
@@ -331,10 +307,8 @@ def test_graceful_restart_unreliable_loses_at_most_the_kernel_buffer(collector, 
 
 
 def test_agent_killed_unreliable_loses_only_what_it_had_taken(collector, make_agent, clients):
-    agent = quick_agent(make_agent, collector)
-    client = clients(agent.socket, queue_bytes=4 << 20, reconnect_max=0.2)
-    producer, gone_at, _ = restart_under_load(agent, client, signal.SIGKILL)
-    check_producer(producer, client)
+    agent, client, producer, gone_at, _ = restart_under_load(
+        collector, make_agent, clients, signal.SIGKILL)
     after = producer.captured(after=gone_at)
     got = delivered(collector, agent, len(after))
     # SIGKILL also loses the agent's memory (batches not yet delivered), so
@@ -346,11 +320,8 @@ def test_agent_killed_unreliable_loses_only_what_it_had_taken(collector, make_ag
 
 
 def test_graceful_restart_reliable_loses_nothing(collector, make_agent, clients):
-    agent = quick_agent(make_agent, collector)
-    client = clients(agent.socket, reliable=True, ack_timeout=2, queue_bytes=4 << 20,
-                     reconnect_max=0.2)
-    producer, _, _ = restart_under_load(agent, client, signal.SIGTERM)
-    check_producer(producer, client)
+    agent, client, producer, _, _ = restart_under_load(
+        collector, make_agent, clients, signal.SIGTERM, reliable=True, ack_timeout=2)
     captured = producer.captured()
     got = delivered(collector, agent, len(captured))
     assert set(got) == set(captured), "reliable mode lost %d events" % len(set(captured) - set(got))
@@ -358,11 +329,8 @@ def test_graceful_restart_reliable_loses_nothing(collector, make_agent, clients)
 
 
 def test_agent_killed_reliable_loses_only_acknowledged_events(collector, make_agent, clients):
-    agent = quick_agent(make_agent, collector)
-    client = clients(agent.socket, reliable=True, ack_timeout=2, queue_bytes=4 << 20,
-                     reconnect_max=0.2)
-    producer, gone_at, acked = restart_under_load(agent, client, signal.SIGKILL)
-    check_producer(producer, client)
+    agent, client, producer, _, acked = restart_under_load(
+        collector, make_agent, clients, signal.SIGKILL, reliable=True, ack_timeout=2)
     captured = producer.captured()
     got = delivered(collector, agent, len(captured) - acked)
     # Acked means "in the agent's memory" (version 1, no spool): a SIGKILL
