@@ -75,6 +75,7 @@ DROP_REASONS = ("queue_full", "invalid", "too_large", "rejected", "closed")
 _WRITE_BATCH_BYTES = 64 * 1024  # bytes joined into one send()
 _READ_BYTES = 64 * 1024
 _LONG_LIVED = 1.0  # a connection up this long resets the reconnect backoff
+_LINGER = 0.001  # the writer, woken for new events, waits this long for more
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _UUID_TEXT = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")
@@ -85,16 +86,43 @@ class EncodeError(ValueError):
 
 
 # -- msgpack encoding --------------------------------------------------------
+#
+# One recursive function with the common types first and inline: a pure
+# Python encoder spends its time in calls and lookups. Map keys, which
+# repeat from event to event, are encoded once and kept (a bounded cache).
 
 _pack_be16 = struct.Struct(">BH").pack
 _pack_be32 = struct.Struct(">BI").pack
 _pack_u64 = struct.Struct(">BQ").pack
+_pack_i8 = struct.Struct(">Bb").pack
+_pack_i16 = struct.Struct(">Bh").pack
+_pack_i32 = struct.Struct(">Bi").pack
 _pack_i64 = struct.Struct(">Bq").pack
 _pack_f64 = struct.Struct(">Bd").pack
+_KEY_CACHE_MAX = 4096
+_key_cache = {}
+
+
+def _str_header(n, out):
+    if n < 32:
+        out.append(0xa0 | n)
+    elif n < 0x100:
+        out += bytes((0xd9, n))
+    else:
+        _long_header(n, out, 0xda, 0xdb, "str")
+
+
+def _long_header(n, out, code16, code32, what):
+    if n < 0x10000:
+        out += _pack_be16(code16, n)
+    elif n < 0x100000000:
+        out += _pack_be32(code32, n)
+    else:
+        raise EncodeError("%s of %d elements or bytes is too long for msgpack" % (what, n))
 
 
 def _pack_int(n, out):
-    if 0 <= n:
+    if n >= 0:
         if n < 0x80:
             out.append(n)
         elif n < 0x100:
@@ -110,50 +138,105 @@ def _pack_int(n, out):
     elif n >= -32:
         out.append(n & 0xff)
     elif n >= -0x80:
-        out += struct.pack(">Bb", 0xd0, n)
+        out += _pack_i8(0xd0, n)
     elif n >= -0x8000:
-        out += struct.pack(">Bh", 0xd1, n)
+        out += _pack_i16(0xd1, n)
     elif n >= -0x80000000:
-        out += struct.pack(">Bi", 0xd2, n)
+        out += _pack_i32(0xd2, n)
     elif n >= -0x8000000000000000:
         out += _pack_i64(0xd3, n)
     else:
         raise EncodeError("int %d is smaller than int64" % n)
 
 
-def _pack_header(n, out, fix, fix_max, code16, code32, what):
-    if n <= fix_max:
-        out.append(fix | n)
-    elif n < 0x10000:
-        out += _pack_be16(code16, n)
-    elif n < 0x100000000:
-        out += _pack_be32(code32, n)
+def _key_bytes(key):
+    """A map key as msgpack: a str, or str() of anything else."""
+    if type(key) is str:
+        cached = _key_cache.get(key)
+        if cached is not None:
+            return cached
+    out = bytearray()
+    _pack(key if type(key) is str else str(key), out, 0)
+    data = bytes(out)
+    if type(key) is str and len(data) <= 64:
+        if len(_key_cache) >= _KEY_CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[key] = data
+    return data
+
+
+def _pack(obj, out, depth):
+    t = type(obj)
+    if t is str:
+        data = obj.encode("utf-8")
+        _str_header(len(data), out)
+        out += data
+    elif t is dict:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
+        n = len(obj)
+        if n < 16:
+            out.append(0x80 | n)
+        else:
+            _long_header(n, out, 0xde, 0xdf, "map")
+        cache = _key_cache
+        for key, value in obj.items():
+            data = cache.get(key) if type(key) is str else None
+            out += _key_bytes(key) if data is None else data
+            _pack(value, out, depth)
+    elif t is int:
+        _pack_int(obj, out)
+    elif obj is None:
+        out.append(0xc0)
+    elif t is bool:
+        out.append(0xc3 if obj else 0xc2)
+    elif t is float:
+        out += _pack_f64(0xcb, obj)
+    elif t is list or t is tuple:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
+        n = len(obj)
+        if n < 16:
+            out.append(0x90 | n)
+        else:
+            _long_header(n, out, 0xdc, 0xdd, "array")
+        for item in obj:
+            _pack(item, out, depth)
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        data = bytes(obj)
+        if len(data) < 0x100:
+            out += bytes((0xc4, len(data)))
+        else:
+            _long_header(len(data), out, 0xc5, 0xc6, "bytes")
+        out += data
     else:
-        raise EncodeError("%s of %d elements or bytes is too long for msgpack" % (what, n))
+        _pack(_convert(obj), out, depth)
 
 
-def _pack_str(s, out):
-    try:
-        b = s.encode("utf-8")
-    except UnicodeEncodeError:
-        raise EncodeError("str %r is not valid Unicode (a lone surrogate?)" % s[:40]) from None
-    n = len(b)
-    if n < 32:
-        out.append(0xa0 | n)
-    elif n < 0x100:
-        out += bytes((0xd9, n))
-    else:
-        _pack_header(n, out, 0, -1, 0xda, 0xdb, "str")
-    out += b
-
-
-def _pack_bin(b, out):
-    n = len(b)
-    if n < 0x100:
-        out += bytes((0xc4, n))
-    else:
-        _pack_header(n, out, 0, -1, 0xc5, 0xc6, "bytes")
-    out += b
+def _convert(obj):
+    """Anything but the exact built-in types: the built-in value it stands for
+    (never something _convert would be asked about again)."""
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)  # IntEnum, IntFlag
+    if isinstance(obj, str):
+        return str.__str__(obj)  # str subclasses and str Enums: their value
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, datetime.datetime):
+        return _datetime_text(obj)
+    if isinstance(obj, datetime.date):
+        return obj.isoformat()
+    if isinstance(obj, _uuid.UUID):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return list(obj)
+    if isinstance(obj, collections.abc.Mapping):
+        return dict(obj.items())
+    raise EncodeError("cannot encode a value of type %s" % type(obj).__name__)
 
 
 def _datetime_text(dt):
@@ -166,65 +249,20 @@ def _datetime_text(dt):
     return text + "Z"
 
 
-def _pack(obj, out, depth):
-    t = type(obj)
-    if t is str:
-        _pack_str(obj, out)
-    elif t is int:
-        _pack_int(obj, out)
-    elif obj is None:
-        out.append(0xc0)
-    elif t is bool:
-        out.append(0xc3 if obj else 0xc2)
-    elif t is float:
-        out += _pack_f64(0xcb, obj)
-    elif t is dict or t is list or t is tuple:
-        _pack_container(obj, out, depth)
-    elif isinstance(obj, bool):
-        out.append(0xc3 if obj else 0xc2)
-    elif isinstance(obj, int):
-        _pack_int(int(obj), out)
-    elif isinstance(obj, str):
-        _pack_str(str.__str__(obj), out)
-    elif isinstance(obj, float):
-        out += _pack_f64(0xcb, float(obj))
-    elif isinstance(obj, (bytes, bytearray, memoryview)):
-        _pack_bin(bytes(obj), out)
-    elif isinstance(obj, datetime.datetime):
-        _pack_str(_datetime_text(obj), out)
-    elif isinstance(obj, datetime.date):
-        _pack_str(obj.isoformat(), out)
-    elif isinstance(obj, _uuid.UUID):
-        _pack_str(str(obj), out)
-    elif isinstance(obj, (dict, list, tuple, collections.abc.Mapping)):
-        _pack_container(obj, out, depth)
-    else:
-        raise EncodeError("cannot encode a value of type %s" % t.__name__)
-
-
-def _pack_container(obj, out, depth):
-    depth += 1
-    if depth > MAX_DEPTH:
-        raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
-    if isinstance(obj, (list, tuple)):
-        _pack_header(len(obj), out, 0x90, 15, 0xdc, 0xdd, "array")
-        for item in obj:
-            _pack(item, out, depth)
-        return
-    _pack_header(len(obj), out, 0x80, 15, 0xde, 0xdf, "map")
-    for key, value in obj.items():
-        _pack_str(key if type(key) is str else str(key), out)
-        _pack(value, out, depth)
-
-
 def packb(obj):
     """Encode obj as msgpack bytes. Supported: None, bool, int (int64 and
     uint64 range), float, str, bytes, list/tuple, dict (keys become str),
-    datetime (RFC 3339 string, UTC), date (YYYY-MM-DD), uuid.UUID (string).
-    Raises EncodeError (a ValueError) for anything else, or for containers
-    nested deeper than MAX_DEPTH."""
+    datetime (RFC 3339 string, UTC), date (YYYY-MM-DD), uuid.UUID (string),
+    and subclasses of these (IntEnum, str Enum, ...). Raises EncodeError (a
+    ValueError) for anything else, a str that is not valid Unicode, or
+    containers nested deeper than MAX_DEPTH."""
     out = bytearray()
-    _pack(obj, out, 0)
+    try:
+        _pack(obj, out, 0)
+    except UnicodeEncodeError as exc:
+        raise EncodeError("a str is not valid Unicode (a lone surrogate?): %s" % exc) from None
+    except RecursionError:
+        raise EncodeError("nested too deeply") from None
     return bytes(out)
 
 
@@ -346,11 +384,10 @@ def uuid7(ms=None):
     the RFC 9562 variant, 62 random bits."""
     if ms is None:
         ms = _now_ms()
-    r = int.from_bytes(os.urandom(10), "big")
-    v = ((ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (r >> 68) << 64 | 0x2 << 62
-         | r & 0x3FFFFFFFFFFFFFFF)
-    h = "%032x" % v
-    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+    r = os.urandom(10)
+    h = (ms & 0xFFFFFFFFFFFF).to_bytes(6, "big").hex()
+    return "%s-%s-%04x-%04x-%s" % (h[:8], h[8:], 0x7000 | (r[0] & 0x0f) << 8 | r[1],
+                                   0x8000 | (r[2] & 0x3f) << 8 | r[3], r[4:].hex())
 
 
 # -- event fields ------------------------------------------------------------
@@ -395,23 +432,27 @@ _KEY = {k: packb(k) for k in ("event", "properties", "timestamp", "uuid", "disti
 
 
 def _encode_event(event, properties, timestamp, uuid, distinct_id, chunk):
+    """The native event map: event, timestamp, uuid, then the optional keys."""
     event = _name(event, "event")
     ms = _now_ms() if timestamp is None else _timestamp(timestamp)
-    fields = [("event", event), ("timestamp", ms),
-              ("uuid", uuid7(ms if isinstance(ms, int) else None) if uuid is None
-               else _uuid_text(uuid))]
-    if properties is not None:
-        if not isinstance(properties, collections.abc.Mapping):
-            raise EncodeError("properties is a %s, not a dict" % type(properties).__name__)
-        fields.append(("properties", properties))
+    uuid = uuid7(ms if type(ms) is int else None) if uuid is None else _uuid_text(uuid)
+    if properties is not None and not isinstance(properties, collections.abc.Mapping):
+        raise EncodeError("properties is a %s, not a dict" % type(properties).__name__)
     if distinct_id is not None:
-        fields.append(("distinct_id", _name(distinct_id, "distinct_id")))
-    if chunk is not None:
-        fields.append(("chunk", chunk))
-    out = bytearray((0x80 | len(fields),))
-    for key, value in fields:
-        out += _KEY[key]
-        _pack(value, out, 1)
+        distinct_id = _name(distinct_id, "distinct_id")
+    out = bytearray((0x83 + (properties is not None) + (distinct_id is not None)
+                     + (chunk is not None),))
+    out += _KEY["event"]
+    _pack(event, out, 1)
+    out += _KEY["timestamp"]
+    _pack(ms, out, 1)
+    out += _KEY["uuid"]
+    _pack(uuid, out, 1)
+    for key, value in (("properties", properties), ("distinct_id", distinct_id),
+                       ("chunk", chunk)):
+        if value is not None:
+            out += _KEY[key]
+            _pack(value, out, 1)
     return bytes(out)
 
 
@@ -778,6 +819,10 @@ class Client:
                         pass
                 except OSError:
                     pass
+                # Woken by a capture: let a burst gather so that one pass
+                # writes many events (the GIL makes each pass costly for
+                # the capturing threads).
+                time.sleep(_LINGER)
         return ready
 
     def _connect(self):

@@ -10,7 +10,9 @@ replies split anyhow), thread and fork safety, never blocking and never
 raising whatever the other end does.
 """
 import ast
+import collections
 import datetime
+import enum
 import os
 import random
 import signal
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 
 import msgpack
@@ -277,6 +280,23 @@ def test_encoder_matches_msgpack(value):
     assert tc._scan(data) == len(data)
 
 
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Colour(str, enum.Enum):
+    RED = "red"
+
+
+class Text(str):
+    def __str__(self):
+        return "not this"
+
+
+class Items(list):
+    pass
+
+
 def test_encoder_conversions():
     utc = datetime.timezone.utc
     value = {
@@ -289,8 +309,11 @@ def test_encoder_conversions():
         "uuid": uuid.UUID("01234567-89ab-7def-8123-456789abcdef"),
         "bytearray": bytearray(b"ab"),
         "memoryview": memoryview(b"cd"),
-        1: "int key", None: "none key", (1, 2): "tuple key",
+        1: "int key", None: "none key", (1, 2): "tuple key", "b": {True: "bool key"},
         "sub": {"bool_int": [True, 1, False, 0]},
+        "int_enum": Level.HIGH, "str_enum": Colour.RED, "str_sub": Text("sub"),
+        "ordered": collections.OrderedDict([("b", 1), ("a", 2)]),
+        "mapping": types.MappingProxyType({"m": [1]}), "list_sub": Items([1, 2]),
     }
     got = msgpack.unpackb(tc.packb(value), raw=False)
     assert got == {
@@ -301,8 +324,10 @@ def test_encoder_conversions():
         "date": "2026-01-02",
         "uuid": "01234567-89ab-7def-8123-456789abcdef",
         "bytearray": b"ab", "memoryview": b"cd",
-        "1": "int key", "None": "none key", "(1, 2)": "tuple key",
+        "1": "int key", "None": "none key", "(1, 2)": "tuple key", "b": {"True": "bool key"},
         "sub": {"bool_int": [True, 1, False, 0]},
+        "int_enum": 3, "str_enum": "red", "str_sub": "sub",
+        "ordered": {"b": 1, "a": 2}, "mapping": {"m": [1]}, "list_sub": [1, 2],
     }
     assert type(got["sub"]["bool_int"][0]) is bool and type(got["sub"]["bool_int"][1]) is int
 
@@ -392,8 +417,6 @@ def test_capture_writes_native_events(fake, clients):
 
 
 def test_enum_event_names(fake, clients):
-    import enum
-
     class Event(enum.Enum):
         PROJECT_CREATED = "project:created"
 
