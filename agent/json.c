@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 size_t json_utf8_sequence_length(const unsigned char *s, size_t avail)
 {
@@ -142,6 +143,9 @@ int json_write_double(struct buf *out, double v)
     snprintf(text, sizeof text, "%.15g", v);
     if (strtod(text, NULL) != v)
         snprintf(text, sizeof text, "%.17g", v);
+    /* A float stays a float: 1.0 is written "1.0", not the integer "1". */
+    if (strspn(text, "-0123456789") == strlen(text))
+        strcat(text, ".0");
     return buf_append_str(out, text);
 }
 

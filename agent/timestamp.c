@@ -6,6 +6,7 @@
 #include "timestamp.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int64_t timestamp_days_from_civil(int64_t year, unsigned month, unsigned day)
 {
@@ -40,8 +41,10 @@ int timestamp_format(int64_t ms, char out[TIMESTAMP_TEXT_LEN + 1])
     int year;
     unsigned month, day;
     timestamp_civil_from_days(days, &year, &month, &day);
-    snprintf(out, TIMESTAMP_TEXT_LEN + 1, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", year, month, day,
+    char text[64]; /* room for any int, so the compiler sees no truncation */
+    snprintf(text, sizeof text, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", year, month, day,
              (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)(ms % 1000));
+    memcpy(out, text, TIMESTAMP_TEXT_LEN + 1);
     return 0;
 }
 
