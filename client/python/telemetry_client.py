@@ -121,6 +121,17 @@ def _long_header(n, out, code16, code32, what):
         raise EncodeError("%s of %d elements or bytes is too long for msgpack" % (what, n))
 
 
+def _container_header(n, out, depth, fix, code16, code32):
+    """A map's or an array's header; returns the depth of its elements."""
+    if depth >= MAX_DEPTH:
+        raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
+    if n < 16:
+        out.append(fix | n)
+    else:
+        _long_header(n, out, code16, code32, "map" if fix == 0x80 else "array")
+    return depth + 1
+
+
 def _pack_int(n, out):
     if n >= 0:
         if n < 0x80:
@@ -172,14 +183,7 @@ def _pack(obj, out, depth):
         _str_header(len(data), out)
         out += data
     elif t is dict:
-        depth += 1
-        if depth > MAX_DEPTH:
-            raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
-        n = len(obj)
-        if n < 16:
-            out.append(0x80 | n)
-        else:
-            _long_header(n, out, 0xde, 0xdf, "map")
+        depth = _container_header(len(obj), out, depth, 0x80, 0xde, 0xdf)
         cache = _key_cache
         for key, value in obj.items():
             data = cache.get(key) if type(key) is str else None
@@ -194,14 +198,7 @@ def _pack(obj, out, depth):
     elif t is float:
         out += _pack_f64(0xcb, obj)
     elif t is list or t is tuple:
-        depth += 1
-        if depth > MAX_DEPTH:
-            raise EncodeError("nested deeper than %d levels" % MAX_DEPTH)
-        n = len(obj)
-        if n < 16:
-            out.append(0x90 | n)
-        else:
-            _long_header(n, out, 0xdc, 0xdd, "array")
+        depth = _container_header(len(obj), out, depth, 0x90, 0xdc, 0xdd)
         for item in obj:
             _pack(item, out, depth)
     elif isinstance(obj, (bytes, bytearray, memoryview)):
