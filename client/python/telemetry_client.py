@@ -17,24 +17,31 @@ Promises, the same as the C library's:
   int out of the int64/uint64 range, nesting deeper than the agent takes),
   too_large (bigger than max_event_bytes or than the whole queue), rejected
   (the agent refused it in reliable mode) or closed (captured after close(),
-  or still queued when close() gave up). The constructor raises ValueError
-  for bad arguments; nothing else raises.
+  or still queued when close() gave up). Only the constructor raises
+  (ValueError, for bad arguments); stats()["last_error"] says what went
+  wrong last.
 - A daemon thread per client, started on the first event, writes the queue
   to the socket when it is writable, reconnects with exponential backoff and
   jitter, and reads the agent's replies. An event is written whole or the
   connection is dropped before anything else is written: a new connection
   never starts in the middle of an event.
 - Thread-safe; fork-safe: a child process starts with an empty queue, zero
-  counters and no connection, and uses its own socket and thread.
+  counters and no connection, and uses its own socket and thread. A child
+  that ends with os._exit() (multiprocessing's do) skips the exit flush:
+  call flush() first.
+- Each client holds a socket and a thread: make one per process and share
+  it, or close() the ones you are done with.
 - Every event gets a UUIDv7 and a millisecond timestamp unless given, so
   the backend can remove the duplicates a resend makes.
 - reliable=True adds a `chunk` id to every event; the agent answers
   {"ack": chunk} once the event is in its buffer. Events are kept until
   acknowledged and written again after a reconnect, or when no answer came
   within ack_timeout seconds (on a new connection). Delivery to the agent is
-  then at least once. Without it, an event counts as sent once written to
+  then at least once; "in its buffer" means in its memory, so an agent
+  killed outright (SIGKILL, OOM) still loses the acked events it had not
+  delivered yet. Without reliable, an event counts as sent once written to
   the socket: the ones still unread in the kernel when the agent dies are
-  lost.
+  lost (sndbuf=... bounds how many).
 - flush(timeout) waits until every event captured before the call is sent
   (written; acknowledged in reliable mode) or dropped, and says whether that
   happened in time. At interpreter exit each client is flushed for at most
@@ -49,7 +56,6 @@ import atexit
 import collections
 import collections.abc
 import datetime
-import errno
 import itertools
 import os
 import random
@@ -743,25 +749,31 @@ class Client:
     # -- the writer thread ---------------------------------------------------
 
     def _run(self):
-        self._poller = _Poller()
-        self._poller.register(self._wake_r)
         try:
+            self._poller = _Poller()
+            self._poller.register(self._wake_r)
             while not self._stopping:
                 try:
                     self._step()
                 except Exception as exc:  # a bug here must not stop delivery for good
                     self._disconnect("internal error")
-                    with self._lock:
-                        self._counts["internal_errors"] += 1
-                        self._last_error = "writer: %s: %s" % (type(exc).__name__, exc)
+                    self._internal_error(exc)
                     time.sleep(0.05)
+        except Exception as exc:  # no poller: end quietly, the next capture tries again
+            self._internal_error(exc)
         finally:
             if self._pid == os.getpid():
                 if self._sock is not None:
                     self._disconnect("closed")
                 with self._lock:
-                    self._thread = None
-                    self._drop_pending_locked()
+                    self._thread = None  # if not closing, the next capture starts another
+                    if self._stopping:
+                        self._drop_pending_locked()
+
+    def _internal_error(self, exc):
+        with self._lock:
+            self._counts["internal_errors"] += 1
+            self._last_error = "writer: %s: %s" % (type(exc).__name__, exc)
 
     def _step(self):
         now = time.monotonic()

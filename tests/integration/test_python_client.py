@@ -848,6 +848,32 @@ def test_socket_errors_and_bugs_in_the_writer_never_escape(fake):
         client.close(1)
 
 
+def test_a_writer_that_could_not_start_is_started_again(fake, clients, monkeypatch):
+    agent = fake()
+    real = tc._Poller
+    failures = []
+
+    def failing_once():
+        if not failures:
+            failures.append(1)
+            raise OSError(24, "Too many open files")
+        return real()
+
+    monkeypatch.setattr(tc, "_Poller", failing_once)
+    client = clients(agent.path)
+    assert client.capture("project:created", {"seq": 0})
+    deadline = time.monotonic() + 5
+    while client._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = client.stats()
+    assert stats["pending"] == 1, "an event was dropped with the writer"
+    assert stats["internal_errors"] == 1 and "Too many open files" in stats["last_error"]
+    assert client.capture("project:created", {"seq": 1})
+    assert client.flush(5)
+    assert seqs(agent.wait_objects(2)) == [0, 1]
+    check_accounting(client.stats())
+
+
 @pytest.mark.parametrize("reliable", [False, True])
 def test_a_full_socket_never_blocks(fake, clients, reliable):
     agent = fake(reply=no_reply, reading=False, rcvbuf=1024)
