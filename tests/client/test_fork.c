@@ -167,9 +167,16 @@ static int child_quick(tlm_client *c)
     return 0;
 }
 
-/* Four threads keep the client's lock busy while the main thread forks. */
+/* Four threads keep the client's lock busy while the main thread forks.
+ * Not under AddressSanitizer: GCC's libasan does not lock its allocator
+ * around fork(), so a child forked while another thread is inside malloc
+ * can hang in malloc, whatever the library does (glibc's malloc is safe). */
 static void test_fork_under_contention(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    printf("skipped under AddressSanitizer\n");
+    return;
+#endif
     if (!CHECK_EQ_INT(fake_agent_start(&agent, NULL, NULL), 0))
         return;
     tlm_client *c;

@@ -212,7 +212,7 @@ static void test_flush_timeout_and_bound(void)
     CHECK_EQ_INT(tlm_flush(c, 300), TLM_ETIMEOUT);
     int64_t waited = fake_now_ms() - t0;
     CHECK_GE(waited, 290);
-    CHECK_LT(waited, 1000);
+    CHECK_LT(waited, 3000);
     CHECK_EQ_INT(tlm_flush(c, 0), TLM_ETIMEOUT);
     tlm_stats st;
     check_accounting(c, &st);
