@@ -3,9 +3,10 @@
  * (tests/integration/test_c_client.py), which kill and restart the real
  * agent under it.
  *
- *     TELEMETRY_SOCKET=PATH test_client_producer SECONDS RATE [reliable [ACK_TIMEOUT_MS]]
+ *     TELEMETRY_SOCKET=PATH test_client_producer SECONDS RATE [MODE [ACK_TIMEOUT_MS [NAME]]]
  *
- * Sends "debug-ping" events {"i": n, "pad": ~200 bytes} with distinct_id
+ * MODE is "reliable" or anything else for fire-and-forget. Sends NAME
+ * (default "debug-ping") events {"i": n, "pad": ~200 bytes} with distinct_id
  * "c-producer" at RATE per second for SECONDS, then flushes (up to 30 s).
  * Prints, one per line:
  *     event N START_MS STATUS      start: CLOCK_MONOTONIC milliseconds
@@ -31,13 +32,13 @@ static double producer_now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-static volatile int producer_done;
+static int producer_done; /* __atomic */
 static pthread_mutex_t producer_out = PTHREAD_MUTEX_INITIALIZER;
 
 static void *producer_ticker(void *arg)
 {
     tlm_client *c = arg;
-    while (!producer_done) {
+    while (!__atomic_load_n(&producer_done, __ATOMIC_RELAXED)) {
         tlm_stats st;
         tlm_get_stats(c, &st);
         pthread_mutex_lock(&producer_out);
@@ -53,7 +54,7 @@ static void *producer_ticker(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s SECONDS RATE [reliable [ACK_TIMEOUT_MS]]\n", argv[0]);
+        fprintf(stderr, "usage: %s SECONDS RATE [MODE [ACK_TIMEOUT_MS [NAME]]]\n", argv[0]);
         return 2;
     }
     double seconds = atof(argv[1]);
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
     o.reliable = argc > 3 && strcmp(argv[3], "reliable") == 0;
     if (argc > 4)
         o.ack_timeout_ms = (unsigned)atoi(argv[4]);
+    const char *name = argc > 5 ? argv[5] : "debug-ping";
     tlm_client *c;
     if (tlm_open(&c, NULL, &o) != TLM_OK)
         return 2;
@@ -76,7 +78,7 @@ int main(int argc, char **argv)
     int failures = 0;
     for (int64_t i = 0; producer_now_ms() - start < seconds * 1000.0; i++) {
         tlm_event *ev;
-        if (tlm_event_new(&ev, "debug-ping") != TLM_OK)
+        if (tlm_event_new(&ev, name) != TLM_OK)
             return 2;
         tlm_event_add_int(ev, "i", i);
         tlm_event_add_strn(ev, "pad", pad, sizeof pad);
@@ -98,18 +100,19 @@ int main(int argc, char **argv)
         }
     }
     tlm_status flushed = tlm_flush(c, 30000);
-    producer_done = 1;
+    __atomic_store_n(&producer_done, 1, __ATOMIC_RELAXED);
     pthread_join(ticker, NULL);
     tlm_stats st;
     tlm_get_stats(c, &st);
     printf("slowest_us %.0f\nflush %s\n", slowest * 1000, tlm_strerror(flushed));
     printf("stats attempted=%" PRIu64 " sent=%" PRIu64 " acked=%" PRIu64 " resent=%" PRIu64
            " queued=%" PRIu64 " dropped=%" PRIu64 " rejected=%" PRIu64 " connects=%" PRIu64
-           " disconnects=%" PRIu64 "\n",
+           " disconnects=%" PRIu64 " reason=%s\n",
            st.attempted, st.sent, st.acked, st.resent, st.queued,
            st.dropped_queue_full + st.dropped_too_large + st.dropped_invalid +
                st.dropped_rejected + st.dropped_connection,
-           st.dropped_rejected, st.connects, st.disconnects);
+           st.dropped_rejected, st.connects, st.disconnects,
+           st.last_reject_reason[0] ? st.last_reject_reason : "-");
     tlm_close(c);
     return failures == 0 && flushed == TLM_OK ? 0 : 1;
 }

@@ -142,14 +142,14 @@ static void test_child_does_not_inherit_queue(void)
 
 struct hammer {
     tlm_client *c;
-    volatile int stop;
+    int stop; /* __atomic */
     int64_t n;
 };
 
 static void *hammer(void *arg)
 {
     struct hammer *h = arg;
-    while (!h->stop) {
+    while (!__atomic_load_n(&h->stop, __ATOMIC_RELAXED)) {
         fake_send_indexed(h->c, h->n++ % 1000, 200);
         if (h->n % 64 == 0)
             tlm_flush(h->c, 0);
@@ -198,7 +198,7 @@ static void test_fork_under_contention(void)
     }
     CHECK_EQ_INT(failed, 0);
     for (int t = 0; t < 4; t++) {
-        h[t].stop = 1;
+        __atomic_store_n(&h[t].stop, 1, __ATOMIC_RELAXED);
         pthread_join(th[t], NULL);
     }
     CHECK_EQ_INT(tlm_flush(c, 5000), TLM_OK);

@@ -60,6 +60,21 @@ def test_hello_without_an_agent_says_so(tmp_path):
     assert "timed out" in out.stdout and "queued 1" in out.stdout
 
 
+def test_reliable_mode_counts_the_agents_rejections(tmp_path, collector, make_agent):
+    agent = quick_agent(make_agent, collector)
+    out = subprocess.run([PRODUCER, "0.1", "200", "reliable", "2000", "no-such-event"],
+                         env=dict(os.environ, TELEMETRY_SOCKET=agent.socket),
+                         capture_output=True, text=True, timeout=60)
+    run = Run(out.stdout)
+    assert run.flush == "success", out.stdout[-2000:]
+    n = run.stats["attempted"]
+    assert n >= 10 and run.stats["rejected"] == run.stats["dropped"] == n, run.stats
+    assert run.stats["acked"] == 0 and run.stats["resent"] == 0 and run.stats["queued"] == 0
+    assert "reason=unknown_event" in out.stdout
+    agent.stop()
+    assert agent.stats()["dropped_unknown_event"] == n  # each sent once, never again
+
+
 class Run:
     """The producer's report: events (i, start, status), ticks, stats."""
 
