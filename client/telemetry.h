@@ -14,9 +14,10 @@
  *     bounded exponential backoff plus jitter when the agent goes away.
  *   - Draining: a send first writes straight to the socket when nothing is
  *     queued ahead of it. Whatever cannot be written at once is written by a
- *     background I/O thread that the client starts the first time it has
- *     something to wait for (a queued event, an acknowledgement) and stops in
- *     tlm_close. With tlm_options.no_thread, the client starts no thread and
+ *     background I/O thread, which the client starts the first time it
+ *     connects or queues an event and stops in tlm_close; it sleeps in poll()
+ *     until the socket drains, a reply comes, or a reconnect or ack deadline
+ *     is due. With tlm_options.no_thread, the client starts no thread and
  *     drains only inside tlm_send*, tlm_flush and tlm_poll.
  *   - An event is written whole or, if the connection breaks half-way, the
  *     connection is dropped and the event is written again from its start on

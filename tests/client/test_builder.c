@@ -475,7 +475,7 @@ static void test_status_and_options(void)
     check_context(NULL);
     CHECK_STR_EQ(tlm_strerror(TLM_EQUEUE_FULL), "queue full");
     CHECK_STR_EQ(tlm_strerror((tlm_status)999), "unknown status");
-    CHECK_STR_EQ(tlm_version(), "0.1.0");
+    CHECK_STR_EQ(tlm_version(), TELEMETRY_PROJECT_VERSION);
     tlm_client *c;
     CHECK_EQ_INT(tlm_open(NULL, "/x", NULL), TLM_EINVAL);
     CHECK_EQ_INT(tlm_open(&c, "", NULL), TLM_EINVAL);
