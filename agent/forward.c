@@ -53,8 +53,9 @@ static int forward_time(const msgpack_object *t, int64_t *ms)
         return 0;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
+        /* anything before year 10000, so within 9999's last second too */
         if (!isfinite(t->via.f64) || t->via.f64 < 0 ||
-            t->via.f64 > (double)(TIMESTAMP_MAX_MS / 1000))
+            t->via.f64 >= (double)(TIMESTAMP_MAX_MS / 1000 + 1))
             return -1;
         *ms = (int64_t)(t->via.f64 * 1000);
         return 0;

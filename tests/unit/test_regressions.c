@@ -2,18 +2,23 @@
  * Regression tests for bugs found in agent/ and fixed: uuid order past 4096
  * ids in a millisecond, config messages that must say what is allowed, long
  * config lines, a 1023-byte API key file, empty containers at the nesting
- * limit, and an empty open batch at shutdown. Each case is its own ctest
- * (unit_regression_<name>); run one with: test_regressions <name>.
+ * limit, an empty open batch at shutdown, and float Forward times in the last
+ * second of 9999. Each case is its own ctest (unit_regression_<name>); run
+ * one with: test_regressions <name>.
  */
 #include "batch.h"
 #include "check.h"
 #include "config.h"
+#include "forward.h"
 #include "frame.h"
+#include "mp.h"
 #include "props.h"
 #include "registry.h"
 #include "support.h"
+#include "timestamp.h"
 #include "uuid.h"
 
+#include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +216,50 @@ static void registry_long_lines(void)
     tmp_file_remove(path);
 }
 
+/* One Forward entry's outcome: its time, or -1 if it was refused. */
+static void forward_entry_time(void *arg, const struct event *ev, enum drop_reason reason,
+                               const char *detail)
+{
+    (void)reason;
+    (void)detail;
+    *(int64_t *)arg = ev != NULL ? ev->timestamp_ms : -1;
+}
+
+/* forward.h: a Forward time is seconds "from 1970 to 9999". Was: float
+ * seconds past 253402300799.0 were refused, so a time within the last second
+ * of 9999 (accepted as an integer) was dropped as bad_timestamp. */
+static void forward_float_time_last_second_of_9999(void)
+{
+    const double last = (double)(TIMESTAMP_MAX_MS / 1000);
+    const struct {
+        double secs;
+        int64_t want_ms; /* -1: refused */
+    } cases[] = {
+        {last, TIMESTAMP_MAX_MS - 999},
+        {last + 0.5, TIMESTAMP_MAX_MS - 499},
+        {nextafter(last + 1, 0), TIMESTAMP_MAX_MS},
+        {last + 1, -1},
+    };
+    struct forward_decoder d;
+    struct mp m;
+    if (!CHECK_EQ_INT(forward_init(&d, "", NULL, 1024), 0))
+        return;
+    mp_init(&m);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const msgpack_object *chunk;
+        enum drop_reason reason;
+        char detail[256];
+        int64_t ms = -2;
+        check_context("%.17g seconds", cases[i].secs);
+        CHECK_EQ_INT(forward_decode(&d, mp_build(&m, "[s, d, {}]", "t", cases[i].secs), &chunk,
+                                    forward_entry_time, &ms, &reason, detail, sizeof detail),
+                     0);
+        CHECK_EQ_INT(ms, cases[i].want_ms);
+    }
+    mp_free(&m);
+    forward_destroy(&d);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -224,6 +273,7 @@ static const struct {
     {"batch_destroy_counts_empty_batch", batch_destroy_counts_empty_batch},
     {"props_lone_surrogate_refused", props_lone_surrogate_refused},
     {"registry_long_lines", registry_long_lines},
+    {"forward_float_time_last_second_of_9999", forward_float_time_last_second_of_9999},
 };
 
 int main(int argc, char **argv)
