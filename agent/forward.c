@@ -57,7 +57,10 @@ static int forward_time(const msgpack_object *t, int64_t *ms)
         if (!isfinite(t->via.f64) || t->via.f64 < 0 ||
             t->via.f64 >= (double)(TIMESTAMP_MAX_MS / 1000 + 1))
             return -1;
-        *ms = (int64_t)(t->via.f64 * 1000);
+        /* to the nearest microsecond first: 1.001 is 1001 ms, not 1000 */
+        *ms = llround(t->via.f64 * 1e6) / 1000;
+        if (*ms > TIMESTAMP_MAX_MS)
+            *ms = TIMESTAMP_MAX_MS;
         return 0;
     case MSGPACK_OBJECT_EXT:
         return t->via.ext.type == 0 ? decode_timestamp(t, ms) : -1;
@@ -229,11 +232,31 @@ static int forward_option(const msgpack_object *opt, const msgpack_object **chun
     return 0;
 }
 
+/* The chunk of a message too broken to decode: when its last element is
+ * where an option would be and has a valid chunk, the refusal can still be
+ * acknowledged. (Never a Message-mode record's "chunk" key: a producer that
+ * asked for nothing must not be sent replies it will not read.) */
+static const msgpack_object *forward_salvage_chunk(const msgpack_object *msg)
+{
+    uint32_t n = msg->via.array.size;
+    const msgpack_object *item = msg->via.array.ptr;
+    if (n < 3 || n > 4 || item[n - 1].type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    msgpack_object_type second = item[1].type;
+    int forward_modes = second == MSGPACK_OBJECT_ARRAY || second == MSGPACK_OBJECT_BIN ||
+                        second == MSGPACK_OBJECT_STR;
+    if (n == 3 && !forward_modes) /* [tag, time, record]: no option */
+        return NULL;
+    const msgpack_object *last = &item[n - 1];
+    const msgpack_object *c = forward_map_get(&last->via.map, "chunk");
+    return c != NULL && decode_chunk_is_valid(c) ? c : NULL;
+}
+
 int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
                    const msgpack_object **chunk, forward_entry_fn fn, void *arg,
                    enum drop_reason *reason, char *detail, size_t detail_len)
 {
-    *chunk = NULL;
+    *chunk = forward_salvage_chunk(msg);
     uint32_t n = msg->via.array.size;
     const msgpack_object *item = msg->via.array.ptr;
     if (n < 2 || n > 4 || item[0].type != MSGPACK_OBJECT_STR || item[0].via.str.size == 0)

@@ -181,6 +181,26 @@ def test_malformed_forward_messages_are_refused_and_the_connection_goes_on(make_
     assert stats["received"] == len(bad) + 1 and stats["delivered"] == 1
 
 
+def test_a_refused_message_with_a_chunk_is_acked_with_the_reason(make_agent, collector):
+    agent = forward_agent(make_agent, collector)
+    with connect(agent) as s:
+        s.sendall(msgpack.packb(["", [[1700000000, {"event": "project:created"}]],
+                                 {"chunk": "empty-tag"}]))
+        s.sendall(msgpack.packb([5, 1700000000, {"a": 1}, {"chunk": "bad-tag"}]))
+        s.sendall(msgpack.packb(["t", b"", {"chunk": "zstd", "compressed": "zstd"}],
+                                use_bin_type=True))
+        # a record's own "chunk" key is data, not a request for a reply
+        s.sendall(msgpack.packb(["", 1700000000, {"chunk": "record-key"}]))
+        s.sendall(msgpack.packb({"event": "project:created", "chunk": "last"}))
+        assert read_replies(s, 4) == [
+            {"ack": "empty-tag", "rejected": 1, "reason": "bad_forward"},
+            {"ack": "bad-tag", "rejected": 1, "reason": "bad_forward"},
+            {"ack": "zstd", "rejected": 1, "reason": "bad_forward"},
+            {"ack": "last"}]
+    collector.wait_for_events(1, timeout=10)
+    agent.stop()
+
+
 def test_gzip_that_unpacks_beyond_the_message_limit_is_refused(make_agent, collector):
     agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"},
                         "agent": {"max_message_bytes": "65536"}})
