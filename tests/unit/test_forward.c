@@ -554,6 +554,7 @@ static void test_time_forms(void)
     begin_time_entry();
     mp_pack(&m, "d", (double)T_SECS + 0.123);
     check_time("float64 seconds, .123", T_MS + 123);
+    begin_time_entry();
     mp_pack(&m, "d", 1.001); /* 1000.9999999999999 ms as a double */
     check_time("float64 1.001 seconds", 1001);
     begin_time_entry();
