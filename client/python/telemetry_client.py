@@ -16,8 +16,10 @@ Promises, the same as the C library's:
   and counts why: queue_full, invalid (an unsupported type, a bad field, an
   int out of the int64/uint64 range, nesting deeper than the agent takes),
   too_large (bigger than max_event_bytes or than the whole queue), rejected
-  (the agent refused it in reliable mode) or closed (captured after close(),
-  or still queued when close() gave up). Only the constructor raises
+  (the agent refused it in reliable mode), connection (the agent closed the
+  connection while taking it, 8 times over: e.g. it is over the agent's
+  max_message_bytes) or closed (captured after close(), or still queued
+  when close() gave up). Only the constructor raises
   (ValueError, for bad arguments); stats()["last_error"] says what went
   wrong last.
 - A daemon thread per client, started on the first event, writes the queue
@@ -76,12 +78,13 @@ MAX_DEPTH = 32  # containers nested in one message, the event map included (agen
 MAX_MESSAGE_BYTES = 1024 * 1024  # agent.max_message_bytes default: larger closes the connection
 MAX_NAME_BYTES = 200  # event and distinct_id
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
-DROP_REASONS = ("queue_full", "invalid", "too_large", "rejected", "closed")
+DROP_REASONS = ("queue_full", "invalid", "too_large", "rejected", "connection", "closed")
 
 _WRITE_BATCH_BYTES = 64 * 1024  # bytes joined into one send()
 _READ_BYTES = 64 * 1024
 _LONG_LIVED = 1.0  # a connection up this long resets the reconnect backoff
 _LINGER = 0.001  # the writer, woken for new events, waits this long for more
+_MAX_BREAKS = 8  # connections an event may break (same as the C library) before it is dropped
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _UUID_TEXT = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")
@@ -463,14 +466,15 @@ def _encode_event(event, properties, timestamp, uuid, distinct_id, chunk):
 
 class _Entry:
     """One queued message: its bytes, its chunk id (reliable mode), its place
-    in capture order, and when it was last written in full."""
-    __slots__ = ("seq", "data", "chunk", "written_at")
+    in capture order, when it was last written whole (0: never)."""
+    __slots__ = ("seq", "data", "chunk", "written_at", "breaks")
 
     def __init__(self, data, chunk):
         self.seq = 0
         self.data = data
         self.chunk = chunk
         self.written_at = 0.0
+        self.breaks = 0  # connections lost while the agent was taking it
 
 
 _clients = weakref.WeakSet()  # for the fork and exit hooks
@@ -482,7 +486,7 @@ class Client:
 
     Client(socket_path=None, queue_bytes=262144, reliable=False,
            ack_timeout=5.0, distinct_id=None, max_event_bytes=1048576,
-           reconnect_min=0.05, reconnect_max=2.0, sndbuf=None,
+           reconnect_min=0.05, reconnect_max=5.0, sndbuf=None,
            atexit_timeout=1.0)
 
     max_event_bytes should not exceed the agent's agent.max_message_bytes
@@ -493,7 +497,7 @@ class Client:
 
     def __init__(self, socket_path=None, queue_bytes=262144, reliable=False, ack_timeout=5.0,
                  distinct_id=None, max_event_bytes=MAX_MESSAGE_BYTES, reconnect_min=0.05,
-                 reconnect_max=2.0, sndbuf=None, atexit_timeout=1.0):
+                 reconnect_max=5.0, sndbuf=None, atexit_timeout=1.0):
         if socket_path is None:
             socket_path = os.environ.get("TELEMETRY_SOCKET") or DEFAULT_SOCKET
         if not isinstance(socket_path, (str, bytes, os.PathLike)):
@@ -540,7 +544,7 @@ class Client:
         self._pending = collections.OrderedDict()  # seq -> entry, every unfinished one
         self._pending_bytes = 0
         self._seq = 0
-        self._counts = dict.fromkeys(("attempted", "sent", "acked", "resent", "connects",
+        self._counts = dict.fromkeys(("attempted", "sent", "written", "acked", "resent", "connects",
                                       "disconnects", "connect_failures", "ack_timeouts",
                                       "bad_replies", "internal_errors"), 0)
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -558,6 +562,7 @@ class Client:
         self._out_entries = collections.deque()  # (entry, end offset in _out)
         self._inflight = collections.OrderedDict()  # chunk -> entry written, not yet acked
         self._rbuf = bytearray()
+        self._probe = False  # reliable, after a break: one event at a time (see _culprit)
         self._attempt = 0
         self._next_connect = 0.0
         self._connected_at = 0.0
@@ -729,12 +734,21 @@ class Client:
         self.close()
 
     def stats(self):
-        """A snapshot of the counters:
-        attempted, sent, pending, queued_bytes, dropped (by reason),
-        acked (agent replies matched), resent, connects, disconnects,
-        connect_failures, ack_timeouts, bad_replies, internal_errors,
-        rejected_reasons (agent's reason -> count), connected, last_error.
-        attempted == sent + pending + sum(dropped.values()) always holds."""
+        """A snapshot of the counters, all read at one instant:
+        attempted  capture/send_raw calls
+        sent       events done with: written whole (acknowledged as
+                   accepted, in reliable mode)
+        pending    events held: not yet written (or not yet acked)
+        dropped    by reason: queue_full, invalid, too_large, rejected,
+                   connection (the connection broke under it 8 times), closed
+        attempted == sent + pending + sum(dropped.values()) always.
+        written    events written whole at least once (the C library's sent)
+        acked      reliable: events the agent acknowledged as accepted
+        resent     events written whole before, put back after a reconnect
+        queued_bytes, connects, disconnects, connect_failures, ack_timeouts,
+        bad_replies (replies that are not a known ack), internal_errors,
+        rejected_reasons (the agent's reason -> count), connected,
+        last_error (text, or None)."""
         self._check_pid()
         with self._lock:
             s = dict(self._counts)
@@ -806,7 +820,7 @@ class Client:
                 return
         if not self._out_entries:
             with self._lock:
-                if self._queue:
+                if self._queue and not (self._probe and self._inflight):
                     return  # refill at once
                 self._sleeping = True
         self._poller.modify(self._sock.fileno(), writable=bool(self._out_entries))
@@ -865,9 +879,11 @@ class Client:
         delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(self._attempt, 30))
         return random.uniform(delay / 2, delay)
 
-    def _disconnect(self, why):
+    def _disconnect(self, why, blame=False):
         """Drop the connection; what it did not finish goes back to the front
-        of the queue, in order, to be written whole on the next one."""
+        of the queue, in order, to be written whole on the next one. blame:
+        the agent or the kernel broke it; an event it breaks under again and
+        again (e.g. over the agent's max_message_bytes) is given up."""
         sock, self._sock = self._sock, None
         if sock is not None:
             self._poller.unregister(sock.fileno())
@@ -878,24 +894,52 @@ class Client:
         else:
             self._attempt += 1
         self._next_connect = now + self._backoff()
+        culprit = self._culprit() if blame and sock is not None else None
         back = list(self._inflight.values()) + [e for e, _ in self._out_entries]
         self._inflight.clear()
         self._out_entries.clear()
         self._out, self._out_pos = b"", 0
         self._rbuf.clear()
         with self._lock:
-            self._counts["resent"] += sum(1 for e in back if e.written_at)
             if sock is not None:
                 self._counts["disconnects"] += 1
                 if why != "closed":
                     self._last_error = "connection dropped: %s" % why
+            if culprit is not None:
+                culprit.breaks += 1
+                if culprit.breaks >= _MAX_BREAKS:
+                    back.remove(culprit)
+                    self._finish_locked(culprit, "connection")
+                    self._last_error = ("connection dropped under the same event %d times: "
+                                        "event given up" % _MAX_BREAKS)
+                    self._progress.notify_all()
+            self._counts["resent"] += sum(1 for e in back if e.written_at)
             self._queue.extendleft(reversed(back))
+
+    def _culprit(self):
+        """The event the agent broke the connection under, when that is
+        certain. Unreliable: the one written in part. Reliable: the agent may
+        have taken later events and lost their acks with the connection, so
+        after a break events go one at a time until one is acknowledged
+        (the probe); a break with the probe alone in flight is its fault."""
+        if not self.reliable:
+            if self._out_entries:
+                entry, end = self._out_entries[0]
+                if self._out_pos > end - len(entry.data):
+                    return entry
+            return None
+        outstanding = list(self._inflight.values()) + [e for e, _ in self._out_entries]
+        culprit = outstanding[0] if self._probe and len(outstanding) == 1 else None
+        self._probe = self._probe or bool(outstanding)
+        return culprit
 
     def _refill(self):
         entries, size = [], 0
+        if self._probe and self._inflight:
+            return  # one at a time until the agent acknowledges one
         with self._lock:
-            while self._queue and (not entries or size + len(self._queue[0].data)
-                                   <= _WRITE_BATCH_BYTES):
+            while self._queue and (not entries or not self._probe and
+                                   size + len(self._queue[0].data) <= _WRITE_BATCH_BYTES):
                 entry = self._queue.popleft()
                 entries.append(entry)
                 size += len(entry.data)
@@ -920,27 +964,29 @@ class Client:
         finally:  # whatever went wrong, what was written whole is done
             self._written(self._out_pos - start)
         if error is not None:
-            self._disconnect("send: %s" % (error.strerror or error))
+            self._disconnect("send: %s" % (error.strerror or error), blame=True)
 
     def _written(self, nbytes):
         """Finish the entries the last writes completed."""
         if not nbytes:
             return
         now = time.monotonic()
-        done = []
+        done, first_time = [], 0
         while self._out_entries and self._out_entries[0][1] <= self._out_pos:
             entry = self._out_entries.popleft()[0]
+            first_time += not entry.written_at
+            entry.written_at = now
             if entry.chunk is not None:
-                entry.written_at = now
                 self._inflight[entry.chunk] = entry
             else:
                 done.append(entry)
         if not self._out_entries:
             self._out, self._out_pos = b"", 0
-        if done:
-            with self._lock:
-                for entry in done:
-                    self._finish_locked(entry, "sent")
+        with self._lock:
+            self._counts["written"] += first_time
+            for entry in done:
+                self._finish_locked(entry, "sent")
+            if done:
                 self._progress.notify_all()
 
     def _finish_locked(self, entry, outcome):
@@ -959,10 +1005,10 @@ class Client:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._disconnect("recv: %s" % (exc.strerror or exc))
+                self._disconnect("recv: %s" % (exc.strerror or exc), blame=True)
                 return
             if not data:
-                self._disconnect("closed by the agent")
+                self._disconnect("closed by the agent", blame=True)
                 return
             if self.reliable:
                 self._rbuf += data
@@ -1003,7 +1049,6 @@ class Client:
             self._counts["bad_replies"] += 1
             self._last_error = "a reply that acknowledges nothing in flight: %.80r" % (reply,)
             return
-        self._counts["acked"] += 1
         rejected = reply.get("rejected", 0)
         if isinstance(rejected, int) and not isinstance(rejected, bool) and rejected > 0:
             reason = reply.get("reason")
@@ -1012,7 +1057,9 @@ class Client:
             self._last_error = "the agent rejected an event: %s" % reason
             self._finish_locked(entry, "rejected")
         else:
+            self._counts["acked"] += 1
             self._finish_locked(entry, "sent")
+        self._probe = False  # the agent takes events again: full speed
 
 
 # -- helpers -----------------------------------------------------------------

@@ -58,7 +58,7 @@ class FakeAgent:
     returning "close". read_size/read_delay make a slow reader."""
 
     def __init__(self, reply=None, on_object=None, read_size=65536, read_delay=0.0,
-                 rcvbuf=None, accept=True, reading=True):
+                 rcvbuf=None, accept=True, reading=True, close_on=None):
         self.dir = tempfile.mkdtemp(prefix="tc-")
         self.path = os.path.join(self.dir, "agent.sock")
         self.reply = reply if reply is not None else ack_all
@@ -66,6 +66,7 @@ class FakeAgent:
         self.read_size = read_size
         self.read_delay = read_delay
         self.rcvbuf = rcvbuf
+        self.close_on = close_on  # bytes that make it close the connection at once
         self.conns = []
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -120,6 +121,9 @@ class FakeAgent:
                     break
                 if not data:
                     break
+                if self.close_on and self.close_on in data:
+                    data = data[:data.index(self.close_on)]
+                    conn.closed.set()
                 unpacker.feed(data)
                 for obj in unpacker:
                     with self.lock:
@@ -412,7 +416,8 @@ def test_capture_writes_native_events(fake, clients):
     assert fourth["timestamp"] == "2026-05-06T07:08:09Z"
     assert raw == {"event": "raw:event"}
     stats = client.stats()
-    assert stats["sent"] == stats["attempted"] == 5 and stats["pending"] == 0
+    assert stats["sent"] == stats["written"] == stats["attempted"] == 5
+    assert stats["pending"] == 0 and stats["acked"] == 0
     check_accounting(stats)
 
 
@@ -727,6 +732,7 @@ def test_reliable_resends_after_the_ack_timeout(fake, clients):
     assert client.flush(10)
     stats = client.stats()
     assert stats["ack_timeouts"] == 1 and stats["resent"] == 20 and stats["sent"] == 20
+    assert stats["written"] == stats["acked"] == 20
     assert seqs(agent.conns[0].objects) == list(range(20))
     assert seqs(agent.conns[1].objects) == list(range(20))
     ids = [o["uuid"] for o in agent.conns[0].objects]
@@ -796,6 +802,43 @@ def test_send_raw_in_reliable_mode_is_not_tracked(fake, clients):
     assert client.stats()["sent"] == 1 and client.stats()["acked"] == 0
 
 
+def test_an_event_the_agent_keeps_closing_on_is_given_up(fake, clients):
+    # Unreliable: the agent closes while the event is half written, as the
+    # real one does for a message over its max_message_bytes.
+    agent = fake(close_on=b"POISON")
+    client = clients(agent.path, sndbuf=4096, queue_bytes=1 << 20, reconnect_min=0.01,
+                     reconnect_max=0.05)
+    client.capture("project:created", {"seq": 0})
+    assert client.flush(5)
+    client.capture("project:created", {"seq": 1, "pad": "POISON" + "x" * 300000})
+    for i in range(2, 5):
+        client.capture("project:created", {"seq": i})
+    assert client.flush(20)
+    assert seqs(agent.wait_last(4)) == [0, 2, 3, 4]
+    stats = client.stats()
+    assert stats["dropped"]["connection"] == 1 and stats["sent"] == 4
+    assert stats["disconnects"] == 8 and "given up" in stats["last_error"]
+    check_accounting(stats)
+
+
+def test_reliable_an_event_the_agent_keeps_closing_on_is_given_up(fake, clients):
+    agent = fake(on_object=lambda a, index, obj: "close" if "poison" in obj["properties"] else None)
+    client = clients(agent.path, reliable=True, reconnect_min=0.01, reconnect_max=0.05)
+    client.capture("project:created", {"seq": 0})
+    client.capture("project:created", {"seq": 1, "poison": True})
+    for i in range(2, 5):
+        client.capture("project:created", {"seq": i})
+    assert client.flush(20)
+    got = seqs(agent.objects())
+    # the first break is nobody's fault (other events were in flight), then
+    # the event goes alone and breaks the connection 8 times
+    assert got.count(1) == 9 and got.count(0) == 1
+    assert seqs(agent.conns[-1].objects) == [2, 3, 4]
+    stats = client.stats()
+    assert stats["dropped"]["connection"] == 1 and stats["sent"] == stats["acked"] == 4
+    check_accounting(stats)
+
+
 # -- never raise, never block ------------------------------------------------
 
 @pytest.mark.parametrize("reliable", [False, True])
@@ -828,7 +871,7 @@ def test_well_formed_nonsense_replies_are_counted(fake, clients):
         client.capture("project:created", {"seq": i})
     assert client.flush(5)
     stats = client.stats()
-    assert stats["sent"] == 5 and stats["bad_replies"] == 5 * 4
+    assert stats["sent"] == stats["acked"] == 5 and stats["bad_replies"] == 5 * 4
     assert len(agent.conns) == 1
 
 
