@@ -344,7 +344,10 @@ def test_install_puts_files_in_place(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     for path in ["bin/telemetry-agent", "etc/telemetry-agent.ini",
-                 "share/telemetry-agent/events.txt"]:
+                 "share/telemetry-agent/events.txt", "bin/telemetry-send", "include/telemetry.h",
+                 "lib/libtelemetry.a", "lib/pkgconfig/telemetry.pc",
+                 "lib/cmake/telemetry/telemetryConfig.cmake",
+                 "lib/python3/dist-packages/telemetry_client.py"]:
         assert (prefix / path).is_file(), path
     names = (prefix / "share/telemetry-agent/events.txt").read_text().split()
     assert len(names) == 66 and "project:pipeline:saved" in names
