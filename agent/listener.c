@@ -68,12 +68,6 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
-static void conn_reject(struct conn *c, const char *why)
-{
-    metrics.connections_closed_bad_input++;
-    log_limited(&c->listener->conn_log, LOG_WARN, "%s: closing: %s", c->name, why);
-    conn_close(c);
-}
 
 static void conn_set_reading(struct conn *c, int on)
 {
@@ -84,9 +78,9 @@ static void conn_set_reading(struct conn *c, int on)
     c->reading = on;
 }
 
-/* Write what replies the socket takes now; wait for it to drain otherwise.
- * Returns -1 if the connection was closed. */
-static int conn_flush_replies(struct conn *c)
+/* Write what replies the socket takes now. Returns -1 if it failed for good
+ * (errno says why). */
+static int conn_send_replies(struct conn *c)
 {
     while (c->replies_sent < c->replies.len) {
         ssize_t n = send(c->fd, c->replies.data + c->replies_sent,
@@ -95,23 +89,42 @@ static int conn_flush_replies(struct conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        if (n < 0) {
-            log_limited(&c->listener->conn_log, LOG_WARN,
-                        "%s: closing: cannot send acknowledgements: %s", c->name, strerror(errno));
-            conn_close(c);
+        if (n < 0)
             return -1;
-        }
         c->replies_sent += (size_t)n;
     }
-    size_t unsent = c->replies.len - c->replies_sent;
-    if (unsent == 0) {
+    if (c->replies_sent == c->replies.len) {
         buf_truncate(&c->replies, 0);
         c->replies_sent = 0;
     }
+    return 0;
+}
+
+/* Write what replies the socket takes now and wait for it to drain
+ * otherwise. Returns -1 if the connection was closed. */
+static int conn_flush_replies(struct conn *c)
+{
+    if (conn_send_replies(c) < 0) {
+        log_limited(&c->listener->conn_log, LOG_WARN,
+                    "%s: closing: cannot send acknowledgements: %s", c->name, strerror(errno));
+        conn_close(c);
+        return -1;
+    }
+    size_t unsent = c->replies.len - c->replies_sent;
     if (unsent > 0)
         event_add(c->write_ev, NULL);
     conn_set_reading(c, unsent < CONN_MAX_UNSENT_REPLIES);
     return 0;
+}
+
+/* Close a connection for bad input. The acknowledgements of the messages
+ * before the fault are still sent, as far as the socket takes them now. */
+static void conn_reject(struct conn *c, const char *why)
+{
+    metrics.connections_closed_bad_input++;
+    log_limited(&c->listener->conn_log, LOG_WARN, "%s: closing: %s", c->name, why);
+    conn_send_replies(c);
+    conn_close(c);
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)

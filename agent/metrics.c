@@ -52,4 +52,10 @@ void metrics_format_summary(char *out, size_t outlen)
         if (metrics.events_dropped[i] > 0)
             n += (size_t)snprintf(out + n, outlen - n, " dropped_%s=%" PRIu64,
                                   drop_reason_names[i], metrics.events_dropped[i]);
+    if (n < outlen)
+        snprintf(out + n, outlen - n,
+                 " connections=%" PRIu64 " connections_refused=%" PRIu64
+                 " connections_closed_bad_input=%" PRIu64 " acks=%" PRIu64,
+                 metrics.connections_accepted, metrics.connections_refused,
+                 metrics.connections_closed_bad_input, metrics.acks_sent);
 }

@@ -58,7 +58,8 @@ extern struct metrics metrics;
 
 const char *metrics_drop_reason_name(enum drop_reason reason);
 uint64_t metrics_dropped_total(void);
-/* One line "received=... delivered=... buffered=... dropped=N (reason=n ...)". */
+/* One line "received=... delivered=... buffered=... dropped=N dropped_<reason>=n ...
+ * connections=... connections_refused=... connections_closed_bad_input=... acks=...". */
 void metrics_format_summary(char *out, size_t outlen);
 
 #endif

@@ -201,6 +201,19 @@ def test_a_refused_message_with_a_chunk_is_acked_with_the_reason(make_agent, col
     agent.stop()
 
 
+def test_acks_before_a_fault_are_still_sent(make_agent, collector):
+    agent = forward_agent(make_agent, collector)
+    with connect(agent) as s:
+        s.sendall(msgpack.packb({"event": "project:created", "chunk": "a"}) +
+                  msgpack.packb(["project:created", 1700000000, {}, {"chunk": "b"}]) + b"\xc1")
+        assert read_replies(s, 2) == [{"ack": "a"}, {"ack": "b"}]
+        assert s.recv(1) == b"", "the connection was not closed after bytes that are not msgpack"
+    collector.wait_for_events(2, timeout=10)
+    agent.stop()
+    stats = agent.stats()
+    assert stats["connections_closed_bad_input"] == 1 and stats["acks"] == 2
+
+
 def test_gzip_that_unpacks_beyond_the_message_limit_is_refused(make_agent, collector):
     agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"},
                         "agent": {"max_message_bytes": "65536"}})
