@@ -15,6 +15,8 @@
  *     flush STATUS
  *     stats attempted=.. sent=.. acked=.. queued=.. dropped=.. connects=..
  * Exits 0 if every send returned TLM_OK and the flush succeeded.
+ * The environment may set PRODUCER_QUEUE_BYTES (default 4 MiB) and
+ * PRODUCER_FLUSH_MS (default 30000).
  */
 #include "telemetry.h"
 
@@ -61,7 +63,9 @@ int main(int argc, char **argv)
     double rate = atof(argv[2]);
     tlm_options o;
     tlm_options_init(&o);
-    o.queue_bytes = 4 << 20;
+    const char *queue_bytes = getenv("PRODUCER_QUEUE_BYTES");
+    const char *flush_ms = getenv("PRODUCER_FLUSH_MS");
+    o.queue_bytes = queue_bytes ? (size_t)atol(queue_bytes) : 4 << 20;
     o.reconnect_max_ms = 200;
     o.reliable = argc > 3 && strcmp(argv[3], "reliable") == 0;
     if (argc > 4)
@@ -99,7 +103,7 @@ int main(int argc, char **argv)
             nanosleep(&ts, NULL);
         }
     }
-    tlm_status flushed = tlm_flush(c, 30000);
+    tlm_status flushed = tlm_flush(c, flush_ms ? atoi(flush_ms) : 30000);
     __atomic_store_n(&producer_done, 1, __ATOMIC_RELAXED);
     pthread_join(ticker, NULL);
     tlm_stats st;

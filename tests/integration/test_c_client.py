@@ -13,16 +13,12 @@ import subprocess
 import time
 import uuid
 
-import pytest
-
 from conftest import ROOT, backend
 
 BUILD = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT, "build"))
 HELLO = os.path.join(BUILD, "client", "telemetry-hello")
 PRODUCER = os.path.join(BUILD, "tests", "client", "test_client_producer")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(PRODUCER),
-                                reason="the C client is not built in " + BUILD)
 
 
 def quick_agent(make_agent, collector):
@@ -58,6 +54,26 @@ def test_hello_without_an_agent_says_so(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "timed out" in out.stdout and "queued 1" in out.stdout
+
+
+def test_no_agent_at_all_never_blocks_and_counts_drops(tmp_path):
+    env = dict(os.environ, TELEMETRY_SOCKET=str(tmp_path / "no-agent.sock"),
+               PRODUCER_QUEUE_BYTES="65536", PRODUCER_FLUSH_MS="200")
+    started = time.monotonic()
+    out = subprocess.run([PRODUCER, "1", "2000"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    took = time.monotonic() - started
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr  # the flush could not succeed
+    run = Run(out.stdout)
+    assert took < 10, "the producer took %.1f s with no agent" % took
+    assert run.slowest_us < 100000, "tlm_send blocked for %d us" % run.slowest_us
+    assert run.flush != "success"
+    statuses = [s for _, _, s in run.events]
+    assert run.stats["attempted"] == len(run.events) >= 1000
+    assert run.stats["sent"] == 0 and run.stats["connects"] == 0
+    assert run.stats["dropped"] == statuses.count(next(s for s in statuses if s != "success"))
+    assert run.stats["dropped"] + run.stats["queued"] == run.stats["attempted"]
+    assert run.stats["queued"] == statuses.count("success") > 0
 
 
 def test_reliable_mode_counts_the_agents_rejections(tmp_path, collector, make_agent):
