@@ -209,7 +209,9 @@ static void *tlm_client_thread(void *arg)
         tlm_conn_plan(c, now, &c->plan_fd, &c->plan_events, &deadline);
         c->plan_deadline = deadline;
         c->thread_polling = 1;
-        struct pollfd pfd[2] = {{c->wake[0], POLLIN, 0}, {c->plan_fd, c->plan_events, 0}};
+        /* no events (reading paused, nothing to write): not even POLLHUP */
+        struct pollfd pfd[2] = {{c->wake[0], POLLIN, 0},
+                                {c->plan_events != 0 ? c->plan_fd : -1, c->plan_events, 0}};
         pthread_mutex_unlock(&c->lock);
         poll(pfd, 2, (int)tlm_client_poll_timeout(deadline, now));
         pthread_mutex_lock(&c->lock);
@@ -298,6 +300,12 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
         need += 4 + 6 + 1 + TLM_QUEUE_CHUNK_MAX; /* header growth, "chunk", the id */
     struct tlm_entry *e = tlm_queue_entry_new(need);
     if (e == NULL) {
+        if (off > 0) {
+            /* its head is on the wire: end that stream there, and have the
+             * thread let go of the socket it may be polling */
+            tlm_conn_drop(c, now, 0);
+            tlm_client_kick(c, now);
+        }
         c->stats.dropped_queue_full++; /* no memory to hold it: no room, as the caller sees it */
         return TLM_ENOMEM;
     }
@@ -414,7 +422,7 @@ static void tlm_client_wait_io(struct tlm_client *c, int64_t now, int64_t ms)
         t = ms;
     struct pollfd pfd = {fd, events, 0};
     pthread_mutex_unlock(&c->lock);
-    poll(&pfd, fd >= 0 ? 1 : 0, (int)t);
+    poll(&pfd, fd >= 0 && events != 0 ? 1 : 0, (int)t);
     pthread_mutex_lock(&c->lock);
 }
 

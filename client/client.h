@@ -35,6 +35,7 @@ struct tlm_client {
     int64_t last_progress_ms; /* last bytes written or ack read on this connection */
     unsigned char reply[TLM_CLIENT_REPLY_MAX];
     size_t reply_len;
+    int64_t read_resume_ms; /* after a full read budget, no reading before this */
     uint64_t rng; /* jitter */
 
     struct tlm_queue queue;
@@ -71,6 +72,10 @@ void tlm_conn_io(struct tlm_client *c, int64_t now);
  * connection failed (and was dropped). */
 long tlm_conn_write_direct(struct tlm_client *c, const unsigned char *data, size_t len,
                            int64_t now);
+/* Give up on the connection (counted as a disconnect) and schedule the
+ * next; peer_fault: the peer broke it, which counts against the entry in
+ * flight (see TLM_CLIENT_MAX_LOSSES). */
+void tlm_conn_drop(struct tlm_client *c, int64_t now, int peer_fault);
 /* Close the connection (if any) and forget its state, without accounting:
  * for fork children and tlm_close. */
 void tlm_conn_forget(struct tlm_client *c);

@@ -30,6 +30,8 @@
 #include <unistd.h>
 
 #define TLM_CONN_IOV 64
+#define TLM_CONN_READS 16 /* recv()s per tlm_conn_read: 64 KiB, all an agent leaves unread */
+#define TLM_CONN_READ_PAUSE_MS 2 /* then a breath for the senders (the clock ticks in ms) */
 
 static uint64_t tlm_conn_random(struct tlm_client *c)
 {
@@ -62,12 +64,13 @@ void tlm_conn_forget(struct tlm_client *c)
         close(c->fd);
     c->fd = -1;
     c->reply_len = 0;
+    c->read_resume_ms = 0;
 }
 
 /* Give up on the connection. A peer fault (closed, error, garbage) counts
  * against the entry that was in flight; an ack timeout does not, since the
  * agent may only be busy. */
-static void tlm_conn_drop(struct tlm_client *c, int64_t now, int peer_fault)
+void tlm_conn_drop(struct tlm_client *c, int64_t now, int peer_fault)
 {
     struct tlm_queue *q = &c->queue;
     if (c->fd < 0)
@@ -165,10 +168,20 @@ static void tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t 
     tlm_conn_progress(c, now);
 }
 
-/* Read what the agent wrote and handle every complete reply. */
+/* Read what the agent wrote and handle every complete reply. A peer that
+ * writes without end must not keep the lock, and so every sender, to
+ * itself: after TLM_CONN_READS reads that all found bytes, reading pauses
+ * (an agent leaves at most 64 KiB of replies unread, so only a peer that
+ * floods the socket meets the pause). */
 static void tlm_conn_read(struct tlm_client *c, int64_t now)
 {
-    while (c->fd >= 0) {
+    if (now < c->read_resume_ms)
+        return;
+    for (int reads = 0; c->fd >= 0; reads++) {
+        if (reads == TLM_CONN_READS) {
+            c->read_resume_ms = now + TLM_CONN_READ_PAUSE_MS;
+            return;
+        }
         ssize_t n = recv(c->fd, c->reply + c->reply_len, sizeof c->reply - c->reply_len,
                          MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
@@ -295,15 +308,16 @@ static int64_t tlm_conn_ack_deadline(const struct tlm_client *c)
 void tlm_conn_plan(struct tlm_client *c, int64_t now, int *fd, short *events,
                    int64_t *deadline)
 {
-    (void)now;
     *fd = c->fd;
     *events = 0;
     *deadline = TLM_CLIENT_NEVER;
     if (c->fd >= 0) {
-        *events = POLLIN;
+        *events = now >= c->read_resume_ms ? POLLIN : 0;
         if (c->queue.next != NULL)
             *events |= POLLOUT;
         *deadline = tlm_conn_ack_deadline(c);
+        if (now < c->read_resume_ms && c->read_resume_ms < *deadline)
+            *deadline = c->read_resume_ms;
     } else if (c->queue.next != NULL) {
         *deadline = c->next_connect_ms;
     }

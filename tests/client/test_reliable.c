@@ -3,8 +3,9 @@
  * is held until acked; a missing ack means a resend on a new connection
  * after the ack timeout; a rejected reply drops the event (counted, never
  * resent); a connection closed mid-stream means every unacked event is
- * resent, in order; tlm_flush waits for the acks or times out; and the bound
- * covers unacked + queued events.
+ * resent, in order; tlm_flush waits for the acks or times out; the bound
+ * covers unacked + queued events; and acks are matched however the replies
+ * are split, among objects that answer nothing.
  */
 #include "check.h"
 #include "fake.h"
@@ -12,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct fake_agent agent;
 
@@ -278,6 +280,81 @@ static void test_poison_event_dropped(void)
     fake_agent_stop(&agent);
 }
 
+struct chunks {
+    char id[10][65];
+    int n;
+};
+
+static void note_chunk(const msgpack_object *obj, void *arg)
+{
+    struct chunks *ch = arg;
+    const msgpack_object *chunk = fake_map_get(obj, "chunk");
+    if (ch->n < 10 && chunk != NULL && chunk->type == MSGPACK_OBJECT_STR &&
+        chunk->via.str.size < 65)
+        memcpy(ch->id[ch->n++], chunk->via.str.ptr, chunk->via.str.size);
+}
+
+/* Replies split anywhere (here: one byte per write) and mixed with objects
+ * that are no reply to anything (nil, an array, a map without "ack", an ack
+ * that is not a str, an ack for a chunk never sent): every real ack is
+ * matched, nothing else counts, and the connection stays up. */
+static void test_odd_replies(void)
+{
+    struct fake_socket s;
+    if (!CHECK_EQ_INT(fake_socket_init(&s), 0) || !CHECK_EQ_INT(fake_socket_listen(&s), 0))
+        return;
+    tlm_client *c = fake_client(s.path, (tlm_options){.reliable = 1, .ack_timeout_ms = 5000});
+    CHECK_EQ_INT(fake_send_range(c, 0, 10, 10), 0);
+    int fd = fake_socket_accept(&s, 2000);
+    if (!CHECK_GE(fd, 0))
+        return;
+    struct fake_bytes in = {0};
+    size_t used;
+    for (int64_t end = fake_now_ms() + 2000; fake_now_ms() < end;)
+        if (fake_read(fd, &in, 0, 50) == 0 && fake_objects(in.data, in.len, &used, NULL, NULL) == 10)
+            break;
+    struct chunks ch = {0};
+    CHECK_EQ_INT(fake_objects(in.data, in.len, &used, note_chunk, &ch), 10);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (int k = 0; k < ch.n; k++) {
+        msgpack_pack_nil(&pk);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_int(&pk, k);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "x", 1);
+        msgpack_pack_int(&pk, k);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "ack", 3);
+        msgpack_pack_int(&pk, k);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "ack", 3);
+        msgpack_pack_str_with_body(&pk, "never-sent", 10);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "ack", 3);
+        msgpack_pack_str_with_body(&pk, ch.id[k], strlen(ch.id[k]));
+    }
+    for (size_t k = 0; k < sb.size; k++) {
+        CHECK_EQ_INT(write(fd, sb.data + k, 1), 1);
+        if (k % 8 == 0)
+            fake_sleep_ms(1);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    CHECK_EQ_INT(tlm_flush(c, 3000), TLM_OK);
+    tlm_stats st;
+    check_accounting(c, &st);
+    CHECK_EQ_UINT(st.acked, 10);
+    CHECK_EQ_UINT(st.resent, 0);
+    CHECK_EQ_UINT(st.disconnects, 0);
+    CHECK_EQ_UINT(st.connects, 1);
+    fake_bytes_free(&in);
+    close(fd);
+    tlm_close(c);
+    fake_socket_cleanup(&s);
+}
+
 int main(void)
 {
     RUN(test_all_acked);
@@ -287,5 +364,6 @@ int main(void)
     RUN(test_flush_timeout_and_bound);
     RUN(test_agent_late);
     RUN(test_poison_event_dropped);
+    RUN(test_odd_replies);
     return check_finish();
 }
