@@ -4,15 +4,18 @@
  * When the agent appears, the I/O thread connects and drains the queue in
  * order with no call from the application. Also: events too large, no
  * SIGPIPE when the agent goes away, the no_thread mode, bounded reconnect
- * attempts, and many threads sharing one client.
+ * attempts, a full listen backlog, and many threads sharing one client.
  */
 #include "check.h"
 #include "fake.h"
 #include "telemetry.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static void check_accounting(tlm_client *c)
@@ -213,6 +216,68 @@ static void test_backoff(void)
     fake_socket_cleanup(&s);
 }
 
+/* The agent's listen backlog is full: connect() on the client's non-blocking
+ * socket fails at once (EAGAIN), sends return at once and queue, attempts
+ * are paced, and the events go out once the agent accepts again. */
+static void test_backlog_full(void)
+{
+    struct fake_socket s;
+    if (!CHECK_EQ_INT(fake_socket_init(&s), 0))
+        return;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    memcpy(addr.sun_path, s.path, sizeof s.path);
+    s.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!CHECK_EQ_INT(bind(s.fd, (struct sockaddr *)&addr, sizeof addr), 0) ||
+        !CHECK_EQ_INT(listen(s.fd, 0), 0))
+        return;
+    int waiting[4], nwaiting = 0; /* connections filling the backlog */
+    while (nwaiting < 4) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+            CHECK_EQ_INT(errno, EAGAIN);
+            close(fd);
+            break;
+        }
+        waiting[nwaiting++] = fd;
+    }
+    CHECK_LT(nwaiting, 4);
+    tlm_client *c =
+        fake_client(s.path, (tlm_options){.reconnect_min_ms = 20, .reconnect_max_ms = 50});
+    if (!CHECK(c != NULL))
+        return;
+    int64_t t0 = fake_now_ms();
+    CHECK_EQ_INT(fake_send_range(c, 0, 50, 10), 0);
+    CHECK_LT(fake_now_ms() - t0, 500);
+    fake_sleep_ms(200);
+    tlm_stats st;
+    tlm_get_stats(c, &st);
+    CHECK_EQ_UINT(st.connects, 0);
+    CHECK_GE(st.connect_failures, 2);
+    CHECK_LE(st.connect_failures, 40);
+    CHECK_EQ_UINT(st.queued, 50);
+    for (int k = 0; k < nwaiting; k++) { /* the agent takes the ones ahead */
+        int fd = fake_socket_accept(&s, 1000);
+        CHECK_GE(fd, 0);
+        close(fd);
+        close(waiting[k]);
+    }
+    int fd = fake_socket_accept(&s, 2000);
+    if (CHECK_GE(fd, 0)) {
+        struct fake_bytes b = {0};
+        struct order ord = {0, 0};
+        size_t used;
+        fake_read(fd, &b, 0, 300);
+        CHECK_EQ_INT(fake_objects(b.data, b.len, &used, expect_next, &ord), 50);
+        CHECK_EQ_INT(ord.bad, 0);
+        fake_bytes_free(&b);
+        close(fd);
+    }
+    CHECK_EQ_INT(tlm_flush(c, 1000), TLM_OK);
+    check_accounting(c);
+    tlm_close(c);
+    fake_socket_cleanup(&s);
+}
+
 #define THREADS 8
 #define PER_THREAD 500
 
@@ -279,6 +344,7 @@ int main(void)
     RUN(test_no_sigpipe);
     RUN(test_no_thread);
     RUN(test_backoff);
+    RUN(test_backlog_full);
     RUN(test_threads_share_a_client);
     return check_finish();
 }
