@@ -1,6 +1,14 @@
 /*
  * listener: socket set-up, accept, and per-connection reading (see
  * listener.h).
+ *
+ * A connection is read while its unsent replies stay under
+ * CONN_MAX_UNSENT_REPLIES. Each wakeup handles at most CONN_READS_PER_WAKEUP
+ * reads and CONN_WORK_PER_WAKEUP messages and events (a few kilobytes of
+ * gzip can carry a million events), then lets the others have a turn: what
+ * is left in the buffer is taken up by more_ev, a timer that fires after
+ * the next poll. Once there is no more input (end of stream, or bad bytes)
+ * the connection only writes the replies it owes, then closes.
  */
 #define _GNU_SOURCE /* struct ucred */
 #include "listener.h"
@@ -26,6 +34,8 @@
 #define CONN_READ_SIZE (32 * 1024)
 #define CONN_READS_PER_WAKEUP 16 /* then let other connections have a turn */
 #define CONN_READS_TO_DRAIN 256  /* at shutdown: a socket buffer's worth, not forever */
+#define CONN_WORK_PER_WAKEUP 16384 /* messages + events; kilobytes of gzip can hold millions */
+#define CONN_WORK_TO_DRAIN (16 * CONN_WORK_PER_WAKEUP) /* at shutdown */
 #define CONN_MAX_UNSENT_REPLIES (64 * 1024) /* then stop reading until the producer reads */
 #define LISTENER_PAUSE_MS 1000   /* after accept() fails, e.g. out of descriptors */
 
@@ -33,11 +43,13 @@ struct conn {
     TAILQ_ENTRY(conn) entry;
     struct listener *listener;
     int fd;
-    struct event *read_ev, *write_ev;
+    struct event *read_ev, *write_ev, *more_ev;
     struct stream in;
     struct buf replies; /* acknowledgements not yet written */
     size_t replies_sent; /* of replies.len */
     int reading;         /* read_ev is added */
+    int backlog;         /* complete messages may still wait in `in` */
+    int closing;         /* no more input: close once the replies are written */
     char name[64];       /* "connection 7 (pid 1234)" */
 };
 
@@ -61,6 +73,7 @@ static void conn_close(struct conn *c)
     l->nconns--;
     event_free(c->read_ev);
     event_free(c->write_ev);
+    event_free(c->more_ev);
     stream_destroy(&c->in);
     buf_free(&c->replies);
     close(c->fd);
@@ -101,30 +114,51 @@ static int conn_send_replies(struct conn *c)
 }
 
 /* Write what replies the socket takes now and wait for it to drain
- * otherwise. Returns -1 if the connection was closed. */
+ * otherwise; read on, or close once a closing connection owes nothing.
+ * Returns -1 if the connection was closed. */
 static int conn_flush_replies(struct conn *c)
 {
+    static const struct timeval now = {0, 0};
     if (conn_send_replies(c) < 0) {
-        log_limited(&c->listener->conn_log, LOG_WARN,
-                    "%s: closing: cannot send acknowledgements: %s", c->name, strerror(errno));
+        if (c->closing) /* the producer left without reading them */
+            log_debug("%s: closed with acknowledgements unsent: %s", c->name, strerror(errno));
+        else
+            log_limited(&c->listener->conn_log, LOG_WARN,
+                        "%s: closing: cannot send acknowledgements: %s", c->name,
+                        strerror(errno));
         conn_close(c);
         return -1;
     }
     size_t unsent = c->replies.len - c->replies_sent;
+    if (c->closing && unsent == 0) {
+        conn_close(c);
+        return -1;
+    }
     if (unsent > 0)
         event_add(c->write_ev, NULL);
-    conn_set_reading(c, unsent < CONN_MAX_UNSENT_REPLIES);
+    conn_set_reading(c, !c->closing && unsent < CONN_MAX_UNSENT_REPLIES);
+    if (c->reading && c->backlog)
+        evtimer_add(c->more_ev, &now);
     return 0;
 }
 
-/* Close a connection for bad input. The acknowledgements of the messages
- * before the fault are still sent, as far as the socket takes them now. */
-static void conn_reject(struct conn *c, const char *why)
+/* No more input from this connection: it closes once the replies it owes
+ * are written (the producer may still be reading them). Returns -1 if it
+ * was closed at once. */
+static int conn_finish(struct conn *c)
+{
+    c->closing = 1;
+    c->backlog = 0;
+    return conn_flush_replies(c);
+}
+
+/* Stop reading a connection for bad input. The acknowledgements of the
+ * messages before the fault are still written, then it is closed. */
+static int conn_reject(struct conn *c, const char *why)
 {
     metrics.connections_closed_bad_input++;
     log_limited(&c->listener->conn_log, LOG_WARN, "%s: closing: %s", c->name, why);
-    conn_send_replies(c);
-    conn_close(c);
+    return conn_finish(c);
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -134,53 +168,57 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     conn_flush_replies(arg);
 }
 
-/* Decode and hand on every complete object in the buffer, then write the
- * acknowledgements they call for. Returns 0, or -1 if the connection was
- * closed for bad input. */
-static int conn_process(struct conn *c)
+/* Decode and hand on the complete objects in the buffer while *work (one
+ * per message and per event) is under max_work, then write the
+ * acknowledgements they call for. Objects left over set c->backlog.
+ * Returns 0, or -1 if the connection was closed. */
+static int conn_process(struct conn *c, size_t *work, size_t max_work)
 {
     char why[128];
     msgpack_object obj;
     struct pipeline_result result;
     size_t had_replies = c->replies.len;
+    c->backlog = 0;
     for (;;) {
+        if (*work >= max_work) {
+            c->backlog = 1;
+            return conn_flush_replies(c);
+        }
         switch (stream_next(&c->in, &obj)) {
         case STREAM_OBJECT:
             pipeline_handle(c->listener->pipeline, &obj, c->name, &result);
-            if (pipeline_write_ack(&result, &c->replies) < 0) {
-                conn_reject(c, "out of memory for its acknowledgements");
-                return -1;
-            }
+            *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
+            if (pipeline_write_ack(&result, &c->replies) < 0)
+                return conn_reject(c, "out of memory for its acknowledgements");
             continue;
         case STREAM_NEED_MORE:
             return c->replies.len > had_replies ? conn_flush_replies(c) : 0;
         case STREAM_INVALID:
-            conn_reject(c, "bytes that are not msgpack");
-            return -1;
+            return conn_reject(c, "bytes that are not msgpack");
         case STREAM_TOO_DEEP:
             snprintf(why, sizeof why, "msgpack nested deeper than %d levels", FRAME_MAX_DEPTH);
-            conn_reject(c, why);
-            return -1;
+            return conn_reject(c, why);
         case STREAM_TOO_LARGE:
             snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %lld",
                      (long long)c->listener->cfg->max_message_bytes);
-            conn_reject(c, why);
-            return -1;
+            return conn_reject(c, why);
         }
     }
 }
 
-/* Read what is available, up to max_reads reads. Returns -1 if the
- * connection was closed. */
-static int conn_read(struct conn *c, int max_reads)
+/* Handle what is buffered, then read what is available, up to max_reads
+ * reads and max_work messages and events. Returns -1 if the connection was
+ * closed. */
+static int conn_read(struct conn *c, int max_reads, size_t max_work)
 {
-    for (int i = 0; i < max_reads && c->reading; i++) {
+    size_t work = 0;
+    if (c->backlog && conn_process(c, &work, max_work) < 0)
+        return -1;
+    for (int i = 0; i < max_reads && c->reading && !c->backlog; i++) {
         size_t capacity;
         char *space = stream_reserve(&c->in, CONN_READ_SIZE, &capacity);
-        if (space == NULL) {
-            conn_reject(c, "out of memory for its buffer");
-            return -1;
-        }
+        if (space == NULL)
+            return conn_reject(c, "out of memory for its buffer");
         ssize_t n = read(c->fd, space, capacity);
         if (n < 0 && errno == EINTR)
             continue;
@@ -193,12 +231,11 @@ static int conn_read(struct conn *c, int max_reads)
                 log_limited(&c->listener->conn_log, LOG_WARN,
                             "%s: closed in the middle of a message (%zu bytes discarded)", c->name,
                             stream_pending(&c->in));
-            conn_close(c);
-            return -1;
+            return conn_finish(c);
         }
         stream_consumed(&c->in, (size_t)n);
         metrics.bytes_received += (uint64_t)n;
-        if (conn_process(c) < 0)
+        if (conn_process(c, &work, max_work) < 0)
             return -1;
     }
     return 0;
@@ -208,7 +245,17 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    conn_read(arg, CONN_READS_PER_WAKEUP);
+    conn_read(arg, CONN_READS_PER_WAKEUP, CONN_WORK_PER_WAKEUP);
+}
+
+/* The messages left in the buffer by the last turn. */
+static void conn_more_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    if (c->reading)
+        conn_read(c, CONN_READS_PER_WAKEUP, CONN_WORK_PER_WAKEUP);
 }
 
 static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
@@ -245,11 +292,15 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
         snprintf(c->name, sizeof c->name, "connection %llu", (unsigned long long)id);
     c->read_ev = event_new(l->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
     c->write_ev = event_new(l->base, fd, EV_WRITE, conn_write_cb, c);
-    if (c->read_ev == NULL || c->write_ev == NULL || event_add(c->read_ev, NULL) < 0) {
+    c->more_ev = evtimer_new(l->base, conn_more_cb, c);
+    if (c->read_ev == NULL || c->write_ev == NULL || c->more_ev == NULL ||
+        event_add(c->read_ev, NULL) < 0) {
         if (c->read_ev)
             event_free(c->read_ev);
         if (c->write_ev)
             event_free(c->write_ev);
+        if (c->more_ev)
+            event_free(c->more_ev);
         stream_destroy(&c->in);
         free(c);
         close(fd);
@@ -440,8 +491,10 @@ void listener_shutdown(struct listener *l)
     }
     struct conn *c;
     while ((c = TAILQ_FIRST(&l->conns)) != NULL) {
-        c->reading = 1; /* drain even a connection paused for unread replies */
-        if (conn_read(c, CONN_READS_TO_DRAIN) == 0 && conn_flush_replies(c) == 0)
+        if (!c->closing)
+            c->reading = 1; /* drain even a connection paused for unread replies */
+        if (conn_read(c, CONN_READS_TO_DRAIN, CONN_WORK_TO_DRAIN) == 0 &&
+            conn_flush_replies(c) == 0)
             conn_close(c); /* replies the socket could not take are lost: the producer resends */
     }
 }

@@ -9,7 +9,9 @@
  * connection, in order; a producer that does not read its acknowledgements
  * is not read from until it does, so they cannot pile up. A connection that
  * sends something that is not msgpack, or a message over
- * agent.max_message_bytes, is closed; no other is affected.
+ * agent.max_message_bytes, is read no further and closed once the
+ * acknowledgements it is owed are written; no other is affected. So is one
+ * whose producer stops sending (a half-close): it may still be reading.
  */
 #ifndef TA_LISTENER_H
 #define TA_LISTENER_H

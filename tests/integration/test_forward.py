@@ -2,15 +2,19 @@
 Fluent Forward compatibility and acknowledgements, against the real agent:
 a stock Forward client (fluent-logger from the npm registry, unchanged) in
 each of its modes with acks on; hand-built messages for every mode, time
-form and fault; native events with a chunk; and the bound on replies a
-producer does not read.
+form and fault; native events with a chunk; the bound on replies a
+producer does not read; replies still owed when a producer stops sending
+(half-close) or sends bad bytes; and gzip messages that unpack to many
+events not holding up other producers.
 """
+import fcntl
 import gzip
 import json
 import os
 import socket
 import struct
 import subprocess
+import termios
 import threading
 import time
 
@@ -287,3 +291,95 @@ def test_unread_acks_pause_only_that_producer(make_agent, collector):
     assert [r["ack"] for r in replies] == [f"{chunk}{i:05d}" for i in range(count)]
     collector.wait_for_events(count + 1, timeout=30)
     agent.stop()
+
+
+def queued(sock):
+    """Bytes waiting in sock's receive queue."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+def fill_until_the_agent_holds_replies(sock):
+    """Send chunked events, a batch at a time and reading nothing, until a
+    batch's replies no longer reach sock: the socket buffers are full and the
+    agent keeps the last batch's replies (less than it takes to pause
+    reading). Returns the chunks sent, in order."""
+    chunks = []
+    before = queued(sock)
+    for batch in range(1000):
+        names = [f"{batch:04d}-{i:03d}-" + "c" * 50 for i in range(150)]  # ~10 KB of replies
+        sock.sendall(b"".join(msgpack.packb({"event": "project:created", "chunk": c})
+                              for c in names))
+        chunks += names
+        now, settled = queued(sock), 0
+        while settled < 3:  # until the agent has answered the whole batch
+            time.sleep(0.02)
+            later = queued(sock)
+            settled = settled + 1 if later == now else 0
+            now = later
+        if now == before:
+            return chunks
+        before = now
+    raise AssertionError("the replies never filled the socket")
+
+
+def read_to_end(sock, timeout=10):
+    sock.settimeout(timeout)
+    unpacker = msgpack.Unpacker(raw=False)
+    replies = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return replies
+        unpacker.feed(data)
+        replies.extend(unpacker)
+
+
+def test_acks_are_written_after_the_producer_stops_sending(make_agent, collector):
+    agent = forward_agent(make_agent, collector)
+    with connect(agent) as s:
+        chunks = fill_until_the_agent_holds_replies(s)
+        s.shutdown(socket.SHUT_WR)  # done sending, still reading
+        time.sleep(0.3)
+        assert [r["ack"] for r in read_to_end(s)] == chunks
+    collector.wait_for_events(len(chunks), timeout=30)
+    agent.stop()
+    assert agent.stats()["acks"] == len(chunks)
+
+
+def test_every_ack_before_a_fault_is_written(make_agent, collector):
+    agent = forward_agent(make_agent, collector)
+    with connect(agent) as s:
+        chunks = fill_until_the_agent_holds_replies(s)
+        s.sendall(b"\xc1")
+        time.sleep(0.3)
+        assert [r["ack"] for r in read_to_end(s)] == chunks
+    collector.wait_for_events(len(chunks), timeout=30)
+    agent.stop()
+    stats = agent.stats()
+    assert stats["acks"] == len(chunks) and stats["connections_closed_bad_input"] == 1
+
+
+def test_gzip_messages_of_many_events_do_not_hold_up_other_producers(make_agent, collector):
+    agent = forward_agent(make_agent, collector)
+    entry = msgpack.packb([1700000000, {}])
+    packed = entry * ((1 << 20) // len(entry) - 16)  # ~150,000 events a message...
+    heavy_message = msgpack.packb(["no:such:event", gzip.compress(packed, 9),
+                                   {"compressed": "gzip", "chunk": "h"}], use_bin_type=True)
+    assert len(heavy_message) < 4096  # ...from a few kilobytes
+    count = 30
+    heavy, probe = connect(agent), connect(agent)
+    started = time.monotonic()
+    heavy.sendall(heavy_message * count)  # all in the socket buffer at once
+    asked = time.monotonic()
+    probe.sendall(msgpack.packb({"event": "project:created", "chunk": "probe"}))
+    assert read_replies(probe, 1, timeout=600) == [{"ack": "probe"}]
+    probe_wait = time.monotonic() - asked
+    assert len(read_replies(heavy, count, timeout=600)) == count
+    heavy_total = time.monotonic() - started
+    heavy.close()
+    probe.close()
+    agent.stop()
+    # the probe waits for a message or two of the heavy producer, not all of them
+    assert probe_wait < heavy_total / 4, (probe_wait, heavy_total)
+    stats = agent.stats()
+    assert stats["received"] == count * (len(packed) // len(entry)) + 1
