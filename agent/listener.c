@@ -106,8 +106,12 @@ static int conn_send_replies(struct conn *c)
             return -1;
         c->replies_sent += (size_t)n;
     }
-    if (c->replies_sent == c->replies.len) {
-        buf_truncate(&c->replies, 0);
+    /* Move what is left to the front once most of the buffer is sent, so a
+     * producer that always lags a little cannot make it grow without end. */
+    if (c->replies_sent > 0 && c->replies_sent >= c->replies.len / 2) {
+        size_t unsent = c->replies.len - c->replies_sent;
+        memmove(c->replies.data, c->replies.data + c->replies_sent, unsent);
+        buf_truncate(&c->replies, unsent);
         c->replies_sent = 0;
     }
     return 0;
