@@ -81,7 +81,6 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
-
 static void conn_set_reading(struct conn *c, int on)
 {
     if (on == c->reading)
