@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import time
 
 import msgpack
@@ -347,7 +348,7 @@ def test_install_puts_files_in_place(tmp_path):
                  "share/telemetry-agent/events.txt", "bin/telemetry-send", "include/telemetry.h",
                  "lib/libtelemetry.a", "lib/pkgconfig/telemetry.pc",
                  "lib/cmake/telemetry/telemetryConfig.cmake",
-                 "lib/python3/dist-packages/telemetry_client.py"]:
+                 "lib/python%d.%d/dist-packages/telemetry_client.py" % sys.version_info[:2]]:
         assert (prefix / path).is_file(), path
     names = (prefix / "share/telemetry-agent/events.txt").read_text().split()
     assert len(names) == 66 and "project:pipeline:saved" in names
