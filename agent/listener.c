@@ -156,11 +156,13 @@ static int conn_finish(struct conn *c)
 }
 
 /* Stop reading a connection for bad input. The acknowledgements of the
- * messages before the fault are still written, then it is closed. */
-static int conn_reject(struct conn *c, const char *why)
+ * messages before the fault are still written, then {"error": reason,
+ * "detail": why}, then it is closed. */
+static int conn_reject(struct conn *c, const char *reason, const char *why)
 {
     metrics.connections_closed_bad_input++;
     log_limited(&c->listener->conn_log, LOG_WARN, "%s: closing: %s", c->name, why);
+    pipeline_write_error(&c->replies, reason, why); /* out of memory: closed without it */
     return conn_finish(c);
 }
 
@@ -192,19 +194,19 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
             pipeline_handle(c->listener->pipeline, &obj, c->name, &result);
             *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
             if (pipeline_write_ack(&result, &c->replies) < 0)
-                return conn_reject(c, "out of memory for its acknowledgements");
+                return conn_reject(c, "no_memory", "out of memory for its acknowledgements");
             continue;
         case STREAM_NEED_MORE:
             return c->replies.len > had_replies ? conn_flush_replies(c) : 0;
         case STREAM_INVALID:
-            return conn_reject(c, "bytes that are not msgpack");
+            return conn_reject(c, "not_msgpack", "bytes that are not msgpack");
         case STREAM_TOO_DEEP:
             snprintf(why, sizeof why, "msgpack nested deeper than %d levels", FRAME_MAX_DEPTH);
-            return conn_reject(c, why);
+            return conn_reject(c, "too_deep", why);
         case STREAM_TOO_LARGE:
             snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %lld",
                      (long long)c->listener->cfg->max_message_bytes);
-            return conn_reject(c, why);
+            return conn_reject(c, "too_large", why);
         }
     }
 }
@@ -221,7 +223,7 @@ static int conn_read(struct conn *c, int max_reads, size_t max_work)
         size_t capacity;
         char *space = stream_reserve(&c->in, CONN_READ_SIZE, &capacity);
         if (space == NULL)
-            return conn_reject(c, "out of memory for its buffer");
+            return conn_reject(c, "no_memory", "out of memory for its buffer");
         ssize_t n = read(c->fd, space, capacity);
         if (n < 0 && errno == EINTR)
             continue;
@@ -269,10 +271,16 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     (void)addrlen;
     struct listener *l = arg;
     if (l->nconns >= (unsigned)l->cfg->max_connections) {
+        char why[96];
+        struct buf reply = BUF_INIT;
         metrics.connections_refused++;
-        log_limited(&l->conn_log, LOG_WARN,
-                    "refused a connection: agent.max_connections = %lld are open",
-                    (long long)l->cfg->max_connections);
+        snprintf(why, sizeof why, "agent.max_connections = %lld are open",
+                 (long long)l->cfg->max_connections);
+        log_limited(&l->conn_log, LOG_WARN, "refused a connection: %s", why);
+        /* say why, if the socket takes it now: the producer retries later */
+        if (pipeline_write_error(&reply, "max_connections", why) == 0)
+            send(fd, reply.data, reply.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        buf_free(&reply);
         close(fd);
         return;
     }

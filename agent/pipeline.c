@@ -6,6 +6,8 @@
 #include "clock.h"
 #include "log.h"
 
+#include <string.h>
+
 int pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
                   struct batcher *batcher)
 {
@@ -158,4 +160,18 @@ int pipeline_write_ack(const struct pipeline_result *res, struct buf *out)
     }
     metrics.acks_sent++;
     return 1;
+}
+
+int pipeline_write_error(struct buf *out, const char *reason, const char *detail)
+{
+    size_t mark = out->len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, pipeline_pack_cb);
+    if (msgpack_pack_map(&pk, 2) || pipeline_pack_str(&pk, "error", 5) ||
+        pipeline_pack_str(&pk, reason, strlen(reason)) || pipeline_pack_str(&pk, "detail", 6) ||
+        pipeline_pack_str(&pk, detail, strlen(detail))) {
+        buf_truncate(out, mark);
+        return -1;
+    }
+    return 0;
 }

@@ -47,5 +47,8 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
  * chunk was asked for or some event was deferred (the producer resends).
  * Returns 1 if a reply was written, 0 if none is due, -1 when out of memory. */
 int pipeline_write_ack(const struct pipeline_result *result, struct buf *out);
+/* Append the last reply on a connection the agent closes or refuses:
+ * {"error": reason, "detail": detail}. Returns 0, or -1 when out of memory. */
+int pipeline_write_error(struct buf *out, const char *reason, const char *detail);
 
 #endif

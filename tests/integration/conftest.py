@@ -157,3 +157,16 @@ def send_events(agent, events):
     """Send events (dicts) on one connection, then close it."""
     with connect(agent) as s:
         s.sendall(b"".join(msgpack.packb(e) for e in events))
+
+
+def read_until_closed(sock, timeout=10):
+    """Every msgpack reply the agent writes on sock until it closes it."""
+    sock.settimeout(timeout)
+    unpacker = msgpack.Unpacker(raw=False)
+    replies = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return replies
+        unpacker.feed(data)
+        replies.extend(unpacker)

@@ -12,7 +12,7 @@ import time
 
 import msgpack
 
-from conftest import AGENT_BIN, ROOT, Agent, backend, connect, send_events
+from conftest import AGENT_BIN, ROOT, Agent, backend, connect, read_until_closed, send_events
 
 VALID = {"event": "project:created", "properties": {"n": 1}}
 
@@ -135,8 +135,8 @@ def test_garbage_closes_only_that_connection(collector, make_agent):
     good.sendall(msgpack.packb(dict(VALID, properties={"n": 1})))
     bad = connect(agent)
     bad.sendall(msgpack.packb(VALID) + b"\xc1garbage")
-    bad.settimeout(5)
-    assert bad.recv(10) == b"", "the agent did not close the bad connection"
+    assert read_until_closed(bad, timeout=5) == [
+        {"error": "not_msgpack", "detail": "bytes that are not msgpack"}]
     bad.close()
     good.sendall(msgpack.packb(dict(VALID, properties={"n": 2})))
     good.close()
@@ -150,8 +150,8 @@ def test_oversized_message_closes_the_connection(make_agent):
     agent = make_agent({"agent": {"max_message_bytes": "4096"}})
     s = connect(agent)
     s.sendall(b"\xdb\x00\x10\x00\x00" + b"a" * 5000)  # a str claiming 1 MiB
-    s.settimeout(5)
-    assert s.recv(10) == b""
+    assert read_until_closed(s, timeout=5) == [
+        {"error": "too_large", "detail": "message larger than agent.max_message_bytes = 4096"}]
     agent.stop()
     assert "max_message_bytes" in agent.stderr
 
@@ -162,8 +162,8 @@ def test_too_many_connections_are_refused(make_agent):
     held = [connect(agent), connect(agent)]
     time.sleep(0.2)
     extra = connect(agent)
-    extra.settimeout(5)
-    assert extra.recv(10) == b""
+    assert read_until_closed(extra, timeout=5) == [
+        {"error": "max_connections", "detail": "agent.max_connections = 2 are open"}]
     for s in held:
         s.close()
     agent.stop()

@@ -22,7 +22,7 @@ import msgpack
 import pytest
 
 from collector import events_of
-from conftest import HERE, backend, connect, send_events
+from conftest import HERE, backend, connect, read_until_closed, send_events
 
 FLUENT_CLIENT = os.path.join(HERE, "fluent", "send.js")
 UUID = "018bcfe5-6a00-7abc-8def-0123456789ab"
@@ -210,8 +210,9 @@ def test_acks_before_a_fault_are_still_sent(make_agent, collector):
     with connect(agent) as s:
         s.sendall(msgpack.packb({"event": "project:created", "chunk": "a"}) +
                   msgpack.packb(["project:created", 1700000000, {}, {"chunk": "b"}]) + b"\xc1")
-        assert read_replies(s, 2) == [{"ack": "a"}, {"ack": "b"}]
-        assert s.recv(1) == b"", "the connection was not closed after bytes that are not msgpack"
+        assert read_until_closed(s) == [
+            {"ack": "a"}, {"ack": "b"},
+            {"error": "not_msgpack", "detail": "bytes that are not msgpack"}]
     collector.wait_for_events(2, timeout=10)
     agent.stop()
     stats = agent.stats()
@@ -322,25 +323,13 @@ def fill_until_the_agent_holds_replies(sock):
     raise AssertionError("the replies never filled the socket")
 
 
-def read_to_end(sock, timeout=10):
-    sock.settimeout(timeout)
-    unpacker = msgpack.Unpacker(raw=False)
-    replies = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return replies
-        unpacker.feed(data)
-        replies.extend(unpacker)
-
-
 def test_acks_are_written_after_the_producer_stops_sending(make_agent, collector):
     agent = forward_agent(make_agent, collector)
     with connect(agent) as s:
         chunks = fill_until_the_agent_holds_replies(s)
         s.shutdown(socket.SHUT_WR)  # done sending, still reading
         time.sleep(0.3)
-        assert [r["ack"] for r in read_to_end(s)] == chunks
+        assert [r["ack"] for r in read_until_closed(s)] == chunks
     collector.wait_for_events(len(chunks), timeout=30)
     agent.stop()
     assert agent.stats()["acks"] == len(chunks)
@@ -352,7 +341,9 @@ def test_every_ack_before_a_fault_is_written(make_agent, collector):
         chunks = fill_until_the_agent_holds_replies(s)
         s.sendall(b"\xc1")
         time.sleep(0.3)
-        assert [r["ack"] for r in read_to_end(s)] == chunks
+        replies = read_until_closed(s)
+        assert [r["ack"] for r in replies[:-1]] == chunks
+        assert replies[-1] == {"error": "not_msgpack", "detail": "bytes that are not msgpack"}
     collector.wait_for_events(len(chunks), timeout=30)
     agent.stop()
     stats = agent.stats()
