@@ -17,11 +17,14 @@ Promises, the same as the C library's:
   int out of the int64/uint64 range, nesting deeper than the agent takes),
   too_large (bigger than max_event_bytes or than the whole queue), rejected
   (the agent refused it in reliable mode), connection (the agent closed the
-  connection while taking it, 8 times over: e.g. it is over the agent's
-  max_message_bytes) or closed (captured after close(), or still queued
-  when close() gave up). Only the constructor raises
-  (ValueError, for bad arguments); stats()["last_error"] says what went
-  wrong last.
+  connection with an error about that very message, 8 times over: e.g. it
+  is over the agent's max_message_bytes) or closed (captured after close(),
+  or still queued when close() gave up). A connection closed without such
+  an error (the agent restarting, killed, or over its max_connections)
+  never counts against an event: it is only reconnected, with backoff.
+  Only the constructor raises (ValueError, for bad arguments);
+  stats()["last_error"] says what went wrong last, and
+  stats()["last_agent_error"] the agent's last {"error", "detail"} reply.
 - A daemon thread per client, started on the first event, writes the queue
   to the socket when it is writable, reconnects with exponential backoff and
   jitter, and reads the agent's replies. An event is written whole or the
@@ -84,7 +87,11 @@ _WRITE_BATCH_BYTES = 64 * 1024  # bytes joined into one send()
 _READ_BYTES = 64 * 1024
 _LONG_LIVED = 1.0  # a connection up this long resets the reconnect backoff
 _LINGER = 0.001  # the writer, woken for new events, waits this long for more
-_MAX_BREAKS = 8  # connections an event may break (same as the C library) before it is dropped
+_MAX_BREAKS = 8  # closes for a fault in an event (same as the C library) before it is dropped
+# The agent's last reply before it closes a connection, {"error": reason, ...}:
+# these reasons mean a message on the connection was at fault; any other
+# (max_connections, no_memory) says nothing about the events.
+_MESSAGE_FAULTS = frozenset(("too_large", "too_deep", "not_msgpack"))
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _UUID_TEXT = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")
@@ -474,7 +481,7 @@ class _Entry:
         self.data = data
         self.chunk = chunk
         self.written_at = 0.0
-        self.breaks = 0  # connections lost while the agent was taking it
+        self.breaks = 0  # connections the agent closed for a fault in it
 
 
 _clients = weakref.WeakSet()  # for the fork and exit hooks
@@ -549,7 +556,9 @@ class Client:
                                       "bad_replies", "internal_errors"), 0)
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._rejected_reasons = collections.Counter()
+        self._agent_errors = collections.Counter()
         self._last_error = None
+        self._last_agent_error = None
         self._thread = None
         self._stopping = False
         self._sleeping = False  # the writer waits for the wake pipe only
@@ -562,7 +571,9 @@ class Client:
         self._out_entries = collections.deque()  # (entry, end offset in _out)
         self._inflight = collections.OrderedDict()  # chunk -> entry written, not yet acked
         self._rbuf = bytearray()
-        self._probe = False  # reliable, after a break: one event at a time (see _culprit)
+        self._answered_seq = 0  # this connection: the newest entry the agent answered
+        self._whole_seq = 0  # this connection: the newest untracked entry written whole
+        self._probe_until = 0  # reliable: entries up to this seq go one at a time (_culprit)
         self._attempt = 0
         self._next_connect = 0.0
         self._connected_at = 0.0
@@ -740,14 +751,19 @@ class Client:
                    accepted, in reliable mode)
         pending    events held: not yet written (or not yet acked)
         dropped    by reason: queue_full, invalid, too_large, rejected,
-                   connection (the connection broke under it 8 times), closed
+                   connection (the agent closed the connection for a fault
+                   in it 8 times), closed
         attempted == sent + pending + sum(dropped.values()) always.
         written    events written whole at least once (the C library's sent)
         acked      reliable: events the agent acknowledged as accepted
         resent     events written whole before, put back after a reconnect
         queued_bytes, connects, disconnects, connect_failures, ack_timeouts,
         bad_replies (replies that are not a known ack), internal_errors,
-        rejected_reasons (the agent's reason -> count), connected,
+        rejected_reasons (the agent's reason -> count), agent_errors (the
+        reasons of the agent's error replies, each the last word on a
+        connection it closed: too_large, too_deep, not_msgpack, no_memory,
+        max_connections -> count), last_agent_error (the last one,
+        {"error": reason, "detail": text}, or None), connected,
         last_error (text, or None)."""
         self._check_pid()
         with self._lock:
@@ -756,6 +772,9 @@ class Client:
             s["queued_bytes"] = self._pending_bytes
             s["dropped"] = dict(self._dropped)
             s["rejected_reasons"] = dict(self._rejected_reasons)
+            s["agent_errors"] = dict(self._agent_errors)
+            s["last_agent_error"] = (None if self._last_agent_error is None
+                                     else dict(self._last_agent_error))
             s["connected"] = self._sock is not None
             s["last_error"] = self._last_error
         return s
@@ -820,7 +839,7 @@ class Client:
                 return
         if not self._out_entries:
             with self._lock:
-                if self._queue and not (self._probe and self._inflight):
+                if self._queue and not self._must_wait(self._queue[0]):
                     return  # refill at once
                 self._sleeping = True
         self._poller.modify(self._sock.fileno(), writable=bool(self._out_entries))
@@ -879,11 +898,14 @@ class Client:
         delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(self._attempt, 30))
         return random.uniform(delay / 2, delay)
 
-    def _disconnect(self, why, blame=False):
+    def _disconnect(self, why, fault=False):
         """Drop the connection; what it did not finish goes back to the front
-        of the queue, in order, to be written whole on the next one. blame:
-        the agent or the kernel broke it; an event it breaks under again and
-        again (e.g. over the agent's max_message_bytes) is given up."""
+        of the queue, in order, to be written whole on the next one. fault:
+        the agent closed it with an error about a message on it; an event
+        found at fault again and again (e.g. over the agent's
+        max_message_bytes) is given up. Any other end of a connection (no
+        error reply, max_connections, no_memory, ack timeout, ...) never
+        counts against an event."""
         sock, self._sock = self._sock, None
         if sock is not None:
             self._poller.unregister(sock.fileno())
@@ -894,12 +916,13 @@ class Client:
         else:
             self._attempt += 1
         self._next_connect = now + self._backoff()
-        culprit = self._culprit() if blame and sock is not None else None
+        culprit = self._culprit() if fault and sock is not None else None
         back = list(self._inflight.values()) + [e for e, _ in self._out_entries]
         self._inflight.clear()
         self._out_entries.clear()
         self._out, self._out_pos = b"", 0
         self._rbuf.clear()
+        self._answered_seq = self._whole_seq = 0
         with self._lock:
             if sock is not None:
                 self._counts["disconnects"] += 1
@@ -910,38 +933,62 @@ class Client:
                 if culprit.breaks >= _MAX_BREAKS:
                     back.remove(culprit)
                     self._finish_locked(culprit, "connection")
-                    self._last_error = ("connection dropped under the same event %d times: "
-                                        "event given up" % _MAX_BREAKS)
+                    self._last_error = ("the agent closed the connection for a fault in the "
+                                        "same event %d times (%s): event given up"
+                                        % (_MAX_BREAKS, why))
                     self._progress.notify_all()
             self._counts["resent"] += sum(1 for e in back if e.written_at)
             self._queue.extendleft(reversed(back))
 
     def _culprit(self):
-        """The event the agent broke the connection under, when that is
-        certain. Unreliable: the one written in part. Reliable: the agent may
-        have taken later events and lost their acks with the connection, so
-        after a break events go one at a time until one is acknowledged
-        (the probe); a break with the probe alone in flight is its fault."""
-        if not self.reliable:
-            if self._out_entries:
-                entry, end = self._out_entries[0]
-                if self._out_pos > end - len(entry.data):
-                    return entry
-            return None
-        outstanding = list(self._inflight.values()) + [e for e, _ in self._out_entries]
-        culprit = outstanding[0] if self._probe and len(outstanding) == 1 else None
-        self._probe = self._probe or bool(outstanding)
-        return culprit
+        """The event at fault when the agent closed the connection for a
+        fault in a message, if that is certain; else None.
+
+        The agent handles messages in order, and writes the replies it owes
+        before its error: by now every message before the last one answered
+        was handled (acknowledged, or silently not taken), so the fault is in
+        one written after it: an event written whole and not answered, the
+        first of the entries being written if it is started, or an untracked
+        message written whole (send_raw's; every message in unreliable mode:
+        done with, never written again). One such message: that is the
+        culprit. More than one: unknown. Reliable mode then writes these
+        events one at a time, each answered before anything after it is
+        written (the probe, up to _probe_until), so that a fault is pinned
+        on one. In unreliable mode the started entry is written first on the
+        next connection, where it is alone if it is at fault."""
+        suspects = [e for e in self._inflight.values() if e.seq > self._answered_seq]
+        if self._out_entries:
+            entry, end = self._out_entries[0]
+            if self._out_pos > end - len(entry.data):
+                suspects.append(entry)
+        untracked = self._whole_seq > self._answered_seq
+        if len(suspects) == 1 and not untracked:
+            return suspects[0]
+        if self.reliable and suspects:
+            self._probe_until = max(self._probe_until, suspects[-1].seq)
+        return None
+
+    def _must_wait(self, head):
+        """Reliable, probing (see _culprit): an event up to _probe_until is
+        written alone and answered before anything after it is written. True
+        if head, the next entry, must wait for an answer."""
+        limit = self._probe_until
+        if not self._inflight or not limit:
+            return False
+        return next(reversed(self._inflight.values())).seq <= limit or head.seq <= limit
 
     def _refill(self):
         entries, size = [], 0
-        if self._probe and self._inflight:
-            return  # one at a time until the agent acknowledges one
+        limit = self._probe_until
         with self._lock:
-            while self._queue and (not entries or not self._probe and
-                                   size + len(self._queue[0].data) <= _WRITE_BATCH_BYTES):
-                entry = self._queue.popleft()
-                entries.append(entry)
+            if self._queue and self._must_wait(self._queue[0]):
+                return
+            while self._queue:
+                entry = self._queue[0]
+                if entries and (size + len(entry.data) > _WRITE_BATCH_BYTES
+                                or entry.seq <= limit or entries[-1].seq <= limit):
+                    break  # a batch is full, and a probed event goes alone
+                entries.append(self._queue.popleft())
                 size += len(entry.data)
         end = 0
         for entry in entries:
@@ -964,7 +1011,11 @@ class Client:
         finally:  # whatever went wrong, what was written whole is done
             self._written(self._out_pos - start)
         if error is not None:
-            self._disconnect("send: %s" % (error.strerror or error), blame=True)
+            # The agent may have closed it after saying why: read that first
+            # (all it wrote is in the socket once it is gone; never blocks).
+            self._read()
+            if self._sock is not None:
+                self._disconnect("send: %s" % (error.strerror or error))
 
     def _written(self, nbytes):
         """Finish the entries the last writes completed."""
@@ -979,6 +1030,7 @@ class Client:
             if entry.chunk is not None:
                 self._inflight[entry.chunk] = entry
             else:
+                self._whole_seq = entry.seq
                 done.append(entry)
         if not self._out_entries:
             self._out, self._out_pos = b"", 0
@@ -999,25 +1051,26 @@ class Client:
             self._dropped[outcome] += 1
 
     def _read(self):
-        while True:
+        """Read and handle what the agent wrote, in both modes (its last
+        reply on a connection it closes may be an error saying why), until
+        nothing more is there now or the connection is dropped."""
+        while self._sock is not None:
             try:
                 data = self._sock.recv(_READ_BYTES)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:
-                self._disconnect("recv: %s" % (exc.strerror or exc), blame=True)
+            except OSError as exc:  # ECONNRESET comes only after the data before it
+                self._disconnect("recv: %s" % (exc.strerror or exc))
                 return
             if not data:
-                self._disconnect("closed by the agent", blame=True)
+                self._disconnect("closed by the agent without an error reply")
                 return
-            if self.reliable:
-                self._rbuf += data
-                if not self._replies():
-                    return
+            self._rbuf += data
+            self._replies()
 
     def _replies(self):
-        """Handle every whole reply in the read buffer. False if the bytes
-        were not msgpack (the connection is dropped)."""
+        """Handle every whole reply in the read buffer, in order; an error
+        reply (always the agent's last) drops the connection."""
         pos, replies = 0, []
         try:
             while pos < len(self._rbuf):
@@ -1031,16 +1084,32 @@ class Client:
                 self._counts["bad_replies"] += 1
                 self._last_error = "the agent sent bytes that are not msgpack: %s" % exc
             self._disconnect("bad reply")
-            return False
+            return
         del self._rbuf[:pos]
         if len(self._rbuf) > MAX_MESSAGE_BYTES:
             self._disconnect("reply too large")
-            return False
+            return
+        error = None
         with self._lock:
             for reply in replies:
+                if isinstance(reply, dict) and "error" in reply:
+                    error = self._agent_error_locked(reply)
+                    break
                 self._reply_locked(reply)
             self._progress.notify_all()
-        return True
+        if error is not None:
+            reason, detail = error
+            self._disconnect("the agent's error: %s: %s" % (reason, detail),
+                             fault=reason in _MESSAGE_FAULTS)
+
+    def _agent_error_locked(self, reply):
+        """Note {"error": reason, "detail": text}; (reason, detail)."""
+        reason, detail = reply.get("error"), reply.get("detail")
+        reason = reason if isinstance(reason, str) else "unknown"
+        detail = detail if isinstance(detail, str) else None
+        self._agent_errors[reason] += 1
+        self._last_agent_error = {"error": reason, "detail": detail}
+        return reason, detail
 
     def _reply_locked(self, reply):
         chunk = reply.get("ack") if isinstance(reply, dict) else None
@@ -1049,6 +1118,7 @@ class Client:
             self._counts["bad_replies"] += 1
             self._last_error = "a reply that acknowledges nothing in flight: %.80r" % (reply,)
             return
+        self._answered_seq = max(self._answered_seq, entry.seq)
         rejected = reply.get("rejected", 0)
         if isinstance(rejected, int) and not isinstance(rejected, bool) and rejected > 0:
             reason = reply.get("reason")
@@ -1059,7 +1129,6 @@ class Client:
         else:
             self._counts["acked"] += 1
             self._finish_locked(entry, "sent")
-        self._probe = False  # the agent takes events again: full speed
 
 
 # -- helpers -----------------------------------------------------------------

@@ -2,9 +2,10 @@
 The Python producer client (client/python/telemetry_client.py) against the
 real agent and the HTTP test collector: fields and types as delivered,
 Orchest's send_event shape, agent-side rejections and a full agent buffer in
-reliable mode, no agent at all, and the agent killed or restarted under a
-producer sending at a steady rate, with what each mode can honestly promise
-about loss.
+reliable mode, the agent's error replies (an event over max_message_bytes
+given up, max_connections refusals waited out), no agent at all, and the
+agent killed or restarted under a producer sending at a steady rate, with
+what each mode can honestly promise about loss.
 """
 import datetime
 import os
@@ -14,7 +15,9 @@ import threading
 import time
 import uuid
 
-from conftest import backend, load_payloads
+import msgpack
+
+from conftest import backend, connect, load_payloads
 from test_python_client import LOOSE, check_accounting, clients, tc  # noqa: F401 (a fixture)
 
 FAST = {"max_age_ms": 20}
@@ -181,10 +184,72 @@ def test_reliable_mode_gives_up_an_event_over_the_agents_message_limit(collector
     # ack is written (at least once)
     assert {e["properties"]["n"] for e in collector.events()} == {0, 2}
     assert stats["dropped"]["connection"] == 1 and stats["sent"] == 2
-    # one or two breaks with other events in flight (nobody's fault), then
-    # 8 with the big one alone
-    assert 9 <= stats["disconnects"] <= 10
+    # each time the agent says too_large; the first time n=2 may be in
+    # flight behind the big one (which of them is at fault is not known),
+    # then the big one goes alone, 8 times
+    assert 8 <= stats["disconnects"] <= 9
+    assert stats["agent_errors"] == {"too_large": stats["disconnects"]}
+    assert stats["last_agent_error"]["error"] == "too_large"
+    assert "max_message_bytes" in stats["last_agent_error"]["detail"]
+    assert "given up" in stats["last_error"]
     assert "larger than agent.max_message_bytes" in agent.stderr
+    check_accounting(stats)
+
+
+def hold_the_only_connection(agent, timeout=10):
+    """A connection the agent took (it acknowledged an event on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = connect(agent)
+        s.settimeout(timeout)
+        unpacker = msgpack.Unpacker(raw=False)
+        reply = None
+        try:
+            s.sendall(msgpack.packb({"event": "project:created", "chunk": "hold"}))
+            while reply is None:
+                data = s.recv(4096)
+                if not data:
+                    break
+                unpacker.feed(data)
+                reply = next(unpacker, None)
+        except OSError:
+            pass
+        if reply == {"ack": "hold"}:
+            return s
+        s.close()  # refused: the agent had not yet seen an earlier one close
+        assert time.monotonic() < deadline, "the agent never took a connection"
+        time.sleep(0.05)
+
+
+def test_reliable_mode_waits_out_max_connections(collector, make_agent, clients):
+    # The agent's only connection is taken for 2 s: each of the client's is
+    # refused meanwhile with {"error": "max_connections"}, which says
+    # nothing about the events: none is given up, all arrive.
+    agent = quick_agent(make_agent, collector, agent={"max_connections": "1"})
+    holder = hold_the_only_connection(agent)
+    held_at = time.monotonic()
+    client = clients(agent.socket, reliable=True, reconnect_min=0.01, reconnect_max=0.2)
+    ids = [tc.uuid7() for _ in range(100)]
+    for i, u in enumerate(ids):
+        assert client.capture("project:created", {"seq": i}, uuid=u)
+    wait_for(lambda: client.stats()["agent_errors"].get("max_connections", 0) >= 3, 5,
+             "the client to be refused")
+    time.sleep(max(0.0, held_at + 2.0 - time.monotonic()))
+    stats = client.stats()
+    assert stats["sent"] == 0 and sum(stats["dropped"].values()) == 0, stats
+    holder.close()
+    assert client.flush(20), client.stats()
+    got = collector.wait_for_events(len(ids) + 1, timeout=10)
+    stats = client.stats()
+    agent.stop()
+    assert {e["uuid"] for e in got if "seq" in e["properties"]} == set(ids)
+    assert sum(stats["dropped"].values()) == 0
+    assert stats["sent"] == stats["acked"] == len(ids)
+    refused = stats["agent_errors"]["max_connections"]
+    assert stats["disconnects"] == refused >= 3 and set(stats["agent_errors"]) == {
+        "max_connections"}
+    assert stats["last_agent_error"]["error"] == "max_connections"
+    assert agent.stats()["connections_refused"] >= refused
     check_accounting(stats)
 
 
