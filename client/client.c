@@ -89,6 +89,7 @@ static void tlm_client_fork_reset(struct tlm_client *c)
     memset(&c->stats, 0, sizeof c->stats);
     c->attempts = 0;
     c->next_connect_ms = 0;
+    c->probe = 0;
     c->thread_running = 0;
     c->thread_retry_ms = 0;
     c->thread_polling = 0;
@@ -303,7 +304,7 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
         if (off > 0) {
             /* its head is on the wire: end that stream there, and have the
              * thread let go of the socket it may be polling */
-            tlm_conn_drop(c, now, 0);
+            tlm_conn_drop(c, now, TLM_CONN_BROKEN);
             tlm_client_kick(c, now);
         }
         c->stats.dropped_queue_full++; /* no memory to hold it: no room, as the caller sees it */

@@ -19,7 +19,7 @@
 #include <sys/un.h>
 
 #define TLM_CLIENT_NEVER INT64_MAX /* a deadline that does not come */
-#define TLM_CLIENT_MAX_LOSSES 8     /* connections an event may break before it is dropped */
+#define TLM_CLIENT_MAX_LOSSES 8     /* agent errors about an event before it is dropped */
 #define TLM_CLIENT_REPLY_MAX 4096   /* longest reply from the agent */
 
 struct tlm_client {
@@ -36,6 +36,7 @@ struct tlm_client {
     unsigned char reply[TLM_CLIENT_REPLY_MAX];
     size_t reply_len;
     int64_t read_resume_ms; /* after a full read budget, no reading before this */
+    int probe;    /* reliable, after an error about a message: one entry in flight at a time */
     uint64_t rng; /* jitter */
 
     struct tlm_queue queue;
@@ -58,6 +59,18 @@ struct tlm_client {
     LIST_ENTRY(tlm_client) all; /* every open client, for fork() */
 };
 
+/* Why a connection is given up. Only the agent's word that a message was
+ * bad counts against the entry in flight (see TLM_CLIENT_MAX_LOSSES): a
+ * close without an error reply, or an error about the agent itself, says
+ * nothing about the events. */
+enum tlm_conn_end {
+    TLM_CONN_BROKEN,      /* closed or reset without an error reply, a reply that is not
+                             msgpack, an ack timeout, our own allocation failure */
+    TLM_CONN_REFUSED,     /* {"error": max_connections, no_memory, or a reason we do not
+                             know}: try again later, after a backoff */
+    TLM_CONN_BAD_MESSAGE, /* {"error": too_large, too_deep, not_msgpack} */
+};
+
 /* What the client waits for next: the fd and poll events (fd -1: none) and
  * a deadline (TLM_CLIENT_NEVER: none) for a reconnect or an ack timeout. */
 void tlm_conn_plan(struct tlm_client *c, int64_t now, int *fd, short *events,
@@ -72,10 +85,9 @@ void tlm_conn_io(struct tlm_client *c, int64_t now);
  * connection failed (and was dropped). */
 long tlm_conn_write_direct(struct tlm_client *c, const unsigned char *data, size_t len,
                            int64_t now);
-/* Give up on the connection (counted as a disconnect) and schedule the
- * next; peer_fault: the peer broke it, which counts against the entry in
- * flight (see TLM_CLIENT_MAX_LOSSES). */
-void tlm_conn_drop(struct tlm_client *c, int64_t now, int peer_fault);
+/* Give up on the connection (counted as a disconnect) for the reason why
+ * and schedule the next. */
+void tlm_conn_drop(struct tlm_client *c, int64_t now, enum tlm_conn_end why);
 /* Close the connection (if any) and forget its state, without accounting:
  * for fork children and tlm_close. */
 void tlm_conn_forget(struct tlm_client *c);

@@ -4,19 +4,34 @@
  * Connecting is lazy (only with something to write) and paced: after a
  * failure the next attempt waits reconnect_min_ms doubled per failure up to
  * reconnect_max_ms, drawn between half that and all of it. A connection that
- * breaks is retried at once the first time. Any progress (an event written
- * whole in fire-and-forget mode, an ack in reliable mode) resets the pace.
+ * breaks is retried at once the first time, unless the agent's error was
+ * about itself (max_connections, no_memory: try again later). Any progress
+ * (an event written whole in fire-and-forget mode, an ack in reliable mode)
+ * resets the pace.
  *
  * Writes gather up to TLM_CONN_IOV queued entries into one sendmsg() with
  * MSG_NOSIGNAL | MSG_DONTWAIT. When a connection breaks, a partly written
  * entry is written again from its start on the next connection (reliable:
  * every unacked entry is), so the agent, which drops the torn tail with the
- * old connection, never sees it. An entry under which connections keep
- * breaking (TLM_CLIENT_MAX_LOSSES) is dropped, so one event the agent keeps
- * refusing cannot wedge the queue.
+ * old connection, never sees it.
+ *
+ * Giving an event up. Only the agent's word that a message was bad, its
+ * last reply {"error": too_large | too_deep | not_msgpack}, counts against
+ * the entry in flight; an entry it counted against TLM_CLIENT_MAX_LOSSES
+ * times is dropped, so one event the agent keeps refusing cannot wedge the
+ * queue. A close without an error reply (the agent restarted, or was
+ * killed), or an error about the agent itself (max_connections, no_memory),
+ * says nothing about the events: they wait and go again, however often that
+ * happens. Reliable mode knows the culprit for sure: the agent answers the
+ * messages before a fault, so after an error about a message the client
+ * writes one entry at a time (the probe) until the agent answers one, and an
+ * error with only one entry in flight is that entry's. Fire-and-forget mode
+ * can only blame the entry half written when the connection ended.
  *
  * Replies are read whenever the connection is readable, in every mode (an
- * agent stops reading from a producer that leaves its replies unread).
+ * agent stops reading from a producer that leaves its replies unread), and
+ * once more when a write finds the connection gone: what the agent wrote
+ * before it closed, its error included, is still there to read.
  */
 #include "client.h"
 #include "pack.h"
@@ -67,27 +82,37 @@ void tlm_conn_forget(struct tlm_client *c)
     c->read_resume_ms = 0;
 }
 
-/* Give up on the connection. A peer fault (closed, error, garbage) counts
- * against the entry that was in flight; an ack timeout does not, since the
- * agent may only be busy. */
-void tlm_conn_drop(struct tlm_client *c, int64_t now, int peer_fault)
+/* The entry an error about a message blames, or NULL when that cannot be
+ * told. Reliable: the only entry written (whole or in part) and not answered
+ * on this connection. Fire-and-forget: the entry written in part (the fault
+ * may have been in one written whole and forgotten before it, which is why
+ * an entry is given up only after TLM_CLIENT_MAX_LOSSES errors). */
+static struct tlm_entry *tlm_conn_culprit(const struct tlm_client *c)
+{
+    const struct tlm_queue *q = &c->queue;
+    struct tlm_entry *head = TAILQ_FIRST(&q->entries);
+    if (!c->opt.reliable || head == q->next)
+        return q->off > 0 ? q->next : NULL;
+    return TAILQ_NEXT(head, link) == q->next && q->off == 0 ? head : NULL;
+}
+
+void tlm_conn_drop(struct tlm_client *c, int64_t now, enum tlm_conn_end why)
 {
     struct tlm_queue *q = &c->queue;
     if (c->fd < 0)
         return;
+    struct tlm_entry *culprit = why == TLM_CONN_BAD_MESSAGE ? tlm_conn_culprit(c) : NULL;
     tlm_conn_forget(c);
     c->stats.disconnects++;
-    struct tlm_entry *victim = NULL;
-    if (c->opt.reliable && tlm_queue_head_in_flight(q))
-        victim = TAILQ_FIRST(&q->entries);
-    else if (!c->opt.reliable && q->next != NULL && q->off > 0)
-        victim = q->next;
     tlm_queue_rewind(q, c->opt.reliable);
-    if (victim != NULL && peer_fault && ++victim->losses >= TLM_CLIENT_MAX_LOSSES) {
+    if (why == TLM_CONN_BAD_MESSAGE && c->opt.reliable)
+        c->probe = 1;
+    if (culprit != NULL && ++culprit->losses >= TLM_CLIENT_MAX_LOSSES) {
         c->stats.dropped_connection++;
-        tlm_queue_remove(q, victim);
+        tlm_queue_remove(q, culprit);
     }
-    c->next_connect_ms = c->attempts == 0 ? now : now + tlm_conn_backoff_ms(c);
+    int at_once = c->attempts == 0 && why != TLM_CONN_REFUSED;
+    c->next_connect_ms = at_once ? now : now + tlm_conn_backoff_ms(c);
     c->attempts++;
 }
 
@@ -115,23 +140,50 @@ int tlm_conn_open(struct tlm_client *c, int64_t now)
     return -1;
 }
 
-/* One reply: {"ack": chunk} or {"ack": chunk, "rejected": n, "reason": r}.
- * Anything else, and acks for no entry in flight, are ignored. */
-static void tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t len, int64_t now)
+/* Copy a str item (or "" for any other item) into dst, truncated to fit. */
+static void tlm_conn_copy_str(char *dst, size_t cap, const struct tlm_pack_item *s)
 {
-    struct tlm_pack_item it, key, val, ack = {0}, reason = {0};
+    size_t n = s->type != TLM_PACK_STR ? 0 : s->len < cap - 1 ? s->len : cap - 1;
+    if (n > 0)
+        memcpy(dst, s->ptr, n);
+    dst[n] = '\0';
+}
+
+/* The agent's last reply on a connection, {"error": reason, "detail": text}:
+ * note it, and say what it means for the events. */
+static enum tlm_conn_end tlm_conn_error(struct tlm_client *c, const struct tlm_pack_item *error,
+                                        const struct tlm_pack_item *detail)
+{
+    static const char *const about_a_message[] = {"too_large", "too_deep", "not_msgpack"};
+    c->stats.agent_errors++;
+    tlm_conn_copy_str(c->stats.last_error_reason, sizeof c->stats.last_error_reason, error);
+    tlm_conn_copy_str(c->stats.last_error_detail, sizeof c->stats.last_error_detail, detail);
+    for (size_t i = 0; i < sizeof about_a_message / sizeof about_a_message[0]; i++)
+        if (tlm_pack_item_is_str(error, about_a_message[i]))
+            return TLM_CONN_BAD_MESSAGE;
+    return TLM_CONN_REFUSED; /* max_connections, no_memory, or news to us */
+}
+
+/* One reply: {"ack": chunk}, {"ack": chunk, "rejected": n, "reason": r}, or
+ * the last one, {"error": reason, "detail": text}. Returns 1 for an error
+ * (*why: what it means for the events), else 0. Anything else, and acks
+ * for no entry in flight, are ignored. */
+static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t len, int64_t now,
+                          enum tlm_conn_end *why)
+{
+    struct tlm_pack_item it, key, val, ack = {0}, reason = {0}, error = {0}, detail = {0};
     uint64_t rejected = 0;
     if (tlm_pack_item(p, len, &it) != 1 || it.type != TLM_PACK_MAP)
-        return;
+        return 0;
     size_t pos = it.size;
     for (uint32_t i = 0; i < it.len; i++) {
         if (tlm_pack_item(p + pos, len - pos, &key) != 1)
-            return;
+            return 0;
         pos += key.size;
         size_t vlen;
         if (tlm_pack_item(p + pos, len - pos, &val) != 1 ||
             tlm_pack_scan(p + pos, len - pos, 64, &vlen) != TLM_PACK_COMPLETE)
-            return;
+            return 0;
         pos += vlen;
         if (tlm_pack_item_is_str(&key, "ack") && val.type == TLM_PACK_STR)
             ack = val;
@@ -139,33 +191,38 @@ static void tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t 
             rejected = val.u;
         else if (tlm_pack_item_is_str(&key, "reason") && val.type == TLM_PACK_STR)
             reason = val;
+        else if (tlm_pack_item_is_str(&key, "error") && val.type == TLM_PACK_STR)
+            error = val;
+        else if (tlm_pack_item_is_str(&key, "detail") && val.type == TLM_PACK_STR)
+            detail = val;
+    }
+    if (error.type == TLM_PACK_STR) {
+        *why = tlm_conn_error(c, &error, &detail);
+        return 1;
     }
     if (ack.type != TLM_PACK_STR)
-        return;
+        return 0;
     struct tlm_queue *q = &c->queue;
     struct tlm_entry *e;
     TAILQ_FOREACH(e, &q->entries, link)
     {
         if (e == q->next)
-            return; /* not written whole on this connection: not for it */
+            return 0; /* not written whole on this connection: not for it */
         if (e->chunk_len == ack.len && memcmp(e->chunk, ack.ptr, ack.len) == 0)
             break;
     }
     if (e == NULL)
-        return;
+        return 0;
     if (rejected > 0) {
         c->stats.dropped_rejected++;
-        size_t n = reason.len < sizeof c->stats.last_reject_reason - 1
-                       ? reason.len
-                       : sizeof c->stats.last_reject_reason - 1;
-        if (n > 0)
-            memcpy(c->stats.last_reject_reason, reason.ptr, n);
-        c->stats.last_reject_reason[n] = '\0';
+        tlm_conn_copy_str(c->stats.last_reject_reason, sizeof c->stats.last_reject_reason, &reason);
     } else {
         c->stats.acked++;
     }
     tlm_queue_remove(q, e);
     tlm_conn_progress(c, now);
+    c->probe = 0; /* the agent answers again: full speed */
+    return 0;
 }
 
 /* Read what the agent wrote and handle every complete reply. A peer that
@@ -189,7 +246,7 @@ static void tlm_conn_read(struct tlm_client *c, int64_t now)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (n <= 0) {
-            tlm_conn_drop(c, now, 1);
+            tlm_conn_drop(c, now, TLM_CONN_BROKEN); /* closed without a word */
             return;
         }
         c->reply_len += (size_t)n;
@@ -197,21 +254,42 @@ static void tlm_conn_read(struct tlm_client *c, int64_t now)
         enum tlm_pack_scan_status st;
         while ((st = tlm_pack_scan(c->reply + used, c->reply_len - used, 32, &objlen)) ==
                TLM_PACK_COMPLETE) {
-            tlm_conn_reply(c, c->reply + used, objlen, now);
+            enum tlm_conn_end why;
+            if (tlm_conn_reply(c, c->reply + used, objlen, now, &why)) {
+                tlm_conn_drop(c, now, why); /* the last reply: the agent closes it */
+                return;
+            }
             used += objlen;
             if (used == c->reply_len)
                 break;
         }
-        if (c->fd < 0)
-            return;
         if (used < c->reply_len &&
             (st != TLM_PACK_INCOMPLETE || (used == 0 && c->reply_len == sizeof c->reply))) {
-            tlm_conn_drop(c, now, 1); /* not msgpack, or a reply too long to be one */
+            tlm_conn_drop(c, now, TLM_CONN_BROKEN); /* not msgpack, or too long to be a reply */
             return;
         }
         memmove(c->reply, c->reply + used, c->reply_len - used);
         c->reply_len -= used;
     }
+}
+
+/* A write found the connection gone. What the agent wrote before it closed
+ * (the acks it owed, then perhaps its error) is still there to read: read
+ * it, as much as one turn of reading takes, so that the agent's last word
+ * decides what the close means; then drop the connection. */
+static void tlm_conn_fail(struct tlm_client *c, int64_t now)
+{
+    c->read_resume_ms = 0;
+    tlm_conn_read(c, now);
+    tlm_conn_drop(c, now, TLM_CONN_BROKEN); /* unless the read did */
+}
+
+/* Is there something to write now? While probing, only the first entry,
+ * and only while it is the one entry on the connection. */
+static int tlm_conn_writable(const struct tlm_client *c)
+{
+    const struct tlm_queue *q = &c->queue;
+    return q->next != NULL && (!c->probe || q->next == TAILQ_FIRST(&q->entries));
 }
 
 /* Account for n bytes written from the cursor on. */
@@ -249,12 +327,12 @@ static int tlm_conn_broken(ssize_t n)
 static void tlm_conn_write(struct tlm_client *c, int64_t now)
 {
     struct tlm_queue *q = &c->queue;
-    while (c->fd >= 0 && q->next != NULL) {
+    int most = c->probe ? 1 : TLM_CONN_IOV;
+    while (c->fd >= 0 && tlm_conn_writable(c)) {
         struct iovec iov[TLM_CONN_IOV];
         int cnt = 0;
         size_t off = q->off;
-        for (struct tlm_entry *e = q->next; e != NULL && cnt < TLM_CONN_IOV;
-             e = TAILQ_NEXT(e, link)) {
+        for (struct tlm_entry *e = q->next; e != NULL && cnt < most; e = TAILQ_NEXT(e, link)) {
             iov[cnt].iov_base = e->data + off;
             iov[cnt].iov_len = e->len - off;
             cnt++;
@@ -263,7 +341,7 @@ static void tlm_conn_write(struct tlm_client *c, int64_t now)
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
         ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (tlm_conn_broken(n)) {
-            tlm_conn_drop(c, now, 1);
+            tlm_conn_fail(c, now);
             return;
         }
         if (n <= 0)
@@ -277,7 +355,7 @@ long tlm_conn_write_direct(struct tlm_client *c, const unsigned char *data, size
 {
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (tlm_conn_broken(n)) {
-        tlm_conn_drop(c, now, 1);
+        tlm_conn_fail(c, now);
         return -1;
     }
     if (n > 0)
@@ -313,7 +391,7 @@ void tlm_conn_plan(struct tlm_client *c, int64_t now, int *fd, short *events,
     *deadline = TLM_CLIENT_NEVER;
     if (c->fd >= 0) {
         *events = now >= c->read_resume_ms ? POLLIN : 0;
-        if (c->queue.next != NULL)
+        if (tlm_conn_writable(c))
             *events |= POLLOUT;
         *deadline = tlm_conn_ack_deadline(c);
         if (now < c->read_resume_ms && c->read_resume_ms < *deadline)
@@ -334,7 +412,7 @@ void tlm_conn_io(struct tlm_client *c, int64_t now)
         tlm_conn_read(c, now);
         tlm_conn_write(c, now);
         if (c->fd >= 0 && now >= tlm_conn_ack_deadline(c))
-            tlm_conn_drop(c, now, 0);
+            tlm_conn_drop(c, now, TLM_CONN_BROKEN); /* the agent may only be busy */
         if (c->fd >= 0)
             return;
     }

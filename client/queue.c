@@ -68,9 +68,3 @@ void tlm_queue_clear(struct tlm_queue *q)
     }
     tlm_queue_init(q);
 }
-
-int tlm_queue_head_in_flight(const struct tlm_queue *q)
-{
-    struct tlm_entry *head = TAILQ_FIRST(&q->entries);
-    return head != NULL && (head != q->next || q->off > 0);
-}

@@ -22,7 +22,7 @@ struct tlm_entry {
     uint64_t seq;        /* order of tlm_send calls; flush waits by it */
     size_t len;          /* bytes in data */
     int64_t written_ms;  /* when it was last written whole (monotonic) */
-    unsigned losses;     /* connections that broke while it was the one in flight */
+    unsigned losses;     /* agent errors about a message it was blamed for (conn.c) */
     int written_once;    /* counted in stats.sent */
     char chunk[TLM_QUEUE_CHUNK_MAX + 1];
     size_t chunk_len;    /* 0: no chunk (fire-and-forget) */
@@ -51,7 +51,5 @@ void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e);
 void tlm_queue_rewind(struct tlm_queue *q, int to_head);
 /* Free every entry. */
 void tlm_queue_clear(struct tlm_queue *q);
-/* Is any byte of the first entry written on the current connection? */
-int tlm_queue_head_in_flight(const struct tlm_queue *q);
 
 #endif

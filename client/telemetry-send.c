@@ -735,8 +735,10 @@ static void sender_check(struct sender *s, const char *where)
                meaning ? ": " : "", meaning ? meaning : "");
     }
     if (given_up > 0)
-        report(where, "%llu event(s) given up: the agent closed the connection on them again and "
-                      "again (larger than its agent.max_message_bytes?)", (unsigned long long)given_up);
+        report(where,
+               "%llu event(s) given up: the agent closed the connection on them again and "
+               "again, saying %s (%s)",
+               (unsigned long long)given_up, st.last_error_reason, st.last_error_detail);
     if (rejected + given_up > 0) {
         s->failed += (unsigned)(rejected + given_up);
         s->status = worst(s->status, EXIT_REJECTED);

@@ -26,6 +26,13 @@
  *     and is kept until the agent acknowledges it; unacknowledged events are
  *     resent, in order, after a reconnect or after the ack timeout. Delivery
  *     is at least once; the event's uuid lets the backend drop duplicates.
+ *   - An event is given up only on the agent's word: when it closes the
+ *     connection with an error about that message (too large, too deep, not
+ *     msgpack) again and again. In reliable mode an agent that refuses
+ *     connections (max_connections), restarts or is killed costs no event:
+ *     the events wait for it, within the queue's bound (fire-and-forget mode
+ *     cannot know what a connection that closed had taken). tlm_stats keeps
+ *     the agent's last error.
  *
  * Threads: one client may be shared by any number of threads; every tlm_*
  * call on a client is thread-safe unless it says otherwise. An event
@@ -187,13 +194,23 @@ typedef struct tlm_stats {
     uint64_t dropped_too_large;  /* larger than max_event_bytes or queue_bytes */
     uint64_t dropped_invalid;    /* a malformed event: a builder error, bad raw msgpack */
     uint64_t dropped_rejected;   /* reliable: refused by the agent in its ack reply */
-    uint64_t dropped_connection; /* given up after the connection broke under the same event
-                                    8 times (an event the agent keeps closing on) */
+    uint64_t dropped_connection; /* given up after the agent closed the connection with an
+                                    error about a message (too_large, too_deep, not_msgpack)
+                                    8 times while it was the event in flight (reliable: the
+                                    only one; fire-and-forget: the one half written). A close
+                                    without an error reply (the agent restarting or killed) or
+                                    with max_connections or no_memory never counts */
     uint64_t connects;           /* connections made */
     uint64_t connect_failures;   /* connection attempts that failed */
     uint64_t disconnects;        /* connections lost or dropped (peer closed, write error,
-                                    ack timeout, a reply that is not msgpack) */
+                                    ack timeout, a reply that is not msgpack, an error reply) */
     char last_reject_reason[32]; /* reliable: the reason of the last rejected reply ("") */
+    uint64_t agent_errors;       /* connections the agent ended with an {"error": reason,
+                                    "detail": text} reply (in either mode) */
+    char last_error_reason[32];  /* the last such reason ("too_large", "max_connections", ...;
+                                    "" before any), truncated to fit */
+    char last_error_detail[128]; /* its detail, for a person ("agent.max_connections = 1024
+                                    are open"), truncated to fit */
     uint64_t reserved_[8];
 } tlm_stats;
 

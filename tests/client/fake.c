@@ -196,6 +196,12 @@ int fake_send_range(tlm_client *c, int64_t from, int64_t to, size_t pad)
     return failed;
 }
 
+uint64_t fake_dropped(const tlm_stats *st)
+{
+    return st->dropped_queue_full + st->dropped_too_large + st->dropped_invalid +
+           st->dropped_rejected + st->dropped_connection;
+}
+
 tlm_client *fake_client(const char *path, tlm_options o)
 {
     if (o.reconnect_max_ms == 0)
@@ -242,6 +248,25 @@ static void fake_reply(int fd, const msgpack_object *chunk, int reject)
     msgpack_sbuffer_destroy(&sb);
 }
 
+void fake_write_error(int fd, const char *error)
+{
+    char detail[96];
+    int dlen = snprintf(detail, sizeof detail, "fake: %s", error);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "error", 5);
+    msgpack_pack_str_with_body(&pk, error, strlen(error));
+    msgpack_pack_str_with_body(&pk, "detail", 6);
+    msgpack_pack_str_with_body(&pk, detail, (size_t)dlen);
+    if (send(fd, sb.data, sb.size, MSG_NOSIGNAL) != (ssize_t)sb.size) {
+        /* the client went away: nothing to tell it */
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void fake_message(const msgpack_object *obj, void *arg)
 {
     struct fake_walk *w = arg;
@@ -259,7 +284,13 @@ static void fake_message(const msgpack_object *obj, void *arg)
         a->log[a->nlog++] = m;
     pthread_mutex_unlock(&a->lock);
     enum fake_action act = a->policy != NULL ? a->policy(&m, a->policy_arg) : FAKE_ACK;
-    if (act == FAKE_CLOSE) {
+    if (act == FAKE_ERROR) {
+        pthread_mutex_lock(&a->lock);
+        const char *error = a->error;
+        pthread_mutex_unlock(&a->lock);
+        fake_write_error(w->conn->fd, error);
+    }
+    if (act == FAKE_CLOSE || act == FAKE_ERROR) {
         w->close = 1;
         return;
     }
@@ -306,6 +337,23 @@ static void fake_agent_accept(struct fake_agent *a, struct fake_conn *conns)
     int fd = accept4(a->sock.fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return;
+    pthread_mutex_lock(&a->lock);
+    int refuse = a->refuse > 0;
+    const char *error = a->refuse_error;
+    if (refuse) {
+        a->refuse--;
+        a->conns++;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (refuse) {
+        if (error != NULL)
+            fake_write_error(fd, error);
+        close(fd);
+        pthread_mutex_lock(&a->lock);
+        a->refused++; /* once it is closed */
+        pthread_mutex_unlock(&a->lock);
+        return;
+    }
     for (int k = 0; k < FAKE_CONNS; k++) {
         if (conns[k].fd >= 0)
             continue;
@@ -358,6 +406,9 @@ int fake_agent_start_at(struct fake_agent *a, const struct fake_socket *s,
 {
     a->stop = 0;
     a->nlog = a->conns = a->torn = 0;
+    a->refuse = a->refused = 0;
+    a->refuse_error = NULL;
+    a->error = "too_large";
     a->policy = policy;
     a->policy_arg = arg;
     a->sock = *s;
@@ -385,6 +436,21 @@ void fake_agent_stop(struct fake_agent *a)
     pthread_join(a->thread, NULL);
     fake_socket_cleanup(&a->sock);
     pthread_mutex_destroy(&a->lock);
+}
+
+void fake_agent_refuse(struct fake_agent *a, int n, const char *error)
+{
+    pthread_mutex_lock(&a->lock);
+    a->refuse = n;
+    a->refuse_error = error;
+    pthread_mutex_unlock(&a->lock);
+}
+
+void fake_agent_error(struct fake_agent *a, const char *error)
+{
+    pthread_mutex_lock(&a->lock);
+    a->error = error;
+    pthread_mutex_unlock(&a->lock);
 }
 
 int fake_agent_wait(struct fake_agent *a, int n, int timeout_ms)

@@ -7,7 +7,10 @@
  * accepts connections one at a time, splits each into msgpack objects with
  * msgpack-c, logs every message (connection number, peer pid, the event's
  * properties.i, its chunk) and answers chunks as its policy says: ack,
- * reject, stay silent, or close the connection. Tests inspect the log.
+ * reject, stay silent, close the connection, or close it after an error
+ * reply as the agent does for a bad message. It can also refuse the next
+ * connections at once, with an error reply (as an agent at max_connections)
+ * or without (as one that dies). Tests inspect the log.
  */
 #ifndef CLIENT_FAKE_H
 #define CLIENT_FAKE_H
@@ -62,11 +65,15 @@ int64_t fake_event_i(const msgpack_object *ev);
 tlm_status fake_send_indexed(tlm_client *c, int64_t i, size_t pad);
 /* fake_send_indexed for i = from .. to-1; how many did not return TLM_OK. */
 int fake_send_range(tlm_client *c, int64_t from, int64_t to, size_t pad);
+/* The sum of st's dropped_* counters. */
+uint64_t fake_dropped(const tlm_stats *st);
 /* A client at path with options o, where a reconnect_max_ms left 0 is 100
  * (tests do not wait seconds for a reconnect); NULL if tlm_open fails. */
 tlm_client *fake_client(const char *path, tlm_options o);
 
-enum fake_action { FAKE_ACK, FAKE_SILENT, FAKE_REJECT, FAKE_CLOSE };
+/* FAKE_ERROR: {"error": <fake_agent_error's reason>, "detail": ...}, then
+ * close (the replies to the messages before it are written first). */
+enum fake_action { FAKE_ACK, FAKE_SILENT, FAKE_REJECT, FAKE_CLOSE, FAKE_ERROR };
 
 struct fake_message {
     int conn;     /* 1, 2, ...: which connection it came on */
@@ -90,7 +97,11 @@ struct fake_agent {
     struct fake_message log[FAKE_LOG_MAX];
     int nlog;
     int conns;
-    int torn; /* connections that ended inside an object */
+    int torn;                 /* connections that ended inside an object */
+    int refuse;               /* connections still to refuse (fake_agent_refuse) */
+    const char *refuse_error; /* their reply's reason; NULL: none */
+    int refused;              /* connections refused (counted once closed) */
+    const char *error;        /* FAKE_ERROR's reason */
 };
 
 /* Start the thread (listening at a fresh path). policy NULL: always ack. */
@@ -102,6 +113,15 @@ int fake_agent_start_at(struct fake_agent *a, const struct fake_socket *s,
                         enum fake_action (*policy)(const struct fake_message *m, void *arg),
                         void *arg);
 void fake_agent_stop(struct fake_agent *a);
+/* Refuse the next n connections as soon as they are accepted, reading
+ * nothing: write {"error": error, "detail": ...} (error NULL: no reply at
+ * all) and close. */
+void fake_agent_refuse(struct fake_agent *a, int n, const char *error);
+/* The reason FAKE_ERROR replies with (static storage); "too_large" after
+ * start. */
+void fake_agent_error(struct fake_agent *a, const char *error);
+/* Write {"error": error, "detail": "fake: <error>"} to fd. */
+void fake_write_error(int fd, const char *error);
 /* Wait until the log holds n messages (or timeout_ms); returns nlog. */
 int fake_agent_wait(struct fake_agent *a, int n, int timeout_ms);
 /* A copy of the log (malloc'd, *n entries). */

@@ -13,7 +13,8 @@
  *     tick MS acked=A sent=S disconnects=D   every 20 ms from a side thread
  *     slowest_us N                 the slowest tlm_send
  *     flush STATUS
- *     stats attempted=.. sent=.. acked=.. queued=.. dropped=.. connects=..
+ *     stats attempted=.. sent=.. acked=.. queued=.. dropped=.. connects=.. agent_errors=..
+ *           error=REASON (the agent's last error reply, "-" if none)
  * Exits 0 if every send returned TLM_OK and the flush succeeded.
  * The environment may set PRODUCER_QUEUE_BYTES (default 4 MiB) and
  * PRODUCER_FLUSH_MS (default 30000).
@@ -111,12 +112,13 @@ int main(int argc, char **argv)
     printf("slowest_us %.0f\nflush %s\n", slowest * 1000, tlm_strerror(flushed));
     printf("stats attempted=%" PRIu64 " sent=%" PRIu64 " acked=%" PRIu64 " resent=%" PRIu64
            " queued=%" PRIu64 " dropped=%" PRIu64 " rejected=%" PRIu64 " connects=%" PRIu64
-           " disconnects=%" PRIu64 " reason=%s\n",
+           " disconnects=%" PRIu64 " agent_errors=%" PRIu64 " reason=%s error=%s\n",
            st.attempted, st.sent, st.acked, st.resent, st.queued,
            st.dropped_queue_full + st.dropped_too_large + st.dropped_invalid +
                st.dropped_rejected + st.dropped_connection,
-           st.dropped_rejected, st.connects, st.disconnects,
-           st.last_reject_reason[0] ? st.last_reject_reason : "-");
+           st.dropped_rejected, st.connects, st.disconnects, st.agent_errors,
+           st.last_reject_reason[0] ? st.last_reject_reason : "-",
+           st.last_error_reason[0] ? st.last_error_reason : "-");
     tlm_close(c);
     return failures == 0 && flushed == TLM_OK ? 0 : 1;
 }

@@ -250,36 +250,6 @@ static void test_agent_late(void)
     fake_agent_stop(&agent);
 }
 
-/* An event the agent closes the connection on every time is given up after
- * 8 connections, counted, and does not hold back the events behind it. */
-static enum fake_action always_close_at_3(const struct fake_message *m, void *arg)
-{
-    (void)arg;
-    return m->i == 3 ? FAKE_CLOSE : FAKE_ACK;
-}
-
-static void test_poison_event_dropped(void)
-{
-    if (!CHECK_EQ_INT(fake_agent_start(&agent, always_close_at_3, NULL), 0))
-        return;
-    tlm_client *c = open_reliable(0, 2000);
-    CHECK_EQ_INT(fake_send_range(c, 0, 10, 10), 0);
-    CHECK_EQ_INT(tlm_flush(c, 10000), TLM_OK);
-    tlm_stats st;
-    check_accounting(c, &st);
-    CHECK_EQ_UINT(st.dropped_connection, 1);
-    CHECK_EQ_UINT(st.acked, 9);
-    CHECK_EQ_UINT(st.disconnects, 8);
-    int n, threes = 0;
-    struct fake_message *log = fake_agent_log(&agent, &n);
-    for (int k = 0; k < n; k++)
-        threes += log[k].i == 3;
-    CHECK_EQ_INT(threes, 8);
-    free(log);
-    tlm_close(c);
-    fake_agent_stop(&agent);
-}
-
 struct chunks {
     char id[10][65];
     int n;
@@ -363,7 +333,6 @@ int main(void)
     RUN(test_close_mid_stream);
     RUN(test_flush_timeout_and_bound);
     RUN(test_agent_late);
-    RUN(test_poison_event_dropped);
     RUN(test_odd_replies);
     return check_finish();
 }

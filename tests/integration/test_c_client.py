@@ -4,7 +4,8 @@ test collector: the example's event arrives with its fields and types, and
 a steady C producer (tests/client/producer.c) keeps its promises when the
 agent is killed or restarted under it: fire-and-forget loses nothing written
 after the agent was gone; reliable mode loses nothing across a graceful
-restart and nothing unacknowledged across a SIGKILL.
+restart and nothing unacknowledged across a SIGKILL, nor while the agent
+refuses its connections (max_connections) for a while.
 """
 import os
 import re
@@ -13,7 +14,7 @@ import subprocess
 import time
 import uuid
 
-from conftest import ROOT, backend
+from conftest import ROOT, backend, connect
 
 BUILD = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT, "build"))
 HELLO = os.path.join(BUILD, "client", "telemetry-hello")
@@ -89,6 +90,39 @@ def test_reliable_mode_counts_the_agents_rejections(tmp_path, collector, make_ag
     assert "reason=unknown_event" in out.stdout
     agent.stop()
     assert agent.stats()["dropped_unknown_event"] == n  # each sent once, never again
+
+
+def test_reliable_producer_waits_out_max_connections(tmp_path, collector, make_agent):
+    """The agent's only connection is held by someone else for 2 s: the
+    producer's connections are refused with {"error": "max_connections"}
+    again and again. That says nothing about the events: none is given up,
+    and every one arrives once the slot is free."""
+    agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": 20},
+                        "agent": {"max_connections": "1"}})
+    time.sleep(0.3)  # let the agent see the start-up probe's connection close
+    holder = connect(agent)
+    time.sleep(0.2)
+    out = tmp_path / "producer.txt"
+    with open(out, "w") as f:
+        proc = subprocess.Popen([PRODUCER, "1", "100", "reliable", "2000"], stdout=f,
+                                env=dict(os.environ, TELEMETRY_SOCKET=agent.socket))
+    time.sleep(2.0)
+    refused_while_held = proc.poll() is None  # still flushing: nothing got through
+    holder.close()
+    assert proc.wait(timeout=60) == 0, out.read_text()[-2000:]
+    run = Run(out.read_text())
+    assert refused_while_held
+    assert run.flush == "success"
+    assert run.slowest_us < 100000, "tlm_send blocked for %d us" % run.slowest_us
+    n = run.stats["attempted"]
+    assert n == len(run.captured()) >= 50
+    assert run.stats["dropped"] == 0 and run.stats["queued"] == 0, run.stats
+    assert run.stats["acked"] == n, run.stats
+    assert run.stats["agent_errors"] >= 8, run.stats  # the old rule gave an event up at 8
+    assert "error=max_connections" in out.read_text()
+    got = delivered(collector, agent, n)
+    assert sorted(got) == list(range(n))
+    assert agent.stats()["connections_refused"] == run.stats["agent_errors"]
 
 
 class Run:
