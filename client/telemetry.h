@@ -36,7 +36,9 @@
  *
  * Threads: one client may be shared by any number of threads; every tlm_*
  * call on a client is thread-safe unless it says otherwise. An event
- * (tlm_event) belongs to one thread at a time.
+ * (tlm_event) belongs to one thread at a time. Do not cancel a thread
+ * (pthread_cancel) while it is inside a tlm_* call: it may hold the client's
+ * lock, and every other thread would then wait for it for ever.
  *
  * fork(): a child process gets a client of its own: it never writes to the
  * parent's connection, starts with an empty queue and zero counters (what
