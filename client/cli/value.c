@@ -8,6 +8,9 @@
  */
 #include "value.h"
 
+#include "buf.h"  /* agent/buf.c: the growable buffer */
+#include "json.h" /* agent/json.c: json_utf8_sequence_length */
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,12 +24,6 @@ struct value_parser {
     struct value_error *err;
 };
 
-/* A growing byte string: the body of a JSON string being unescaped. */
-struct value_text {
-    char *ptr;
-    size_t len;
-    size_t cap;
-};
 
 static int value_parse_any(struct value_parser *p, struct value *out, int depth);
 
@@ -69,51 +66,8 @@ static void value_skip_space(struct value_parser *p)
         p->pos++;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629, table 3-7 of
- * Unicode), or 0. */
-static size_t value_utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c < 0xc2 || c > 0xf4)
-        return 0;
-    size_t need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-    if (c == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (c == 0xed)
-        hi = 0x9f; /* surrogates */
-    else if (c == 0xf0)
-        lo = 0x90; /* overlong */
-    else if (c == 0xf4)
-        hi = 0x8f; /* past U+10FFFF */
-    if (avail < need || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return need;
-}
-
-static int value_text_put(struct value_text *t, const void *bytes, size_t n)
-{
-    if (t->cap - t->len <= n) {
-        size_t cap = t->cap ? t->cap : 32;
-        while (cap - t->len <= n)
-            cap *= 2;
-        char *grown = realloc(t->ptr, cap);
-        if (grown == NULL)
-            return -1;
-        t->ptr = grown;
-        t->cap = cap;
-    }
-    memcpy(t->ptr + t->len, bytes, n);
-    t->len += n;
-    t->ptr[t->len] = '\0';
-    return 0;
-}
-
-static int value_text_put_code_point(struct value_text *t, uint32_t cp)
+/* Append code point cp as UTF-8. */
+static int value_put_code_point(struct buf *t, uint32_t cp)
 {
     unsigned char b[4];
     size_t n;
@@ -136,7 +90,7 @@ static int value_text_put_code_point(struct value_text *t, uint32_t cp)
         b[3] = (unsigned char)(0x80 | (cp & 0x3f));
         n = 4;
     }
-    return value_text_put(t, b, n);
+    return buf_append(t, b, n);
 }
 
 /* Four hex digits after "\u" at the parser's position. */
@@ -161,7 +115,7 @@ static int value_hex4(struct value_parser *p, uint32_t *out)
 }
 
 /* The escape after a backslash (the parser stands on the character after it). */
-static int value_parse_escape(struct value_parser *p, struct value_text *t)
+static int value_parse_escape(struct value_parser *p, struct buf *t)
 {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     size_t at = p->pos - 1;
@@ -170,7 +124,7 @@ static int value_parse_escape(struct value_parser *p, struct value_text *t)
     const char *hit = memchr(from, p->s[p->pos], sizeof from - 1);
     if (hit != NULL) {
         p->pos++;
-        return value_text_put(t, &to[hit - from], 1) ? value_fail(p, "out of memory") : 0;
+        return buf_append_char(t, to[hit - from]) ? value_fail(p, "out of memory") : 0;
     }
     if (p->s[p->pos] != 'u')
         return value_unexpected(p, "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX");
@@ -198,19 +152,17 @@ static int value_parse_escape(struct value_parser *p, struct value_text *t)
         }
         cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
     }
-    return value_text_put_code_point(t, cp) ? value_fail(p, "out of memory") : 0;
+    return value_put_code_point(t, cp) ? value_fail(p, "out of memory") : 0;
 }
 
 /* A string; the parser stands on its opening quote. */
 static int value_parse_string(struct value_parser *p, struct value *out)
 {
-    struct value_text t = {0};
+    struct buf t = BUF_INIT;
     size_t start = p->pos++;
-    if (value_text_put(&t, "", 0) < 0)
-        return value_fail(p, "out of memory");
     for (;;) {
         if (p->pos >= p->len) {
-            free(t.ptr);
+            buf_free(&t);
             p->pos = start;
             return value_fail(p, "a string that is never closed (missing '\"')");
         }
@@ -231,23 +183,27 @@ static int value_parse_string(struct value_parser *p, struct value *out)
                           "\\u%04x", c, c);
             goto fail;
         }
-        n = value_utf8_len(p->s + p->pos, p->len - p->pos);
+        n = json_utf8_sequence_length(p->s + p->pos, p->len - p->pos);
         if (n == 0) {
             value_fail(p, "byte 0x%02x that is not valid UTF-8", c);
             goto fail;
         }
-        if (value_text_put(&t, p->s + p->pos, n) < 0) {
+        if (buf_append(&t, p->s + p->pos, n) < 0) {
             value_fail(p, "out of memory");
             goto fail;
         }
         p->pos += n;
     }
+    if (buf_append_char(&t, '\0') < 0) { /* NUL-terminated, not counted */
+        value_fail(p, "out of memory");
+        goto fail;
+    }
     out->type = VALUE_STRING;
-    out->as.str.ptr = t.ptr;
-    out->as.str.len = t.len;
+    out->as.str.ptr = t.data;
+    out->as.str.len = t.len - 1;
     return 0;
 fail:
-    free(t.ptr);
+    buf_free(&t);
     return -1;
 }
 
