@@ -232,6 +232,15 @@ static int forward_option(const msgpack_object *opt, const msgpack_object **chun
     return 0;
 }
 
+/* Message mode: the second element (msg has at least two) is a time, not
+ * entries (an array, or packed entries in a bin or str). */
+static int forward_is_message_mode(const msgpack_object *msg)
+{
+    msgpack_object_type second = msg->via.array.ptr[1].type;
+    return second != MSGPACK_OBJECT_ARRAY && second != MSGPACK_OBJECT_BIN &&
+           second != MSGPACK_OBJECT_STR;
+}
+
 /* The chunk of a message too broken to decode: when its last element is
  * where an option would be and has a valid chunk, the refusal can still be
  * acknowledged. (Never a Message-mode record's "chunk" key: a producer that
@@ -242,10 +251,7 @@ static const msgpack_object *forward_salvage_chunk(const msgpack_object *msg)
     const msgpack_object *item = msg->via.array.ptr;
     if (n < 3 || n > 4 || item[n - 1].type != MSGPACK_OBJECT_MAP)
         return NULL;
-    msgpack_object_type second = item[1].type;
-    int forward_modes = second == MSGPACK_OBJECT_ARRAY || second == MSGPACK_OBJECT_BIN ||
-                        second == MSGPACK_OBJECT_STR;
-    if (n == 3 && !forward_modes) /* [tag, time, record]: no option */
+    if (n == 3 && forward_is_message_mode(msg)) /* [tag, time, record]: no option */
         return NULL;
     const msgpack_object *last = &item[n - 1];
     const msgpack_object *c = forward_map_get(&last->via.map, "chunk");
@@ -264,9 +270,7 @@ int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
                      "[tag, time, record, option?], [tag, entries, option?] or "
                      "[tag, packed entries, option?]");
     const msgpack_object *tag = &item[0];
-    msgpack_object_type second = item[1].type;
-    int message_mode = second != MSGPACK_OBJECT_ARRAY && second != MSGPACK_OBJECT_BIN &&
-                       second != MSGPACK_OBJECT_STR;
+    int message_mode = forward_is_message_mode(msg);
     if ((message_mode && n < 3) || (!message_mode && n > 3))
         FORWARD_FAIL(DROP_BAD_FORWARD, "a Forward message with %u elements: Message mode has 3 or "
                      "4, Forward and PackedForward modes 2 or 3", n);
@@ -278,7 +282,7 @@ int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
         forward_entry(d, tag, &item[1], &item[2], fn, arg);
         return 0;
     }
-    if (second == MSGPACK_OBJECT_ARRAY) {
+    if (item[1].type == MSGPACK_OBJECT_ARRAY) {
         for (uint32_t i = 0; i < item[1].via.array.size; i++)
             forward_pair(d, tag, &item[1].via.array.ptr[i], fn, arg);
         return 0;
