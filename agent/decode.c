@@ -153,23 +153,19 @@ static int decode_fields(const msgpack_object *obj, const msgpack_object *field[
     return 0;
 }
 
-int decode_event(const msgpack_object *obj, const struct registry *registry, struct event *ev,
-                 const msgpack_object **chunk, enum drop_reason *reason, char *detail,
-                 size_t detail_len)
+/* decode_event without the chunk of a refused event. */
+static int decode_native(const msgpack_object *obj, const struct registry *registry,
+                         struct event *ev, const msgpack_object **chunk, enum drop_reason *reason,
+                         char *detail, size_t detail_len)
 {
     const msgpack_object *field[F_COUNT] = {NULL};
-    *chunk = NULL;
     if (obj->type != MSGPACK_OBJECT_MAP)
         DECODE_FAIL(DROP_UNSUPPORTED_SHAPE, "message is not a map (msgpack type %d)", obj->type);
-    /* the chunk first, so that even a refused event can be acknowledged */
-    for (uint32_t i = 0; i < obj->via.map.size; i++)
-        if (decode_str_is(&obj->via.map.ptr[i].key, "chunk") &&
-            decode_chunk_is_valid(&obj->via.map.ptr[i].val))
-            *chunk = &obj->via.map.ptr[i].val;
     if (decode_fields(obj, field, reason, detail, detail_len) < 0)
         return -1;
     if (field[F_CHUNK] != NULL && !decode_chunk_is_valid(field[F_CHUNK]))
         DECODE_FAIL(DROP_BAD_CHUNK, "'chunk' is not a string of 1 to %d bytes", EVENT_CHUNK_MAX);
+    *chunk = field[F_CHUNK];
 
     const msgpack_object *name = field[F_EVENT];
     if (name == NULL)
@@ -199,4 +195,21 @@ int decode_event(const msgpack_object *obj, const struct registry *registry, str
     if (decode_uuid(field[F_UUID], ev, reason, detail, detail_len) < 0)
         return -1;
     return decode_distinct_id(field[F_DISTINCT_ID], ev, reason, detail, detail_len);
+}
+
+int decode_event(const msgpack_object *obj, const struct registry *registry, struct event *ev,
+                 const msgpack_object **chunk, enum drop_reason *reason, char *detail,
+                 size_t detail_len)
+{
+    *chunk = NULL;
+    if (decode_native(obj, registry, ev, chunk, reason, detail, detail_len) == 0)
+        return 0;
+    /* Refused: look for a valid chunk anyway (the fault may come before it
+     * in the map), so that the refusal can be acknowledged. Only here, off
+     * the path of valid events. */
+    for (uint32_t i = 0; obj->type == MSGPACK_OBJECT_MAP && i < obj->via.map.size; i++)
+        if (decode_str_is(&obj->via.map.ptr[i].key, "chunk") &&
+            decode_chunk_is_valid(&obj->via.map.ptr[i].val))
+            *chunk = &obj->via.map.ptr[i].val;
+    return -1;
 }
