@@ -81,7 +81,7 @@ static int timestamp_days_in_month(int year, int month)
     return days[month - 1] + (month == 2 && leap);
 }
 
-int timestamp_parse_rfc3339(const char *s, size_t len, int64_t *ms)
+int timestamp_parse_rfc3339_unbounded(const char *s, size_t len, int64_t *ms)
 {
     size_t p = 0;
     int year, month, day, hour, minute, second, millis = 0;
@@ -128,8 +128,15 @@ int timestamp_parse_rfc3339(const char *s, size_t len, int64_t *ms)
         return -1;
     int64_t days = timestamp_days_from_civil(year, (unsigned)month, (unsigned)day);
     int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - (int64_t)offset_min * 60;
-    int64_t result = secs * 1000 + millis;
-    if (result < 0 || result > TIMESTAMP_MAX_MS)
+    *ms = secs * 1000 + millis;
+    return 0;
+}
+
+int timestamp_parse_rfc3339(const char *s, size_t len, int64_t *ms)
+{
+    int64_t result;
+    if (timestamp_parse_rfc3339_unbounded(s, len, &result) < 0 || result < 0 ||
+        result > TIMESTAMP_MAX_MS)
         return -1;
     *ms = result;
     return 0;

@@ -22,6 +22,9 @@ int timestamp_format(int64_t ms, char out[TIMESTAMP_TEXT_LEN + 1]);
  * "2026-11-28 12:00:00.123456+01:00", ...). Fractions beyond milliseconds are
  * truncated. Returns 0, or -1 if malformed or out of range. */
 int timestamp_parse_rfc3339(const char *s, size_t len, int64_t *ms);
+/* The same without the range check: any well-formed time of years 0000 to
+ * 9999, before 1970 as negative milliseconds. */
+int timestamp_parse_rfc3339_unbounded(const char *s, size_t len, int64_t *ms);
 
 /* Days since 1970-01-01 of a proleptic Gregorian date. */
 int64_t timestamp_days_from_civil(int64_t year, unsigned month, unsigned day);

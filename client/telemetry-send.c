@@ -70,6 +70,7 @@
  */
 #include "cli/value.h"
 #include "telemetry.h"
+#include "timestamp.h" /* agent/timestamp.c */
 
 #include <errno.h>
 #include <getopt.h>
@@ -221,88 +222,19 @@ static int64_t now_ms(void)
 
 /* ------------------------------------------------------------ timestamps */
 
-static int digits_value(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++)
-        v = v * 10 + (s[i] - '0');
-    return v;
-}
-
-/* RFC 3339 ("2026-11-28T12:00:00.123+01:00"; 't', 'z' and a space for the
- * 'T' allowed, digits past milliseconds truncated, a leap second taken as
- * :59.999) or decimal milliseconds, to milliseconds since the epoch. The
- * range (1970..9999) is checked by libtelemetry. */
+/* RFC 3339 (agent/timestamp.c: "2026-11-28T12:00:00.123+01:00"; 't', 'z'
+ * and a space for the 'T' allowed, digits past milliseconds truncated, a
+ * leap second taken as :59.999) or decimal milliseconds, to milliseconds
+ * since the epoch. The range (1970..9999) is checked by libtelemetry. */
 static int timestamp_parse(const char *s, size_t len, int64_t *ms)
 {
-    static const char shape[] = "####-##-##T##:##:##";
-    const size_t n = sizeof shape - 1;
     if (len > 0 && strspn(s, "0123456789") == len) {
         if (len > 18)
             return -1;
         *ms = strtoll(s, NULL, 10);
         return 0;
     }
-    if (len < n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int ok = shape[i] == '#'   ? c >= '0' && c <= '9'
-                 : shape[i] == 'T' ? c == 'T' || c == 't' || c == ' '
-                                   : c == shape[i];
-        if (!ok)
-            return -1;
-    }
-    struct tm tm = {0}, norm, back;
-    tm.tm_year = digits_value(s, 4) - 1900;
-    tm.tm_mon = digits_value(s + 5, 2) - 1;
-    tm.tm_mday = digits_value(s + 8, 2);
-    tm.tm_hour = digits_value(s + 11, 2);
-    tm.tm_min = digits_value(s + 14, 2);
-    tm.tm_sec = digits_value(s + 17, 2);
-    int64_t frac = 0;
-    size_t p = n;
-    if (tm.tm_sec == 60) {
-        tm.tm_sec = 59;
-        frac = 999;
-    }
-    if (p < len && s[p] == '.') {
-        size_t d = 0;
-        int64_t f = 0;
-        for (p++; p < len && s[p] >= '0' && s[p] <= '9'; p++, d++)
-            if (d < 3)
-                f = f * 10 + (s[p] - '0');
-        if (d == 0)
-            return -1;
-        for (; d < 3; d++)
-            f *= 10;
-        if (frac == 0)
-            frac = f;
-    }
-    int offset_min = 0;
-    if (p < len && (s[p] == 'Z' || s[p] == 'z')) {
-        p++;
-    } else if (len - p == 6 && (s[p] == '+' || s[p] == '-') && s[p + 3] == ':' &&
-               strspn(s + p + 1, "0123456789") == 2 && strspn(s + p + 4, "0123456789") == 2) {
-        int hh = digits_value(s + p + 1, 2), mm = digits_value(s + p + 4, 2);
-        if (hh > 23 || mm > 59)
-            return -1;
-        offset_min = (s[p] == '-' ? -1 : 1) * (hh * 60 + mm);
-        p += 6;
-    } else {
-        return -1;
-    }
-    if (p != len)
-        return -1;
-    norm = tm;
-    time_t t = timegm(&norm);
-    /* timegm normalizes: a field out of range (Feb 30, 24:00) shows as a change */
-    if (gmtime_r(&t, &back) == NULL || back.tm_mday != tm.tm_mday ||
-        back.tm_mon != tm.tm_mon || back.tm_year != tm.tm_year || back.tm_hour != tm.tm_hour ||
-        back.tm_min != tm.tm_min || back.tm_sec != tm.tm_sec)
-        return -1;
-    *ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + frac;
-    return 0;
+    return timestamp_parse_rfc3339_unbounded(s, len, ms);
 }
 
 /* ------------------------------------------------------------ building events */

@@ -140,6 +140,22 @@ static void test_timestamp_parse_invalid(void)
     CHECK_EQ_INT(timestamp_parse_rfc3339("2023-11-14T22:13:20Z", 19, &ms), -1);
 }
 
+/* Without the range check (telemetry-send's --timestamp, whose range the
+ * client library checks): times outside 1970..9999 parse, malformed ones
+ * still do not. */
+static void test_timestamp_parse_unbounded(void)
+{
+    int64_t ms = 0;
+    CHECK_EQ_INT(timestamp_parse_rfc3339_unbounded("1969-12-31T23:59:59Z", 20, &ms), 0);
+    CHECK_EQ_INT(ms, -1000);
+    CHECK_EQ_INT(timestamp_parse_rfc3339_unbounded("9999-12-31T23:59:59.999-00:01", 29, &ms), 0);
+    CHECK_EQ_INT(ms, TIMESTAMP_MAX_MS + 60000);
+    CHECK_EQ_INT(timestamp_parse_rfc3339_unbounded("2023-11-14T22:13:20.5+01:00", 27, &ms), 0);
+    CHECK_EQ_INT(ms, T_MS - 3600000 + 500);
+    CHECK_EQ_INT(timestamp_parse_rfc3339_unbounded("2024-02-30T00:00:00Z", 20, &ms), -1);
+    CHECK_EQ_INT(timestamp_parse_rfc3339_unbounded("2023-11-14T24:00:00Z", 20, &ms), -1);
+}
+
 /* ---- uuid ------------------------------------------------------------ */
 
 static void test_uuid_v7_format(void)
@@ -673,6 +689,7 @@ int main(void)
     RUN(test_timestamp_round_trip);
     RUN(test_timestamp_parse);
     RUN(test_timestamp_parse_invalid);
+    RUN(test_timestamp_parse_unbounded);
     RUN(test_uuid_v7_format);
     RUN(test_uuid_v7_order);
     RUN(test_uuid_v7_clock_steps);
