@@ -3,17 +3,27 @@
  */
 #include "uuid.h"
 
+#include <pthread.h>
 #include <sys/random.h>
 #include <time.h>
 
-static uint64_t uuid_rng_state;
+static uint64_t uuid_rng_state; /* 0: not seeded (yet, or since fork()) */
 static int64_t uuid_last_ms = -1;
 static unsigned uuid_counter;
+
+/* A child process must not repeat its parent's ids: it seeds afresh. */
+static void uuid_forget_seed(void)
+{
+    uuid_rng_state = 0;
+}
 
 /* splitmix64: fast, good enough for the random bits of an id (not a secret). */
 static uint64_t uuid_random64(void)
 {
     if (uuid_rng_state == 0) {
+        static int fork_handler_set;
+        if (!fork_handler_set)
+            fork_handler_set = pthread_atfork(NULL, NULL, uuid_forget_seed) == 0;
         if (getrandom(&uuid_rng_state, sizeof uuid_rng_state, 0) != sizeof uuid_rng_state)
             uuid_rng_state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&uuid_rng_state;
         uuid_rng_state |= 1;

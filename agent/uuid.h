@@ -6,7 +6,9 @@
  * keeps ids made in the same millisecond in order (past 4096 in one
  * millisecond, or if the clock steps back by up to a second, the timestamp
  * field runs ahead of the clock so that ids stay strictly increasing). The rest is random from a
- * generator seeded by getrandom().
+ * generator seeded by getrandom(), and seeded again in a child after fork(),
+ * so that parent and child never make the same ids. Not thread-safe: callers
+ * that share it between threads hold a lock around uuid_v7.
  */
 #ifndef TA_UUID_H
 #define TA_UUID_H

@@ -52,7 +52,7 @@ static void tlm_client_fork_prepare(void)
 static void tlm_client_fork_parent(void)
 {
     struct tlm_client *c;
-    tlm_event_fork_parent();
+    tlm_event_fork_release();
     LIST_FOREACH(c, &tlm_client_all, all)
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&tlm_client_all_lock);
@@ -103,7 +103,7 @@ static void tlm_client_fork_reset(struct tlm_client *c)
 static void tlm_client_fork_child(void)
 {
     struct tlm_client *c;
-    tlm_event_fork_child();
+    tlm_event_fork_release();
     LIST_FOREACH(c, &tlm_client_all, all)
     {
         tlm_client_fork_reset(c);

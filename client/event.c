@@ -9,9 +9,8 @@
  * encoded; tlm_event_encode then writes the event map around it.
  *
  * uuids come from the agent's UUIDv7 generator (agent/uuid.c), which keeps
- * unlocked process-wide state: calls go through one lock, and its random
- * bits are mixed with a key drawn once per process, so a child after fork()
- * never repeats the ids its parent makes.
+ * unlocked process-wide state: calls go through one lock. It seeds itself
+ * afresh after fork(), so a child never repeats the ids its parent makes.
  */
 #include "event.h"
 
@@ -23,9 +22,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #define TLM_EVENT_PLACEHOLDER 5 /* map32 / array32 header */
 #define TLM_EVENT_MAX_TIMESTAMP_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
@@ -54,55 +50,22 @@ struct tlm_event {
 };
 
 static pthread_mutex_t tlm_event_uuid_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t tlm_event_uuid_key;
-static pid_t tlm_event_uuid_pid;
 
 void tlm_event_fork_prepare(void)
 {
     pthread_mutex_lock(&tlm_event_uuid_lock);
 }
 
-void tlm_event_fork_parent(void)
+void tlm_event_fork_release(void)
 {
     pthread_mutex_unlock(&tlm_event_uuid_lock);
-}
-
-void tlm_event_fork_child(void)
-{
-    tlm_event_uuid_pid = 0; /* draw a new key in this process */
-    pthread_mutex_unlock(&tlm_event_uuid_lock);
-}
-
-static int tlm_event_hex(char c)
-{
-    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
 void tlm_event_new_uuid(int64_t ms, char out[TLM_UUID_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     pthread_mutex_lock(&tlm_event_uuid_lock);
-    pid_t pid = getpid();
-    if (tlm_event_uuid_pid != pid) {
-        uint64_t key;
-        if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key)
-            key = (uint64_t)time(NULL) * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)pid ^
-                  (uint64_t)(uintptr_t)&key;
-        tlm_event_uuid_key = key;
-        tlm_event_uuid_pid = pid;
-    }
     uuid_v7(ms, out);
-    uint64_t key = tlm_event_uuid_key;
     pthread_mutex_unlock(&tlm_event_uuid_lock);
-    /* The random part: the variant nibble's low 2 bits and the 15 hex digits
-     * after it (62 bits). XOR with the per-process key keeps ids distinct. */
-    static const int pos[] = {19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
-    for (int i = 0; i < 16; i++) {
-        int bits = tlm_event_hex(out[pos[i]]) ^ (int)((key >> (4 * i)) & 0xf);
-        if (i == 0)
-            bits = 0x8 | (bits & 0x3); /* keep the RFC 9562 variant */
-        out[pos[i]] = hex[bits];
-    }
 }
 
 static void tlm_event_fail(tlm_event *ev, tlm_status st)

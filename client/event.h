@@ -13,8 +13,8 @@
 /* A UUIDv7 for time ms, distinct across threads and forked processes. */
 void tlm_event_new_uuid(int64_t ms, char out[TLM_UUID_LEN + 1]);
 
+/* Around fork(): hold the uuid lock, then release it in parent and child. */
 void tlm_event_fork_prepare(void);
-void tlm_event_fork_parent(void);
-void tlm_event_fork_child(void);
+void tlm_event_fork_release(void);
 
 #endif

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* 2023-11-14T22:13:20Z */
@@ -216,6 +217,32 @@ static void test_uuid_v7_clock_steps(void)
     CHECK_EQ_INT(uuid_ms(b), T_MS + 60000);
     uuid_v7(T_MS, b); /* a big one (the clock was set): the new time */
     CHECK_STR_EQ(uuid_v7_problem(b, T_MS), NULL);
+}
+
+/* A child after fork() makes other ids than its parent, even for the same
+ * millisecond: it does not go on with the parent's random state. */
+static void test_uuid_v7_fork(void)
+{
+    char mine[UUID_TEXT_LEN + 1], childs[UUID_TEXT_LEN + 1] = "";
+    int fds[2];
+    uuid_v7(T_MS, mine); /* seeded before the fork */
+    if (!CHECK_EQ_INT(pipe(fds), 0))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        uuid_v7(T_MS + 5000, childs);
+        _exit(write(fds[1], childs, UUID_TEXT_LEN) == UUID_TEXT_LEN ? 0 : 1);
+    }
+    uuid_v7(T_MS + 5000, mine);
+    close(fds[1]);
+    CHECK_EQ_INT(read(fds[0], childs, UUID_TEXT_LEN), UUID_TEXT_LEN);
+    close(fds[0]);
+    int status = -1;
+    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+    CHECK_EQ_INT(status, 0);
+    /* same time field; the random tails must differ */
+    CHECK(memcmp(mine, childs, 13) == 0);
+    CHECK(memcmp(mine + 14, childs + 14, UUID_TEXT_LEN - 14) != 0);
 }
 
 static void test_uuid_is_valid(void)
@@ -693,6 +720,7 @@ int main(void)
     RUN(test_uuid_v7_format);
     RUN(test_uuid_v7_order);
     RUN(test_uuid_v7_clock_steps);
+    RUN(test_uuid_v7_fork);
     RUN(test_uuid_is_valid);
     RUN(test_write_double);
     RUN(test_write_double_round_trip);
