@@ -3,19 +3,22 @@
  */
 #include "batch.h"
 
+#include "account.h"
 #include "clock.h"
+#include "log.h"
+#include "metrics.h"
 
 #include <stdlib.h>
 
 static void batcher_age_cb(evutil_socket_t fd, short what, void *arg);
 
 int batcher_init(struct batcher *b, struct event_base *base, const struct batch_limits *limits,
-                 batch_sealed_fn on_sealed, void *arg)
+                 struct budget *budget, batch_sealed_fn on_sealed, void *arg)
 {
     b->base = base;
     b->limits = *limits;
+    b->budget = budget;
     b->open = NULL;
-    b->buffered_bytes = 0;
     b->on_sealed = on_sealed;
     b->arg = arg;
     b->age_timer = evtimer_new(base, batcher_age_cb, b);
@@ -24,16 +27,28 @@ int batcher_init(struct batcher *b, struct event_base *base, const struct batch_
 
 static void batch_free(struct batch *batch)
 {
-    if (batch->retry_timer)
-        event_free(batch->retry_timer);
     buf_free(&batch->events);
     free(batch);
+}
+
+void batch_done(struct batch *batch, struct budget *budget, int delivered,
+                enum drop_reason reason)
+{
+    budget_release(budget, batch->charged);
+    if (delivered) {
+        account_delivered(batch->count);
+        metrics_add(METRIC_BATCHES_DELIVERED, 1);
+    } else {
+        account_dropped(reason, batch->count);
+        metrics_add(METRIC_BATCHES_DROPPED, 1);
+    }
+    batch_free(batch);
 }
 
 void batcher_destroy(struct batcher *b)
 {
     if (b->open != NULL && b->open->count > 0)
-        batcher_release(b, b->open, 0, DROP_SHUTDOWN);
+        batch_done(b->open, b->budget, 0, DROP_SHUTDOWN);
     else if (b->open != NULL)
         batch_free(b->open);
     b->open = NULL;
@@ -56,7 +71,7 @@ struct buf *batcher_begin(struct batcher *b, size_t *mark)
 void batcher_abort(struct batcher *b, size_t mark)
 {
     if (b->open)
-        buf_truncate(&b->open->events, mark);
+        buf_rollback(&b->open->events, mark);
 }
 
 void batcher_seal(struct batcher *b)
@@ -66,7 +81,7 @@ void batcher_seal(struct batcher *b)
         return;
     b->open = NULL;
     evtimer_del(b->age_timer);
-    metrics.batches_sealed++;
+    metrics_add(METRIC_BATCHES_SEALED, 1);
     b->on_sealed(batch, b->arg);
 }
 
@@ -81,12 +96,17 @@ static void batcher_age_cb(evutil_socket_t fd, short what, void *arg)
 static void batcher_count_event(struct batcher *b, size_t size)
 {
     struct batch *batch = b->open;
-    b->buffered_bytes += size;
-    metrics.events_buffered++;
+    budget_charge(b->budget, size);
+    batch->charged += size;
+    account_buffered();
     if (batch->count++ == 0) {
         batch->opened_ms = clock_monotonic_ms();
         struct timeval tv = {b->limits.max_age_ms / 1000, (b->limits.max_age_ms % 1000) * 1000};
-        evtimer_add(b->age_timer, &tv);
+        if (evtimer_add(b->age_timer, &tv) < 0) {
+            log_error("cannot arm the batch age timer: sealing the batch at once");
+            batcher_seal(b);
+            return;
+        }
     }
     if (batch->count >= b->limits.max_events)
         batcher_seal(b);
@@ -101,7 +121,7 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark)
         batcher_abort(b, mark);
         return BATCH_EVENT_TOO_LARGE;
     }
-    if (b->buffered_bytes + size + 1 > b->limits.buffer_max_bytes) {
+    if (!budget_fits(b->budget, size + 1)) {
         batcher_abort(b, mark);
         return BATCH_BUFFER_FULL;
     }
@@ -118,24 +138,9 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark)
         batcher_seal(b);
         b->open = next;
     } else if (batch->count > 0) {
-        b->buffered_bytes += 1; /* the separator */
+        budget_charge(b->budget, 1); /* the separator */
+        batch->charged += 1;
     }
     batcher_count_event(b, size);
     return BATCH_ADDED;
-}
-
-void batcher_release(struct batcher *b, struct batch *batch, int delivered,
-                     enum drop_reason reason)
-{
-    size_t bytes = batch->events.len;
-    b->buffered_bytes = bytes > b->buffered_bytes ? 0 : b->buffered_bytes - bytes;
-    metrics.events_buffered -= batch->count;
-    if (delivered) {
-        metrics.events_delivered += batch->count;
-        metrics.batches_delivered++;
-    } else {
-        metrics.events_dropped[reason] += batch->count;
-        metrics.batches_dropped++;
-    }
-    batch_free(batch);
 }

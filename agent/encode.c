@@ -2,10 +2,15 @@
  * encode: events to JSON, with enrichment (see encode.h).
  *
  * msgpack -> JSON mapping: nil null; bool; integers as integers; floats as
- * numbers (NaN and infinities as null); str as strings (invalid UTF-8 becomes
- * U+FFFD); bin as base64 strings; timestamp exts (types 0 and -1) as ISO 8601
- * strings, other exts as base64 of their data; arrays; maps, whose keys are
- * written as strings (a non-string key as the text of its JSON).
+ * numbers, float32 as the shortest text that reads back as the same float32
+ * (NaN and infinities as null); str as strings (invalid UTF-8 becomes
+ * U+FFFD); bin as base64 strings; timestamp exts (types 0 and -1) as ISO
+ * 8601 strings, before 1970 or after 9999 too; other exts as base64 of their
+ * data; arrays; maps, whose keys are written as strings (a non-string key as
+ * the text of its JSON).
+ *
+ * Appends rely on buf's sticky failure: the encoder writes on and the caller
+ * checks out->failed once. Only the depth limit stops it early.
  */
 #include "encode.h"
 
@@ -16,47 +21,40 @@
 #include <ctype.h>
 #include <string.h>
 
-#define ENCODE_TRY(expr)                                                                           \
-    do {                                                                                           \
-        int encode_rc_ = (expr);                                                                   \
-        if (encode_rc_ != 0)                                                                       \
-            return encode_rc_ < -1 ? (enum encode_status)encode_rc_ : ENCODE_NOMEM;                \
-    } while (0)
-
-static enum encode_status encode_timestamp_text(struct buf *out, int64_t ms)
+static void encode_literal(struct buf *out, const char *text)
 {
-    char text[TIMESTAMP_TEXT_LEN + 1];
-    if (timestamp_format(ms, text) < 0)
-        return buf_append(out, "null", 4) ? ENCODE_NOMEM : ENCODE_OK;
-    ENCODE_TRY(buf_append_char(out, '"'));
-    ENCODE_TRY(buf_append(out, text, TIMESTAMP_TEXT_LEN));
-    ENCODE_TRY(buf_append_char(out, '"'));
-    return ENCODE_OK;
+    buf_append_str(out, text);
 }
 
-static enum encode_status encode_key(struct buf *out, const msgpack_object *key, int depth)
+/* Text that needs no escaping, as a JSON string. */
+static void encode_quoted(struct buf *out, const char *text, size_t len)
 {
-    switch (key->type) {
-    case MSGPACK_OBJECT_STR:
-        ENCODE_TRY(json_write_string(out, key->via.str.ptr, key->via.str.size));
-        break;
-    case MSGPACK_OBJECT_BIN:
-    case MSGPACK_OBJECT_EXT:
-        ENCODE_TRY(encode_value(out, key, depth));
-        break;
-    default: {
+    buf_append_char(out, '"');
+    buf_append(out, text, len);
+    buf_append_char(out, '"');
+}
+
+static int encode_key(struct buf *out, const msgpack_object *key, int depth)
+{
+    if (key->type == MSGPACK_OBJECT_STR) {
+        json_write_string(out, key->via.str.ptr, key->via.str.size);
+    } else if (key->type == MSGPACK_OBJECT_BIN || key->type == MSGPACK_OBJECT_EXT) {
+        if (encode_value(out, key, depth) < 0) /* already a string */
+            return -1;
+    } else {
         /* the JSON text of the key, as a string */
         struct buf text = BUF_INIT;
-        enum encode_status rc = encode_value(&text, key, depth);
-        if (rc == ENCODE_OK)
-            rc = json_write_string(out, text.data, text.len) ? ENCODE_NOMEM : ENCODE_OK;
+        int rc = encode_value(&text, key, depth);
+        if (text.failed)
+            out->failed = 1;
+        else if (rc == 0)
+            json_write_string(out, text.data, text.len);
         buf_free(&text);
-        if (rc != ENCODE_OK)
-            return rc;
-        break;
+        if (rc < 0)
+            return -1;
     }
-    }
-    return buf_append_char(out, ':') ? ENCODE_NOMEM : ENCODE_OK;
+    buf_append_char(out, ':');
+    return 0;
 }
 
 static int encode_key_equals(const msgpack_object *key, const char *name, size_t len)
@@ -83,31 +81,33 @@ static int encode_map_has_key(const msgpack_object_map *map, const char *name, i
 }
 
 /* Write the added-properties subtree `node` as a JSON object. */
-static enum encode_status encode_props_node(struct buf *out, const struct props_node *node)
+static void encode_props_node(struct buf *out, const struct props_node *node)
 {
-    if (node->json != NULL)
-        return buf_append_str(out, node->json) ? ENCODE_NOMEM : ENCODE_OK;
-    ENCODE_TRY(buf_append_char(out, '{'));
+    if (node->json != NULL) {
+        encode_literal(out, node->json);
+        return;
+    }
+    buf_append_char(out, '{');
     for (size_t i = 0; i < node->nchildren; i++) {
         if (i > 0)
-            ENCODE_TRY(buf_append_char(out, ','));
-        ENCODE_TRY(json_write_string(out, node->children[i].key, strlen(node->children[i].key)));
-        ENCODE_TRY(buf_append_char(out, ':'));
-        ENCODE_TRY(encode_props_node(out, &node->children[i]));
+            buf_append_char(out, ',');
+        json_write_string(out, node->children[i].key, strlen(node->children[i].key));
+        buf_append_char(out, ':');
+        encode_props_node(out, &node->children[i]);
     }
-    return buf_append_char(out, '}') ? ENCODE_NOMEM : ENCODE_OK;
+    buf_append_char(out, '}');
 }
 
 /* Write `map` merged with the added properties `extra` (an inner node, or
  * NULL): the map's own keys first, nested maps merged recursively, then every
  * added key the map does not have. A Forward `record` leaves out its event
  * fields. */
-static enum encode_status encode_map_merged(struct buf *out, const msgpack_object_map *map,
-                                            const struct props_node *extra, int depth, int record)
+static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
+                             const struct props_node *extra, int depth, int record)
 {
     if (depth > ENCODE_MAX_DEPTH)
-        return ENCODE_TOO_DEEP;
-    ENCODE_TRY(buf_append_char(out, '{'));
+        return -1;
+    buf_append_char(out, '{');
     uint32_t size = map ? map->size : 0;
     int first = 1;
     for (uint32_t i = 0; i < size; i++) {
@@ -115,107 +115,125 @@ static enum encode_status encode_map_merged(struct buf *out, const msgpack_objec
         if (record && encode_is_record_field(&kv->key))
             continue;
         if (!first)
-            ENCODE_TRY(buf_append_char(out, ','));
+            buf_append_char(out, ',');
         first = 0;
-        ENCODE_TRY(encode_key(out, &kv->key, depth + 1));
+        if (encode_key(out, &kv->key, depth + 1) < 0)
+            return -1;
         const struct props_node *nested = NULL;
-        if (extra != NULL && kv->key.type == MSGPACK_OBJECT_STR && kv->val.type == MSGPACK_OBJECT_MAP)
+        if (extra != NULL && kv->key.type == MSGPACK_OBJECT_STR &&
+            kv->val.type == MSGPACK_OBJECT_MAP)
             nested = props_child(extra, kv->key.via.str.ptr, kv->key.via.str.size);
-        if (nested != NULL && nested->json == NULL)
-            ENCODE_TRY(encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0));
-        else
-            ENCODE_TRY(encode_value(out, &kv->val, depth + 1));
+        int rc = nested != NULL && nested->json == NULL
+                     ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0)
+                     : encode_value(out, &kv->val, depth + 1);
+        if (rc < 0)
+            return -1;
     }
     for (size_t i = 0; extra != NULL && i < extra->nchildren; i++) {
         const struct props_node *child = &extra->children[i];
         if (encode_map_has_key(map, child->key, record))
             continue;
         if (!first)
-            ENCODE_TRY(buf_append_char(out, ','));
+            buf_append_char(out, ',');
         first = 0;
-        ENCODE_TRY(json_write_string(out, child->key, strlen(child->key)));
-        ENCODE_TRY(buf_append_char(out, ':'));
-        ENCODE_TRY(encode_props_node(out, child));
+        json_write_string(out, child->key, strlen(child->key));
+        buf_append_char(out, ':');
+        encode_props_node(out, child);
     }
-    return buf_append_char(out, '}') ? ENCODE_NOMEM : ENCODE_OK;
+    buf_append_char(out, '}');
+    return 0;
 }
 
-enum encode_status encode_value(struct buf *out, const msgpack_object *obj, int depth)
+static void encode_ext(struct buf *out, const msgpack_object_ext *ext)
+{
+    int64_t secs;
+    uint32_t nanos;
+    char text[TIMESTAMP_TEXT_MAX + 1];
+    if (timestamp_from_ext(ext->type, (const unsigned char *)ext->ptr, ext->size, &secs,
+                           &nanos) == 0)
+        encode_quoted(out, text, timestamp_format_any(secs, nanos / 1000000, text));
+    else
+        json_write_base64(out, ext->ptr, ext->size);
+}
+
+int encode_value(struct buf *out, const msgpack_object *obj, int depth)
 {
     if (depth > ENCODE_MAX_DEPTH)
-        return ENCODE_TOO_DEEP;
+        return -1;
     switch (obj->type) {
-    case MSGPACK_OBJECT_NIL:
-        ENCODE_TRY(buf_append(out, "null", 4));
-        break;
     case MSGPACK_OBJECT_BOOLEAN:
-        ENCODE_TRY(buf_append_str(out, obj->via.boolean ? "true" : "false"));
-        break;
+        encode_literal(out, obj->via.boolean ? "true" : "false");
+        return 0;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        ENCODE_TRY(json_write_uint64(out, obj->via.u64));
-        break;
+        json_write_uint64(out, obj->via.u64);
+        return 0;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        ENCODE_TRY(json_write_int64(out, obj->via.i64));
-        break;
+        json_write_int64(out, obj->via.i64);
+        return 0;
     case MSGPACK_OBJECT_FLOAT32:
+        json_write_float(out, (float)obj->via.f64);
+        return 0;
     case MSGPACK_OBJECT_FLOAT64:
-        ENCODE_TRY(json_write_double(out, obj->via.f64));
-        break;
+        json_write_double(out, obj->via.f64);
+        return 0;
     case MSGPACK_OBJECT_STR:
-        ENCODE_TRY(json_write_string(out, obj->via.str.ptr, obj->via.str.size));
-        break;
+        json_write_string(out, obj->via.str.ptr, obj->via.str.size);
+        return 0;
     case MSGPACK_OBJECT_BIN:
-        ENCODE_TRY(json_write_base64(out, obj->via.bin.ptr, obj->via.bin.size));
-        break;
-    case MSGPACK_OBJECT_EXT: {
-        int64_t ms;
-        if ((obj->via.ext.type == 0 || obj->via.ext.type == -1) && decode_timestamp(obj, &ms) == 0)
-            return encode_timestamp_text(out, ms);
-        ENCODE_TRY(json_write_base64(out, obj->via.ext.ptr, obj->via.ext.size));
-        break;
-    }
+        json_write_base64(out, obj->via.bin.ptr, obj->via.bin.size);
+        return 0;
+    case MSGPACK_OBJECT_EXT:
+        encode_ext(out, &obj->via.ext);
+        return 0;
     case MSGPACK_OBJECT_ARRAY:
-        ENCODE_TRY(buf_append_char(out, '['));
+        buf_append_char(out, '[');
         for (uint32_t i = 0; i < obj->via.array.size; i++) {
             if (i > 0)
-                ENCODE_TRY(buf_append_char(out, ','));
-            ENCODE_TRY(encode_value(out, &obj->via.array.ptr[i], depth + 1));
+                buf_append_char(out, ',');
+            if (encode_value(out, &obj->via.array.ptr[i], depth + 1) < 0)
+                return -1;
         }
-        ENCODE_TRY(buf_append_char(out, ']'));
-        break;
+        buf_append_char(out, ']');
+        return 0;
     case MSGPACK_OBJECT_MAP:
         return encode_map_merged(out, &obj->via.map, NULL, depth, 0);
+    case MSGPACK_OBJECT_NIL:
     default:
-        ENCODE_TRY(buf_append(out, "null", 4));
+        encode_literal(out, "null");
+        return 0;
     }
-    return ENCODE_OK;
 }
 
-enum encode_status encode_event(struct buf *out, const struct event *ev,
-                                const struct encode_defaults *defaults, int64_t now_ms)
+int encode_event(struct buf *out, const struct analytics_event *ev,
+                 const struct encode_defaults *defaults, int64_t now_ms, struct refusal *r)
 {
-    ENCODE_TRY(buf_append_str(out, "{\"event\":"));
-    ENCODE_TRY(json_write_string(out, ev->name, ev->name_len));
-    ENCODE_TRY(buf_append_str(out, ",\"properties\":"));
-    ENCODE_TRY(encode_map_merged(out, ev->properties, defaults->properties, 1,
-                                 ev->properties_are_record));
-    ENCODE_TRY(buf_append_str(out, ",\"distinct_id\":"));
+    encode_literal(out, "{\"event\":");
+    json_write_string(out, ev->name, ev->name_len);
+    encode_literal(out, ",\"properties\":");
+    if (encode_map_merged(out, ev->properties, defaults->properties, 1,
+                          ev->properties_are_record) < 0)
+        return refuse(r, DROP_TOO_LARGE, "properties nested more than %d levels deep",
+                      ENCODE_MAX_DEPTH);
+    encode_literal(out, ",\"distinct_id\":");
     if (ev->distinct_id != NULL)
-        ENCODE_TRY(json_write_string(out, ev->distinct_id, ev->distinct_id_len));
+        json_write_string(out, ev->distinct_id, ev->distinct_id_len);
     else
-        ENCODE_TRY(json_write_string(out, defaults->distinct_id, strlen(defaults->distinct_id)));
-    ENCODE_TRY(buf_append_str(out, ",\"timestamp\":"));
-    ENCODE_TRY(encode_timestamp_text(out, ev->timestamp_ms >= 0 ? ev->timestamp_ms : now_ms));
-    ENCODE_TRY(buf_append_str(out, ",\"uuid\":\""));
+        json_write_string(out, defaults->distinct_id, strlen(defaults->distinct_id));
+    encode_literal(out, ",\"timestamp\":");
+    char text[TIMESTAMP_TEXT_MAX + 1];
+    encode_quoted(out, text,
+                  timestamp_format_ms_any(ev->timestamp_ms >= 0 ? ev->timestamp_ms : now_ms, text));
+    encode_literal(out, ",\"uuid\":\"");
     char uuid[UUID_TEXT_LEN + 1];
     if (ev->uuid != NULL) {
         for (int i = 0; i < UUID_TEXT_LEN; i++)
             uuid[i] = (char)tolower((unsigned char)ev->uuid[i]);
-        uuid[UUID_TEXT_LEN] = '\0';
     } else {
         uuid_v7(now_ms, uuid);
     }
-    ENCODE_TRY(buf_append(out, uuid, UUID_TEXT_LEN));
-    ENCODE_TRY(buf_append_str(out, "\"}"));
-    return ENCODE_OK;
+    buf_append(out, uuid, UUID_TEXT_LEN);
+    encode_literal(out, "\"}");
+    if (out->failed)
+        return refuse(r, DROP_BUFFER_FULL, "out of memory");
+    return 0;
 }

@@ -1,6 +1,6 @@
 /*
- * encode: a validated event -> its JSON object in the backend's batch format,
- * appended straight to the open batch's buffer.
+ * encode: a validated event -> its JSON object in the backend's batch
+ * format, appended straight to the open batch's buffer.
  *
  * This is where enrichment happens, in the same single pass: the [properties]
  * tree is merged into the event's own properties (the event's keys win), and
@@ -17,12 +17,10 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-/* Nesting deeper than this (counting the event map) is rejected. msgpack-c's
- * unpacker already refuses more than 32 levels; this is a second guard so the
- * recursion here is bounded whatever the input. */
+/* Nesting deeper than this (counting the event map) is refused. The
+ * scanner already refuses more than WIRE_MAX_DEPTH levels; this is a second
+ * guard so the recursion here is bounded whatever the input. */
 #define ENCODE_MAX_DEPTH 40
-
-enum encode_status { ENCODE_OK = 0, ENCODE_NOMEM = -1, ENCODE_TOO_DEEP = -2 };
 
 struct encode_defaults {
     const struct props_node *properties; /* root of the added properties; may be NULL */
@@ -31,13 +29,15 @@ struct encode_defaults {
 
 /* Append {"event":..,"properties":{..},"distinct_id":..,"timestamp":..,"uuid":..}.
  * now_ms is the receive time, used when the event has no timestamp and for a
- * new UUIDv7. On error the buffer may hold a partial object: the caller
- * truncates back. */
-enum encode_status encode_event(struct buf *out, const struct event *ev,
-                                const struct encode_defaults *defaults, int64_t now_ms);
+ * new UUIDv7. Returns 0, or -1 with r filled in (too_large: nested too
+ * deeply; buffer_full: out of memory); the buffer may then hold a partial
+ * object and a failed append: the caller rolls it back. */
+int encode_event(struct buf *out, const struct analytics_event *ev,
+                 const struct encode_defaults *defaults, int64_t now_ms, struct refusal *r);
 
 /* Append any msgpack value as JSON (maps with non-string keys get them
- * stringified). Exposed for tests. */
-enum encode_status encode_value(struct buf *out, const msgpack_object *obj, int depth);
+ * stringified). Returns 0, or -1 when nested deeper than ENCODE_MAX_DEPTH
+ * (out of memory shows in out->failed). Exposed for tests. */
+int encode_value(struct buf *out, const msgpack_object *obj, int depth);
 
 #endif

@@ -2,7 +2,7 @@
  * forward: Fluent Forward messages to events (see forward.h).
  *
  * The message is checked as a whole first (tag, option, the container of
- * entries); then each entry is turned into a struct event that points into
+ * entries); then each entry is turned into an analytics event that points into
  * the message, exactly like a native event, and handed to the caller. A bad
  * entry is refused alone; the message's other entries still count.
  */
@@ -17,13 +17,6 @@
 
 #define FORWARD_PACKED_INITIAL (16 * 1024)
 #define FORWARD_INFLATE_GUESS 4 /* first guess of the gunzipped size, times the input */
-
-#define FORWARD_FAIL(r, ...)                                                                       \
-    do {                                                                                           \
-        *reason = (r);                                                                             \
-        snprintf(detail, detail_len, __VA_ARGS__);                                                 \
-        return -1;                                                                                 \
-    } while (0)
 
 int forward_init(struct forward_decoder *d, const char *tag_prefix,
                  const struct registry *registry, size_t max_unpacked)
@@ -77,22 +70,31 @@ static const msgpack_object *forward_map_get(const msgpack_object_map *map, cons
     return NULL;
 }
 
+/* Fluent Bit 2.1 and later write an entry's time as [time, metadata]. */
+static int forward_is_time_with_metadata(const msgpack_object *time)
+{
+    return time->type == MSGPACK_OBJECT_ARRAY && time->via.array.size == 2 &&
+           (time->via.array.ptr[1].type == MSGPACK_OBJECT_MAP ||
+            time->via.array.ptr[1].type == MSGPACK_OBJECT_NIL);
+}
+
 /* One [time, record] pair (or Message mode's time and record) -> event. */
 static int forward_event(const struct forward_decoder *d, const msgpack_object *tag,
                          const msgpack_object *time, const msgpack_object *record,
-                         struct event *ev, enum drop_reason *reason, char *detail,
-                         size_t detail_len)
+                         struct analytics_event *ev, struct refusal *r)
 {
+    if (forward_is_time_with_metadata(time))
+        time = &time->via.array.ptr[0]; /* the metadata is not part of the event */
     if (forward_time(time, &ev->timestamp_ms) < 0)
-        FORWARD_FAIL(DROP_BAD_TIMESTAMP, "the entry's time is not seconds since the epoch or an "
-                     "EventTime, from 1970 to 9999");
+        return refuse(r, DROP_BAD_TIMESTAMP, "the entry's time is not seconds since the epoch "
+                      "or an EventTime, from 1970 to 9999");
     if (record->type != MSGPACK_OBJECT_MAP)
-        FORWARD_FAIL(DROP_BAD_PROPERTIES, "the entry's record is not a map (msgpack type %d)",
-                     record->type);
+        return refuse(r, DROP_BAD_PROPERTIES, "the entry's record is not a map (msgpack type %d)",
+                      record->type);
     const msgpack_object_map *map = &record->via.map;
-    const msgpack_object *name = forward_map_get(map, "event");
+    const msgpack_object *name = forward_map_get(map, WIRE_KEY_EVENT);
     if (name != NULL && name->type != MSGPACK_OBJECT_STR)
-        FORWARD_FAIL(DROP_BAD_EVENT, "the record's 'event' is not a string");
+        return refuse(r, DROP_BAD_EVENT, "the record's 'event' is not a string");
     if (name != NULL) {
         ev->name = name->via.str.ptr;
         ev->name_len = name->via.str.size;
@@ -105,10 +107,9 @@ static int forward_event(const struct forward_decoder *d, const msgpack_object *
             ev->name_len -= d->tag_prefix_len;
         }
     }
-    if (decode_event_name(ev->name, ev->name_len, d->registry, reason, detail, detail_len) < 0)
-        return -1;
-    if (decode_uuid(forward_map_get(map, "uuid"), ev, reason, detail, detail_len) < 0 ||
-        decode_distinct_id(forward_map_get(map, "distinct_id"), ev, reason, detail, detail_len) < 0)
+    if (decode_event_name(ev->name, ev->name_len, d->registry, r) < 0 ||
+        decode_uuid(forward_map_get(map, WIRE_KEY_UUID), ev, r) < 0 ||
+        decode_distinct_id(forward_map_get(map, WIRE_KEY_DISTINCT_ID), ev, r) < 0)
         return -1;
     ev->properties = map;
     ev->properties_are_record = 1;
@@ -120,20 +121,21 @@ static void forward_entry(const struct forward_decoder *d, const msgpack_object 
                           const msgpack_object *time, const msgpack_object *record,
                           forward_entry_fn fn, void *arg)
 {
-    struct event ev;
-    enum drop_reason reason;
-    char detail[256];
-    if (forward_event(d, tag, time, record, &ev, &reason, detail, sizeof detail) < 0)
-        fn(arg, NULL, reason, detail);
+    struct analytics_event ev;
+    struct refusal r;
+    if (forward_event(d, tag, time, record, &ev, &r) < 0)
+        fn(arg, NULL, &r);
     else
-        fn(arg, &ev, reason, NULL);
+        fn(arg, &ev, NULL);
 }
 
 static void forward_pair(const struct forward_decoder *d, const msgpack_object *tag,
                          const msgpack_object *pair, forward_entry_fn fn, void *arg)
 {
     if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2) {
-        fn(arg, NULL, DROP_BAD_FORWARD, "an entry is not a [time, record] array");
+        struct refusal r;
+        refuse(&r, DROP_BAD_FORWARD, "an entry is not a [time, record] array");
+        fn(arg, NULL, &r);
         return;
     }
     forward_entry(d, tag, &pair->via.array.ptr[0], &pair->via.array.ptr[1], fn, arg);
@@ -142,30 +144,30 @@ static void forward_pair(const struct forward_decoder *d, const msgpack_object *
 /* Gunzip every member of data into the packed stream, at most max_unpacked
  * bytes in all. */
 static int forward_gunzip(struct forward_decoder *d, const char *data, size_t len,
-                          enum drop_reason *reason, char *detail, size_t detail_len)
+                          struct refusal *r)
 {
     if (d->inflater == NULL && (d->inflater = libdeflate_alloc_decompressor()) == NULL)
-        FORWARD_FAIL(DROP_BUFFER_FULL, "out of memory for decompression");
+        return refuse(r, DROP_BUFFER_FULL, "out of memory for decompression");
     size_t total = 0, guess = len * FORWARD_INFLATE_GUESS;
     while (len > 0) {
         size_t room = guess < d->max_unpacked - total ? guess : d->max_unpacked - total;
         size_t capacity, used_in, used_out;
         char *space = stream_reserve(&d->packed, room, &capacity);
         if (space == NULL)
-            FORWARD_FAIL(DROP_BUFFER_FULL, "out of memory for decompression");
+            return refuse(r, DROP_BUFFER_FULL, "out of memory for decompression");
         if (capacity > d->max_unpacked - total)
             capacity = d->max_unpacked - total;
         enum libdeflate_result rc = libdeflate_gzip_decompress_ex(d->inflater, data, len, space,
                                                                   capacity, &used_in, &used_out);
         if (rc == LIBDEFLATE_INSUFFICIENT_SPACE) {
             if (capacity >= d->max_unpacked - total)
-                FORWARD_FAIL(DROP_TOO_LARGE, "the gzip-compressed entries unpack to more than "
-                             "agent.max_message_bytes = %zu", d->max_unpacked);
+                return refuse(r, DROP_TOO_LARGE, "the gzip-compressed entries unpack to more "
+                              "than agent.max_message_bytes = %zu", d->max_unpacked);
             guess = capacity * 2;
             continue;
         }
         if (rc != LIBDEFLATE_SUCCESS)
-            FORWARD_FAIL(DROP_BAD_FORWARD, "the entries are not valid gzip data");
+            return refuse(r, DROP_BAD_FORWARD, "the entries are not valid gzip data");
         stream_consumed(&d->packed, used_out);
         total += used_out;
         data += used_in;
@@ -176,7 +178,7 @@ static int forward_gunzip(struct forward_decoder *d, const char *data, size_t le
 
 static int forward_packed(struct forward_decoder *d, const msgpack_object *tag,
                           const msgpack_object *entries, int gzipped, forward_entry_fn fn,
-                          void *arg, enum drop_reason *reason, char *detail, size_t detail_len)
+                          void *arg, struct refusal *r)
 {
     const char *data = entries->type == MSGPACK_OBJECT_BIN ? entries->via.bin.ptr
                                                             : entries->via.str.ptr;
@@ -184,10 +186,10 @@ static int forward_packed(struct forward_decoder *d, const msgpack_object *tag,
                                                      : entries->via.str.size;
     stream_clear(&d->packed);
     if (gzipped) {
-        if (forward_gunzip(d, data, len, reason, detail, detail_len) < 0)
+        if (forward_gunzip(d, data, len, r) < 0)
             return -1;
     } else if (stream_append(&d->packed, data, len) < 0) {
-        FORWARD_FAIL(DROP_BUFFER_FULL, "out of memory for the packed entries");
+        return refuse(r, DROP_BUFFER_FULL, "out of memory for the packed entries");
     }
     for (uint32_t n = 0;; n++) {
         msgpack_object pair;
@@ -198,47 +200,56 @@ static int forward_packed(struct forward_decoder *d, const msgpack_object *tag,
         case STREAM_NEED_MORE:
             if (stream_pending(&d->packed) == 0)
                 return 0;
-            FORWARD_FAIL(DROP_BAD_FORWARD, "the packed entries end inside entry %u", n + 1);
+            return refuse(r, DROP_BAD_FORWARD, "the packed entries end inside entry %u", n + 1);
+        case STREAM_NO_MEMORY:
+            stream_clear(&d->packed);
+            return refuse(r, DROP_BUFFER_FULL, "out of memory for packed entry %u", n + 1);
         case STREAM_TOO_LARGE:
         case STREAM_INVALID:
         case STREAM_TOO_DEEP:
             break;
         }
         stream_clear(&d->packed);
-        FORWARD_FAIL(DROP_BAD_FORWARD, "packed entry %u is not valid msgpack (or nested deeper "
-                     "than %d levels)", n + 1, FRAME_MAX_DEPTH);
+        return refuse(r, DROP_BAD_FORWARD, "packed entry %u is not valid msgpack (or nested "
+                      "deeper than %d levels)", n + 1, WIRE_MAX_DEPTH);
     }
 }
 
 /* The option map (or nil): its chunk and whether the entries are gzipped. */
 static int forward_option(const msgpack_object *opt, const msgpack_object **chunk, int *gzipped,
-                          enum drop_reason *reason, char *detail, size_t detail_len)
+                          struct refusal *r)
 {
     *gzipped = 0;
     if (opt == NULL || opt->type == MSGPACK_OBJECT_NIL)
         return 0;
     if (opt->type != MSGPACK_OBJECT_MAP)
-        FORWARD_FAIL(DROP_BAD_FORWARD, "the option is not a map (msgpack type %d)", opt->type);
-    const msgpack_object *c = forward_map_get(&opt->via.map, "chunk");
+        return refuse(r, DROP_BAD_FORWARD, "the option is not a map (msgpack type %d)",
+                      opt->type);
+    const msgpack_object *c = forward_map_get(&opt->via.map, WIRE_KEY_CHUNK);
     if (c != NULL && !decode_chunk_is_valid(c))
-        FORWARD_FAIL(DROP_BAD_CHUNK, "option 'chunk' is not a string of 1 to %d bytes",
-                     EVENT_CHUNK_MAX);
+        return refuse(r, DROP_BAD_CHUNK, "option 'chunk' is not a string of 1 to %d bytes",
+                      WIRE_CHUNK_MAX);
     *chunk = c;
     const msgpack_object *compressed = forward_map_get(&opt->via.map, "compressed");
     if (compressed != NULL && decode_str_is(compressed, "gzip"))
         *gzipped = 1;
     else if (compressed != NULL && !decode_str_is(compressed, "text"))
-        FORWARD_FAIL(DROP_BAD_FORWARD, "option 'compressed' is neither \"gzip\" nor \"text\"");
+        return refuse(r, DROP_BAD_FORWARD,
+                      "option 'compressed' is neither \"gzip\" nor \"text\"");
     return 0;
 }
 
 /* Message mode: the second element (msg has at least two) is a time, not
- * entries (an array, or packed entries in a bin or str). */
+ * entries (an array, or packed entries in a bin or str); or a time with
+ * metadata, [time, metadata], followed by a record. */
 static int forward_is_message_mode(const msgpack_object *msg)
 {
-    msgpack_object_type second = msg->via.array.ptr[1].type;
-    return second != MSGPACK_OBJECT_ARRAY && second != MSGPACK_OBJECT_BIN &&
-           second != MSGPACK_OBJECT_STR;
+    const msgpack_object *second = &msg->via.array.ptr[1];
+    if (second->type == MSGPACK_OBJECT_ARRAY)
+        return msg->via.array.size >= 3 && msg->via.array.ptr[2].type == MSGPACK_OBJECT_MAP &&
+               forward_is_time_with_metadata(second) &&
+               second->via.array.ptr[0].type != MSGPACK_OBJECT_ARRAY;
+    return second->type != MSGPACK_OBJECT_BIN && second->type != MSGPACK_OBJECT_STR;
 }
 
 /* The chunk of a message too broken to decode: when its last element is
@@ -254,29 +265,28 @@ static const msgpack_object *forward_salvage_chunk(const msgpack_object *msg)
     if (n == 3 && forward_is_message_mode(msg)) /* [tag, time, record]: no option */
         return NULL;
     const msgpack_object *last = &item[n - 1];
-    const msgpack_object *c = forward_map_get(&last->via.map, "chunk");
+    const msgpack_object *c = forward_map_get(&last->via.map, WIRE_KEY_CHUNK);
     return c != NULL && decode_chunk_is_valid(c) ? c : NULL;
 }
 
 int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
                    const msgpack_object **chunk, forward_entry_fn fn, void *arg,
-                   enum drop_reason *reason, char *detail, size_t detail_len)
+                   struct refusal *r)
 {
     *chunk = forward_salvage_chunk(msg);
     uint32_t n = msg->via.array.size;
     const msgpack_object *item = msg->via.array.ptr;
     if (n < 2 || n > 4 || item[0].type != MSGPACK_OBJECT_STR || item[0].via.str.size == 0)
-        FORWARD_FAIL(DROP_BAD_FORWARD, "an array that is not a Forward message "
-                     "[tag, time, record, option?], [tag, entries, option?] or "
-                     "[tag, packed entries, option?]");
+        return refuse(r, DROP_BAD_FORWARD, "an array that is not a Forward message "
+                      "[tag, time, record, option?], [tag, entries, option?] or "
+                      "[tag, packed entries, option?]");
     const msgpack_object *tag = &item[0];
     int message_mode = forward_is_message_mode(msg);
     if ((message_mode && n < 3) || (!message_mode && n > 3))
-        FORWARD_FAIL(DROP_BAD_FORWARD, "a Forward message with %u elements: Message mode has 3 or "
-                     "4, Forward and PackedForward modes 2 or 3", n);
+        return refuse(r, DROP_BAD_FORWARD, "a Forward message with %u elements: Message mode "
+                      "has 3 or 4, Forward and PackedForward modes 2 or 3", n);
     int option_at = message_mode ? 3 : 2, gzipped;
-    if (forward_option(n > (uint32_t)option_at ? &item[option_at] : NULL, chunk, &gzipped, reason,
-                       detail, detail_len) < 0)
+    if (forward_option(n > (uint32_t)option_at ? &item[option_at] : NULL, chunk, &gzipped, r) < 0)
         return -1;
     if (message_mode) {
         forward_entry(d, tag, &item[1], &item[2], fn, arg);
@@ -287,5 +297,5 @@ int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
             forward_pair(d, tag, &item[1].via.array.ptr[i], fn, arg);
         return 0;
     }
-    return forward_packed(d, tag, &item[1], gzipped, fn, arg, reason, detail, detail_len);
+    return forward_packed(d, tag, &item[1], gzipped, fn, arg, r);
 }

@@ -9,7 +9,10 @@
  *     Forward                  [tag, [[time, record], ...], option?]
  *     PackedForward            [tag, bin|str of concatenated [time, record], option?]
  *     CompressedPackedForward  the same, gzip-compressed, option.compressed = "gzip"
- * time is integer (or float) seconds or an EventTime (ext 0). Each record
+ * An entry is [time, record], or [[time, metadata], record] as Fluent Bit
+ * 2.1 and later send it (the metadata map is not part of the event and is
+ * left out). time is integer (or float) seconds or an EventTime (ext 0).
+ * Each record
  * becomes one event: its name is record["event"] when present, otherwise the
  * tag without forward.tag_prefix; its properties are the record without the
  * keys event, uuid and distinct_id, which are used as in native events.
@@ -36,9 +39,9 @@ struct forward_decoder {
 };
 
 /* Called once per entry: ev is the event, or NULL when the entry is refused
- * for `reason` (described in detail). */
-typedef void (*forward_entry_fn)(void *arg, const struct event *ev, enum drop_reason reason,
-                                 const char *detail);
+ * (r says why). */
+typedef void (*forward_entry_fn)(void *arg, const struct analytics_event *ev,
+                                 const struct refusal *r);
 
 int forward_init(struct forward_decoder *d, const char *tag_prefix,
                  const struct registry *registry, size_t max_unpacked);
@@ -46,10 +49,10 @@ void forward_destroy(struct forward_decoder *d);
 
 /* Decode the Forward message msg (an array), calling fn for each entry in
  * order. *chunk is set to option.chunk (NULL: no acknowledgement asked).
- * Returns 0, or -1 when the message itself is malformed: reason and detail
- * say why, and entries after the fault are not reported. */
+ * Returns 0, or -1 when the message itself is malformed: r says why, and
+ * entries after the fault are not reported. */
 int forward_decode(struct forward_decoder *d, const msgpack_object *msg,
                    const msgpack_object **chunk, forward_entry_fn fn, void *arg,
-                   enum drop_reason *reason, char *detail, size_t detail_len);
+                   struct refusal *r);
 
 #endif

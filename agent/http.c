@@ -1,20 +1,32 @@
 /*
- * http: libcurl multi-socket glue for libevent (see http.h).
+ * http: the HTTP transport (see transport.h). POSTs through libcurl's
+ * multi interface, driven by the libevent loop (curl_multi_socket_action
+ * with socket and timer callbacks).
  *
  * curl tells us, per socket, what to wait for (http_socket_cb) and when its
  * next timeout is (http_timer_cb); libevent tells curl when either fires
  * (http_event_cb, http_timeout_cb), and after each nudge finished transfers
  * are collected (http_collect). curl is never re-entered from its callbacks.
+ * No call here blocks. Connections are kept alive and reused by the multi
+ * handle's connection cache; the sender limits how many requests are in
+ * flight.
+ *
+ * Redirects (301, 302, 303, 307, 308) are followed for up to
+ * HTTP_MAX_REDIRECTS hops with the method and body kept, and logged once
+ * per new target: the configured URL should be updated.
  */
 #include "http.h"
 
 #include "log.h"
+#include "version.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+
+#define HTTP_MAX_REDIRECTS 5
 
 /* The libevent event curl's socket is waited on with (curl_multi_assign). */
 struct http_socket {
@@ -27,22 +39,52 @@ struct http_request {
     struct http *http;
     CURL *easy;
     struct buf body;
-    http_done_fn done;
+    transport_done_fn done;
     void *arg;
-    struct http_result result;
+    struct transport_result result;
     size_t body_start_len;
+    long first_redirect;      /* status of the first 3xx answer, 0: none */
+    char location[512];       /* its Location */
     char error[CURL_ERROR_SIZE];
 };
 
 struct http {
+    struct transport transport; /* first: a struct http is a struct transport */
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
     struct curl_slist *headers;
+    char *url;
     long timeout_ms;
+    char last_redirect[512]; /* the last redirect target logged */
     TAILQ_HEAD(, http_request) requests;
     LIST_HEAD(, http_socket) sockets;
 };
+
+const char *http_status_text(long status)
+{
+    static const struct { long status; const char *text; } known[] = {
+        {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+        {300, "Multiple Choices"}, {301, "Moved Permanently"}, {302, "Found"},
+        {303, "See Other"}, {304, "Not Modified"}, {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"}, {400, "Bad Request"}, {401, "Unauthorized"},
+        {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
+        {407, "Proxy Authentication Required"}, {408, "Request Timeout"}, {409, "Conflict"},
+        {410, "Gone"}, {411, "Length Required"}, {413, "Content Too Large"},
+        {415, "Unsupported Media Type"}, {422, "Unprocessable Content"},
+        {429, "Too Many Requests"}, {500, "Internal Server Error"}, {501, "Not Implemented"},
+        {502, "Bad Gateway"}, {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (known[i].status == status)
+            return known[i].text;
+    if (status >= 200 && status < 600) {
+        static const char *const classes[] = {"Success", "Redirection", "Client Error",
+                                              "Server Error"};
+        return classes[status / 100 - 2];
+    }
+    return "not an HTTP status";
+}
 
 /* Per-socket libevent event, attached to curl's socket with curl_multi_assign. */
 static void http_event_cb(evutil_socket_t fd, short what, void *arg);
@@ -53,6 +95,21 @@ static void http_request_free(struct http_request *req)
     curl_multi_remove_handle(req->http->multi, req->easy);
     curl_easy_cleanup(req->easy);
     buf_free(&req->body);
+}
+
+/* A request that reached its answer through redirects: say once where the
+ * backend now is. */
+static void http_log_redirect(struct http *h, struct http_request *req)
+{
+    char *final_url = NULL;
+    curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &final_url);
+    if (final_url == NULL || strcmp(final_url, h->last_redirect) == 0)
+        return;
+    snprintf(h->last_redirect, sizeof h->last_redirect, "%s", final_url);
+    log_warn("backend: %s answered %ld (%s) with Location: %s; following it, the request was "
+             "answered %ld by %s: set [backend] url to that URL",
+             h->url, req->first_redirect, http_status_text(req->first_redirect), req->location,
+             req->result.status, final_url);
 }
 
 static void http_collect(struct http *h)
@@ -70,6 +127,8 @@ static void http_collect(struct http *h)
         if (rc != CURLE_OK)
             snprintf(req->result.error, sizeof req->result.error, "%s",
                      req->error[0] ? req->error : curl_easy_strerror(rc));
+        if (rc == CURLE_OK && req->first_redirect != 0)
+            http_log_redirect(h, req);
         TAILQ_REMOVE(&h->requests, req, entry);
         http_request_free(req);
         req->done(&req->result, req->arg);
@@ -124,7 +183,11 @@ static int http_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, vo
         LIST_INSERT_HEAD(&h->sockets, sock, entry);
         curl_multi_assign(h->multi, s, sock);
     }
-    return event_add(sock->ev, NULL);
+    if (event_add(sock->ev, NULL) < 0) {
+        log_error("backend: cannot wait on a connection's socket");
+        return -1;
+    }
+    return 0;
 }
 
 static int http_timer_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -134,36 +197,11 @@ static int http_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     if (timeout_ms < 0)
         return evtimer_del(h->timer);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    return evtimer_add(h->timer, &tv);
-}
-
-struct http *http_new(struct event_base *base, const char *const *headers, long timeout_ms)
-{
-    struct http *h = calloc(1, sizeof *h);
-    if (h == NULL)
-        return NULL;
-    h->base = base;
-    h->timeout_ms = timeout_ms;
-    TAILQ_INIT(&h->requests);
-    LIST_INIT(&h->sockets);
-    h->multi = curl_multi_init();
-    h->timer = evtimer_new(base, http_timeout_cb, h);
-    if (h->multi == NULL || h->timer == NULL)
-        goto fail;
-    for (const char *const *line = headers; line && *line; line++) {
-        struct curl_slist *grown = curl_slist_append(h->headers, *line);
-        if (grown == NULL)
-            goto fail;
-        h->headers = grown;
+    if (evtimer_add(h->timer, &tv) < 0) {
+        log_error("backend: cannot arm the transfer timer");
+        return -1;
     }
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    return h;
-fail:
-    http_free(h);
-    return NULL;
+    return 0;
 }
 
 static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *arg)
@@ -178,28 +216,52 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *arg)
     return n; /* the rest is read and discarded */
 }
 
+/* Copy a header's value (after name_len bytes of "Name:") into out. */
+static void http_header_value(const char *data, size_t n, size_t name_len, char *out,
+                              size_t outlen)
+{
+    const char *v = data + name_len;
+    size_t len = n - name_len;
+    while (len > 0 && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+        len--;
+    if (len >= outlen)
+        len = outlen - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+static int http_header_is(const char *data, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    return n > len && strncasecmp(data, name, len) == 0;
+}
+
+/* Headers of every response, redirects included: each status line starts
+ * a response, so only the last response's Retry-After counts. */
 static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct http_request *req = arg;
     size_t n = size * nmemb;
-    static const char name[] = "retry-after:";
-    if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
-        size_t len = n - (sizeof name - 1);
-        const char *v = data + sizeof name - 1;
-        while (len > 0 && (*v == ' ' || *v == '\t'))
-            v++, len--;
-        while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-            len--;
-        if (len >= sizeof req->result.retry_after)
-            len = sizeof req->result.retry_after - 1;
-        memcpy(req->result.retry_after, v, len);
-        req->result.retry_after[len] = '\0';
+    if (http_header_is(data, n, "HTTP/")) {
+        req->result.retry_after[0] = '\0';
+        const char *space = memchr(data, ' ', n);
+        long status = space != NULL ? strtol(space + 1, NULL, 10) : 0;
+        if (status >= 300 && status <= 399 && req->first_redirect == 0)
+            req->first_redirect = status;
+    } else if (http_header_is(data, n, "retry-after:")) {
+        http_header_value(data, n, strlen("retry-after:"), req->result.retry_after,
+                          sizeof req->result.retry_after);
+    } else if (http_header_is(data, n, "location:") && req->location[0] == '\0') {
+        http_header_value(data, n, strlen("location:"), req->location, sizeof req->location);
     }
     return n;
 }
 
-int http_post(struct http *h, const char *url, struct buf *body, http_done_fn done, void *arg)
+static int http_post(struct transport *t, struct buf *body, transport_done_fn done, void *arg)
 {
+    struct http *h = (struct http *)t;
     struct http_request *req = calloc(1, sizeof *req);
     if (req == NULL || (req->easy = curl_easy_init()) == NULL) {
         free(req);
@@ -212,7 +274,7 @@ int http_post(struct http *h, const char *url, struct buf *body, http_done_fn do
     req->done = done;
     req->arg = arg;
     CURL *e = req->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_URL, h->url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
@@ -221,6 +283,10 @@ int http_post(struct http *h, const char *url, struct buf *body, http_done_fn do
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)HTTP_MAX_REDIRECTS);
+    curl_easy_setopt(e, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
@@ -237,8 +303,9 @@ int http_post(struct http *h, const char *url, struct buf *body, http_done_fn do
     return 0;
 }
 
-void http_free(struct http *h)
+static void http_free(struct transport *t)
 {
+    struct http *h = (struct http *)t;
     if (h == NULL)
         return;
     struct http_request *req;
@@ -258,5 +325,43 @@ void http_free(struct http *h)
     if (h->timer)
         event_free(h->timer);
     curl_slist_free_all(h->headers);
+    free(h->url);
     free(h);
+}
+
+static const struct transport_ops http_ops = {http_post, http_free};
+
+struct transport *http_transport_new(struct event_base *base, const struct config *cfg)
+{
+    struct http *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->transport.ops = &http_ops;
+    h->base = base;
+    h->timeout_ms = (long)cfg->timeout_ms;
+    TAILQ_INIT(&h->requests);
+    LIST_INIT(&h->sockets);
+    h->url = strdup(cfg->url);
+    h->multi = curl_multi_init();
+    h->timer = evtimer_new(base, http_timeout_cb, h);
+    if (h->url == NULL || h->multi == NULL || h->timer == NULL)
+        goto fail;
+    const char *headers[] = {"Content-Type: application/json",
+                             "User-Agent: " TELEMETRY_NAME "/" TELEMETRY_VERSION,
+                             "Expect:", /* no 100-continue round trip */
+                             cfg->gzip ? "Content-Encoding: gzip" : NULL, NULL};
+    for (const char *const *line = headers; *line; line++) {
+        struct curl_slist *grown = curl_slist_append(h->headers, *line);
+        if (grown == NULL)
+            goto fail;
+        h->headers = grown;
+    }
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    return &h->transport;
+fail:
+    http_free(&h->transport);
+    return NULL;
 }

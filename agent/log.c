@@ -1,20 +1,29 @@
 /*
  * log: leveled, timestamped, rate-limitable messages on standard error
- * (see log.h). One line per message, written with a single write() so that
- * lines from a crashing or concurrent process never interleave mid-line.
+ * (see log.h). One line per message, queued whole, so that lines never
+ * interleave mid-line.
  */
 #include "log.h"
 
 #include "clock.h"
+#include "json.h"
+#include "writer.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#define LOG_LINE_MAX 2048
+
 static enum log_level log_threshold = LOG_INFO;
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+static struct writer *log_writer;
+static int log_writer_failed;
+static atomic_uint_fast64_t log_dropped, log_dropped_reported;
 
 void log_set_level(enum log_level level)
 {
@@ -26,35 +35,65 @@ int log_enabled(enum log_level level)
     return level <= log_threshold;
 }
 
-int log_level_parse(const char *name, enum log_level *out)
+uint64_t log_lines_dropped(void)
 {
-    for (int i = 0; i <= LOG_DEBUG; i++) {
-        if (strcmp(name, log_level_names[i]) == 0) {
-            *out = (enum log_level)i;
-            return 0;
-        }
-    }
-    return -1;
+    return atomic_load(&log_dropped);
 }
 
-static void log_write(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+/* "2026-11-28T12:00:00.123Z warn: " */
+static size_t log_prefix(char *line, size_t size, enum log_level level)
 {
-    char line[2048];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    int m = snprintf(line + n, sizeof line - n, ".%03ldZ %s: ", ts.tv_nsec / 1000000,
+    size_t n = strftime(line, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    int m = snprintf(line + n, size - n, ".%03ldZ %s: ", ts.tv_nsec / 1000000,
                      log_level_names[level]);
-    n += (size_t)m;
-    m = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    return n + (m > 0 ? (size_t)m : 0);
+}
+
+/* On the writer's thread, whenever its queue is empty again: say how many
+ * lines were lost since the last time it said so. */
+static void log_drained(void *arg)
+{
+    (void)arg;
+    uint64_t dropped = atomic_load(&log_dropped);
+    uint64_t reported = atomic_load(&log_dropped_reported);
+    if (dropped == reported)
+        return;
+    atomic_store(&log_dropped_reported, dropped);
+    char line[256];
+    size_t n = log_prefix(line, sizeof line, LOG_WARN);
+    n += (size_t)snprintf(line + n, sizeof line - n,
+                          "%llu log lines were not written: standard error was not being read\n",
+                          (unsigned long long)(dropped - reported));
+    if (writer_submit_copy(log_writer, line, n) < 0)
+        atomic_store(&log_dropped_reported, reported); /* say it next time */
+}
+
+static void log_submit(const char *line, size_t len)
+{
+    if (log_writer == NULL && !log_writer_failed) {
+        log_writer = writer_new(STDERR_FILENO, NULL, LOG_QUEUE_BYTES);
+        log_writer_failed = log_writer == NULL;
+        if (log_writer != NULL)
+            writer_on_drained(log_writer, log_drained, NULL);
+    }
+    if (log_writer == NULL || writer_submit_copy(log_writer, line, len) < 0)
+        atomic_fetch_add(&log_dropped, 1);
+}
+
+static void log_write(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+{
+    char line[LOG_LINE_MAX];
+    size_t n = log_prefix(line, sizeof line, level);
+    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
     n = m < 0 ? n : n + (size_t)m;
     if (n >= sizeof line - 64)
         n = sizeof line - 64; /* truncated; leave room for the suffix */
     n += (size_t)snprintf(line + n, sizeof line - n, "%s\n", suffix);
-    ssize_t ignored = write(STDERR_FILENO, line, n);
-    (void)ignored;
+    log_submit(line, n);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -90,4 +129,49 @@ void log_limited(struct log_limit *limit, enum log_level level, const char *fmt,
     va_start(ap, fmt);
     log_write(level, suffix, fmt, ap);
     va_end(ap);
+}
+
+const char *log_escape(char *out, size_t outlen, const char *s, size_t len, size_t max_chars)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0, chars = 0, i = 0;
+    while (i < len && chars < max_chars) {
+        size_t seq = p[i] >= 0x80 ? json_utf8_sequence_length(p + i, len - i) : 1;
+        int plain = p[i] >= 0x20 && p[i] != 0x7f && p[i] != '\\' && seq > 0;
+        size_t need = plain ? seq : 4;
+        if (o + need + 4 > outlen)
+            break;
+        if (plain) {
+            memcpy(out + o, p + i, seq);
+            o += seq;
+            i += seq;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[p[i] >> 4];
+            out[o++] = hex[p[i] & 15];
+            i++;
+        }
+        chars++;
+    }
+    if (i < len && o + 4 <= outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+void log_flush(int timeout_ms)
+{
+    if (log_writer != NULL)
+        writer_flush(log_writer, timeout_ms);
+}
+
+void log_close(int timeout_ms)
+{
+    log_flush(timeout_ms);
+    writer_free(log_writer);
+    log_writer = NULL;
 }

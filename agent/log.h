@@ -1,13 +1,19 @@
 /*
- * log: leveled, timestamped messages on standard error.
+ * log: leveled, timestamped messages on standard error that never block
+ * the agent.
  *
- * Messages about events from outside (bad input, backend errors) go through a
- * struct log_limit so that a flood produces a handful of lines and a count of
- * what was suppressed, never one line per event.
+ * Lines go through a writer thread (writer.c) with a bounded queue: a
+ * standard error that nobody reads costs at most LOG_QUEUE_BYTES, the lines
+ * past it are counted, and once the stream drains one line says how many
+ * were lost. Messages about events from outside (bad input, backend errors)
+ * go through a struct log_limit so that a flood produces a handful of lines
+ * and a count of what was suppressed, never one line per event; text that
+ * comes from outside is escaped with log_escape first.
  */
 #ifndef TA_LOG_H
 #define TA_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -21,11 +27,10 @@ struct log_limit {
 
 #define LOG_LIMIT_BURST 5
 #define LOG_LIMIT_WINDOW_MS 10000
+#define LOG_QUEUE_BYTES (256 * 1024)
 
 void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);
-/* Parse "error", "warn", "info", "debug". Returns 0 or -1. */
-int log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
@@ -35,5 +40,18 @@ void log_limited(struct log_limit *limit, enum log_level level, const char *fmt,
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* Text from outside (an event name, a key), made safe for a log line: at
+ * most max_chars characters of s[0..len), with control characters,
+ * backslashes and bytes that are not UTF-8 written as \xNN, and "..." when
+ * cut. Returns out (NUL-terminated; outlen >= 4 * max_chars + 4 fits all). */
+const char *log_escape(char *out, size_t outlen, const char *s, size_t len, size_t max_chars);
+
+/* Lines not written because the queue was full, since the start. */
+uint64_t log_lines_dropped(void);
+/* Wait up to timeout_ms for the queued lines to be written (at exit). */
+void log_flush(int timeout_ms);
+/* Write what can be written within timeout_ms, then stop the thread. */
+void log_close(int timeout_ms);
 
 #endif

@@ -1,14 +1,21 @@
 /*
  * main: command line, signals and wiring.
  *
- *   listener -> pipeline -> batcher -> sender
+ *   listener -> conn -> pipeline -> batcher -> sender -> transport
  *
- * Start-up fails early and clearly (config, registry, socket). Shutdown on
- * SIGTERM or SIGINT: stop accepting, read what connections already sent,
- * seal the open batch, deliver for up to agent.shutdown_grace_ms, report
- * what could not be delivered, exit 0. A second signal ends the wait.
+ * Each stage is made before the one that feeds it, and is handed to it:
+ * nothing is patched after construction. Start-up fails early and clearly
+ * (config, registry, socket). Shutdown on SIGTERM, SIGINT or SIGQUIT: stop
+ * accepting, read what connections already sent, seal the open batch,
+ * deliver for up to agent.shutdown_grace_ms, report what could not be
+ * delivered, exit 0. A second signal ends the wait. Every other signal a
+ * process manager or a person may send is logged and ignored.
  */
+#define _GNU_SOURCE /* sigabbrev_np */
+#include "account.h"
 #include "batch.h"
+#include "body.h"
+#include "budget.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -16,28 +23,43 @@
 #include "pipeline.h"
 #include "registry.h"
 #include "sender.h"
+#include "transport.h"
 #include "version.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+#define MAIN_LOG_FLUSH_MS 2000 /* at exit, how long the last lines may wait for stderr */
+#define MAIN_FDS_BESIDES_CONNECTIONS 64 /* listener, backend connections, pipes, files */
 
 extern char **environ;
+
+/* Signals that end the agent gracefully, and those it logs and ignores. */
+static const int main_stop_signals[] = {SIGTERM, SIGINT, SIGQUIT};
+static const int main_ignored_signals[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM,
+                                           SIGPROF, SIGIO, SIGPWR, SIGXCPU, SIGSTKFLT};
+#define MAIN_NSTOP (sizeof main_stop_signals / sizeof main_stop_signals[0])
+#define MAIN_NIGNORED (sizeof main_ignored_signals / sizeof main_ignored_signals[0])
 
 struct agent {
     struct config cfg;
     struct event_base *base;
     struct registry *registry;
+    struct budget budget;
+    struct sender *sender;
     struct batcher batcher;
+    int batcher_ready;
     struct pipeline pipeline;
     int pipeline_ready;
-    struct sender *sender;
     struct listener *listener;
-    struct event *sigterm_ev, *sigint_ev, *grace_ev;
+    struct event *stop_ev[MAIN_NSTOP], *ignored_ev[MAIN_NIGNORED], *grace_ev;
     int stopping;
 };
 
@@ -83,18 +105,18 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
     main_finish(a);
 }
 
-static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
+static void main_stop_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct agent *a = arg;
     if (a->stopping) {
-        log_warn("second %s: stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        log_warn("second SIG%s: stopping now", sigabbrev_np(sig));
         main_finish(a);
         return;
     }
     a->stopping = 1;
-    log_info("%s: shutting down; delivering buffered events for up to %lld ms",
-             sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)a->cfg.shutdown_grace_ms);
+    log_info("SIG%s: shutting down; delivering buffered events for up to %lld ms",
+             sigabbrev_np(sig), (long long)a->cfg.shutdown_grace_ms);
     listener_shutdown(a->listener);
     batcher_seal(&a->batcher);
     sender_on_idle(a->sender, main_idle_cb, a);
@@ -103,7 +125,68 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     struct timeval tv = {a->cfg.shutdown_grace_ms / 1000, (a->cfg.shutdown_grace_ms % 1000) * 1000};
-    evtimer_add(a->grace_ev, &tv);
+    if (evtimer_add(a->grace_ev, &tv) < 0) {
+        log_error("cannot arm the shutdown grace timer: stopping now");
+        main_finish(a);
+    }
+}
+
+static void main_ignored_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    if (sig == SIGHUP)
+        log_warn("SIGHUP: ignored (reloading the configuration needs a restart)");
+    else
+        log_warn("SIG%s: ignored", sigabbrev_np(sig));
+}
+
+/* Handle the signals of the two lists on the loop. Returns 0 or -1. */
+static int main_watch_signals(struct agent *a)
+{
+    for (size_t i = 0; i < MAIN_NSTOP; i++) {
+        a->stop_ev[i] = evsignal_new(a->base, main_stop_signals[i], main_stop_cb, a);
+        if (a->stop_ev[i] == NULL || evsignal_add(a->stop_ev[i], NULL) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < MAIN_NIGNORED; i++) {
+        a->ignored_ev[i] = evsignal_new(a->base, main_ignored_signals[i], main_ignored_cb, a);
+        if (a->ignored_ev[i] == NULL || evsignal_add(a->ignored_ev[i], NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Signals nobody needs to hear about: a closed pipe or a file too large
+ * shows as a write error; real-time signals mean nothing to the agent. */
+static void main_ignore_quiet_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+        signal(sig, SIG_IGN);
+}
+
+/* Room for agent.max_connections descriptors and the agent's own: raise
+ * the soft limit as far as needed (and allowed), or say why not. */
+static void main_raise_fd_limit(const struct config *cfg)
+{
+    rlim_t need = (rlim_t)cfg->max_connections + MAIN_FDS_BESIDES_CONNECTIONS;
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur >= need)
+        return;
+    rlim_t want = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= need ? need : lim.rlim_max;
+    struct rlimit raised = {want, lim.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
+        want = lim.rlim_cur;
+    if (want < need)
+        log_warn("agent.max_connections = %lld needs %llu file descriptors, but the limit is "
+                 "%llu (hard limit %llu): connections past about %llu will be refused by "
+                 "accept(); raise the limit (ulimit -n) or lower agent.max_connections",
+                 (long long)cfg->max_connections, (unsigned long long)need,
+                 (unsigned long long)want, (unsigned long long)lim.rlim_max,
+                 (unsigned long long)(want > MAIN_FDS_BESIDES_CONNECTIONS
+                                          ? want - MAIN_FDS_BESIDES_CONNECTIONS : 0));
 }
 
 static int main_start(struct agent *a)
@@ -114,34 +197,46 @@ static int main_start(struct agent *a)
         log_error("cannot initialise the event loop or libcurl");
         return -1;
     }
+    main_raise_fd_limit(&a->cfg);
+    budget_init(&a->budget, (size_t)a->cfg.buffer_max_bytes);
+    int to_stdout = transport_is_stdout(&a->cfg);
+    /* printed bodies never show the API key */
+    struct body_format *format =
+        body_format_new(to_stdout ? NULL : a->cfg.api_key, !to_stdout && a->cfg.gzip);
+    struct transport *transport = transport_new(a->base, &a->cfg);
+    size_t envelope = format ? body_envelope_bytes(format) : 0;
+    if (format == NULL || transport == NULL ||
+        (a->sender = sender_new(a->base, &a->cfg, &a->budget, transport, format)) == NULL) {
+        if (a->sender == NULL) {
+            body_format_free(format);
+            transport_free(transport);
+        }
+        log_error("cannot set up delivery to the backend");
+        return -1;
+    }
     struct batch_limits limits = {
         .max_events = (uint32_t)a->cfg.batch_max_events,
         .max_body_bytes = (size_t)a->cfg.batch_max_bytes,
-        .envelope_bytes = sender_envelope_bytes(&a->cfg),
+        .envelope_bytes = envelope,
         .max_age_ms = a->cfg.batch_max_age_ms,
         .max_event_bytes = (size_t)a->cfg.max_event_bytes,
-        .buffer_max_bytes = (size_t)a->cfg.buffer_max_bytes,
     };
-    if (batcher_init(&a->batcher, a->base, &limits, sender_submit, NULL) < 0)
-        return -1;
-    a->sender = sender_new(a->base, &a->cfg, &a->batcher);
-    if (a->sender == NULL) {
-        log_error("cannot set up the backend sender");
+    if (batcher_init(&a->batcher, a->base, &limits, &a->budget, sender_submit, a->sender) < 0) {
+        log_error("cannot set up batching");
         return -1;
     }
-    a->batcher.arg = a->sender;
+    a->batcher_ready = 1;
     if (pipeline_init(&a->pipeline, &a->cfg, a->registry, &a->batcher) < 0) {
         log_error("out of memory");
         return -1;
     }
     a->pipeline_ready = 1;
     /* Signals first: once the socket answers, a SIGTERM must mean shutdown. */
-    a->sigterm_ev = evsignal_new(a->base, SIGTERM, main_signal_cb, a);
-    a->sigint_ev = evsignal_new(a->base, SIGINT, main_signal_cb, a);
     a->grace_ev = evtimer_new(a->base, main_grace_cb, a);
-    if (!a->sigterm_ev || !a->sigint_ev || !a->grace_ev || evsignal_add(a->sigterm_ev, NULL) < 0 ||
-        evsignal_add(a->sigint_ev, NULL) < 0)
+    if (a->grace_ev == NULL || main_watch_signals(a) < 0) {
+        log_error("cannot handle signals");
         return -1;
+    }
     a->listener = listener_open(a->base, &a->cfg, &a->pipeline, err, sizeof err);
     if (a->listener == NULL) {
         log_error("%s", err);
@@ -150,30 +245,53 @@ static int main_start(struct agent *a)
     return 0;
 }
 
-static void main_stop(struct agent *a)
+/* What became of the events, in words that match the counters. */
+static void main_report(int started)
+{
+    const struct account *acc = account_now();
+    uint64_t received = account_received_total();
+    char summary[1024];
+    metrics_format_summary(summary, sizeof summary);
+    if (!started)
+        log_error("did not start; nothing was received");
+    else if (received == 0)
+        log_info("no events were received");
+    else if (acc->delivered == received)
+        log_info("all %" PRIu64 " events received were delivered", received);
+    else if (acc->delivered + acc->dropped[DROP_DISABLED] == received)
+        log_info("%" PRIu64 " events received: %" PRIu64 " delivered, %" PRIu64
+                 " discarded by agent.enabled = false",
+                 received, acc->delivered, acc->dropped[DROP_DISABLED]);
+    else
+        log_warn("%" PRIu64 " events received: %" PRIu64 " delivered, %" PRIu64
+                 " not delivered (the dropped_* counters below say why)",
+                 received, acc->delivered, received - acc->delivered);
+    log_info("stopped: %s", summary);
+}
+
+static void main_stop(struct agent *a, int started)
 {
     if (a->listener)
         listener_free(a->listener);
-    if (a->sender) {
+    if (a->batcher_ready)
         batcher_seal(&a->batcher);
+    if (a->sender) {
         uint64_t lost = sender_abandon(a->sender);
         if (lost > 0)
-            log_error("%llu events could not be delivered before exit",
-                      (unsigned long long)lost);
-        else
-            log_info("all buffered events were delivered");
+            log_error("%" PRIu64 " events could not be delivered before exit", lost);
         sender_free(a->sender);
     }
-    batcher_destroy(&a->batcher);
+    if (a->batcher_ready)
+        batcher_destroy(&a->batcher);
     if (a->pipeline_ready)
         pipeline_destroy(&a->pipeline);
-    char summary[1024];
-    metrics_format_summary(summary, sizeof summary);
-    log_info("stopped: %s", summary);
-    if (a->sigterm_ev)
-        event_free(a->sigterm_ev);
-    if (a->sigint_ev)
-        event_free(a->sigint_ev);
+    main_report(started);
+    for (size_t i = 0; i < MAIN_NSTOP; i++)
+        if (a->stop_ev[i])
+            event_free(a->stop_ev[i]);
+    for (size_t i = 0; i < MAIN_NIGNORED; i++)
+        if (a->ignored_ev[i])
+            event_free(a->ignored_ev[i]);
     if (a->grace_ev)
         event_free(a->grace_ev);
     if (a->base)
@@ -181,6 +299,7 @@ static void main_stop(struct agent *a)
     registry_free(a->registry);
     config_free(&a->cfg);
     curl_global_cleanup();
+    log_close(MAIN_LOG_FLUSH_MS);
 }
 
 int main(int argc, char **argv)
@@ -231,15 +350,14 @@ int main(int argc, char **argv)
         config_free(&a->cfg);
         return 0;
     }
-    signal(SIGPIPE, SIG_IGN);
-    int rc = 1;
-    if (main_start(a) == 0) {
+    main_ignore_quiet_signals();
+    int started = main_start(a) == 0;
+    if (started) {
         log_info("%s %s listening on %s; %s; backend %s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
                  a->cfg.socket, a->registry ? "event names checked against the registry" :
                  "any event name accepted", a->cfg.url, a->cfg.enabled ? "" : " (disabled: events are discarded)");
         event_base_dispatch(a->base);
-        rc = 0;
     }
-    main_stop(a);
-    return rc;
+    main_stop(a, started);
+    return started ? 0 : 1;
 }

@@ -4,16 +4,16 @@
  * (maps) from Fluent Forward messages (arrays, forward.c), count every event
  * in it, check each (decode.c), encode and enrich it into the open batch
  * (encode.c, batch.c), count and log whatever is refused, and say what the
- * producer's acknowledgement must report.
+ * producer's acknowledgement must report (the connection writes it).
  */
 #ifndef TA_PIPELINE_H
 #define TA_PIPELINE_H
 
 #include "batch.h"
-#include "buf.h"
 #include "config.h"
 #include "encode.h"
 #include "forward.h"
+#include "log.h"
 #include "registry.h"
 
 #include <msgpack.h>
@@ -43,12 +43,5 @@ void pipeline_destroy(struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
                      struct pipeline_result *result);
-/* Append the acknowledgement the result calls for to out: nothing when no
- * chunk was asked for or some event was deferred (the producer resends).
- * Returns 1 if a reply was written, 0 if none is due, -1 when out of memory. */
-int pipeline_write_ack(const struct pipeline_result *result, struct buf *out);
-/* Append the last reply on a connection the agent closes or refuses:
- * {"error": reason, "detail": detail}. Returns 0, or -1 when out of memory. */
-int pipeline_write_error(struct buf *out, const char *reason, const char *detail);
 
 #endif

@@ -17,6 +17,8 @@ enum retry_verdict retry_classify(int transport_ok, long status)
         return RETRY_DELIVERED;
     if (status == 408 || status == 429 || status >= 500)
         return RETRY_AGAIN;
+    if (status >= 300 && status <= 399)
+        return RETRY_AGAIN; /* a redirect curl could not follow: never a reason to drop */
     return RETRY_DROP;
 }
 

@@ -16,7 +16,9 @@
 
 enum retry_verdict { RETRY_DELIVERED, RETRY_AGAIN, RETRY_DROP };
 
-/* transport_ok: the request completed and an HTTP status was read. */
+/* transport_ok: the request completed and an HTTP status was read. 2xx is
+ * delivered; 408, 429, 5xx, an unfollowed 3xx and no answer are retried;
+ * other statuses drop the batch. */
 enum retry_verdict retry_classify(int transport_ok, long status);
 
 /* Delay before attempt number `attempt` + 1, after `attempt` (>= 1) failed:

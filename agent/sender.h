@@ -4,28 +4,31 @@
  *
  * A sealed batch waits in the ready queue until one of backend.max_in_flight
  * request slots is free. Each attempt builds the body around the batch's
- * stored events (only sent_at changes between attempts), gzips it if asked,
- * and posts it (http.c) or, with url = stdout, writes it as one line to
- * standard output without blocking. The outcome is judged by retry.c: a
- * delivered batch is released, a rejected one dropped and counted, a failed
- * one waits out its backoff and goes back to the front of the queue.
+ * stored events (body.c; only sent_at changes between attempts) and posts
+ * it through the transport (transport.h). The outcome is judged by retry.c:
+ * a delivered batch ends as delivered, a rejected one is dropped and
+ * counted, a failed one waits out its backoff and goes back to the front of
+ * the queue. The delivery state of a batch (attempts, timer) is the
+ * sender's, not the batch's.
  */
 #ifndef TA_SENDER_H
 #define TA_SENDER_H
 
 #include "batch.h"
+#include "body.h"
+#include "budget.h"
 #include "config.h"
+#include "transport.h"
 
 #include <event2/event.h>
 
 struct sender;
 
+/* The sender takes over transport and format. */
 struct sender *sender_new(struct event_base *base, const struct config *cfg,
-                          struct batcher *batcher);
+                          struct budget *budget, struct transport *transport,
+                          struct body_format *format);
 void sender_free(struct sender *s);
-
-/* Body bytes around the events, for batch limits. */
-size_t sender_envelope_bytes(const struct config *cfg);
 
 /* Take a sealed batch (the batcher's on_sealed callback; arg is the sender). */
 void sender_submit(struct batch *batch, void *arg);

@@ -1,5 +1,9 @@
 /*
  * stream: msgpack objects out of a byte stream (see stream.h).
+ *
+ * msgpack-c 4 offers no call for two things done here by hand: where the
+ * unparsed bytes start (its buffer ends at msgpack_unpacker_buffer(), so
+ * they start `pending` bytes before), and discarding them (stream_clear).
  */
 #include "stream.h"
 
@@ -7,8 +11,9 @@
 
 int stream_init(struct stream *s, size_t initial_buffer, size_t max_object)
 {
-    frame_reset(&s->scanner);
+    scanner_reset(&s->scanner);
     s->max_object = max_object;
+    s->pending = 0;
     return msgpack_unpacker_init(&s->unpacker, initial_buffer) ? 0 : -1;
 }
 
@@ -28,6 +33,7 @@ char *stream_reserve(struct stream *s, size_t size, size_t *capacity)
 void stream_consumed(struct stream *s, size_t n)
 {
     msgpack_unpacker_buffer_consumed(&s->unpacker, n);
+    s->pending += n;
 }
 
 int stream_append(struct stream *s, const void *data, size_t len)
@@ -43,38 +49,41 @@ int stream_append(struct stream *s, const void *data, size_t len)
 
 size_t stream_pending(const struct stream *s)
 {
-    return s->unpacker.used - s->unpacker.off;
+    return s->pending;
 }
 
 /* Objects already handed out are done with: their memory can be reused. */
 static void stream_reuse_zone(struct stream *s)
 {
     msgpack_unpacker_reset(&s->unpacker);
-    if (s->unpacker.z != NULL) /* msgpack-c 4 makes the zone on first use */
+    if (s->unpacker.z != NULL) /* msgpack-c 4 makes the zone on first use, and its
+                                  reset_zone crashes without one */
         msgpack_unpacker_reset_zone(&s->unpacker);
 }
 
 enum stream_status stream_next(struct stream *s, msgpack_object *obj)
 {
     msgpack_unpacker *u = &s->unpacker;
-    const unsigned char *start = (const unsigned char *)u->buffer + u->off;
-    size_t avail = u->used - u->off, object_len;
+    const unsigned char *start =
+        (const unsigned char *)msgpack_unpacker_buffer(u) - s->pending;
+    size_t object_len;
     stream_reuse_zone(s);
-    switch (frame_scan(&s->scanner, start, avail, &object_len)) {
-    case FRAME_INCOMPLETE:
-        return avail > s->max_object ? STREAM_TOO_LARGE : STREAM_NEED_MORE;
-    case FRAME_INVALID:
+    switch (scanner_run(&s->scanner, start, s->pending, &object_len)) {
+    case SCAN_INCOMPLETE:
+        return s->pending > s->max_object ? STREAM_TOO_LARGE : STREAM_NEED_MORE;
+    case SCAN_INVALID:
         return STREAM_INVALID;
-    case FRAME_TOO_DEEP:
+    case SCAN_TOO_DEEP:
         return STREAM_TOO_DEEP;
-    case FRAME_COMPLETE:
+    case SCAN_COMPLETE:
         break;
     }
     if (object_len > s->max_object)
         return STREAM_TOO_LARGE;
-    /* frame.c accepted it whole, so msgpack-c can only fail for memory */
+    /* the scanner accepted it whole, so msgpack-c can only fail for memory */
     if (msgpack_unpacker_execute(u) != 1)
-        return STREAM_INVALID;
+        return STREAM_NO_MEMORY;
+    s->pending -= object_len;
     *obj = msgpack_unpacker_data(u);
     return STREAM_OBJECT;
 }
@@ -83,5 +92,6 @@ void stream_clear(struct stream *s)
 {
     stream_reuse_zone(s);
     s->unpacker.off = s->unpacker.used;
-    frame_reset(&s->scanner);
+    s->pending = 0;
+    scanner_reset(&s->scanner);
 }

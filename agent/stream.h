@@ -3,15 +3,16 @@
  *
  * Used for a producer's connection and for the packed entries inside a
  * Fluent Forward message. Bytes go in (read straight into the reserved
- * space, or copied); frame.c finds where each object ends, and only a
- * complete object reaches msgpack-c's unpacker, so a header claiming
- * millions of elements cannot make it allocate for them. One memory zone is
- * reused for every object: no allocation per object once warmed up.
+ * space, or copied); the scanner (proto/scan.c) finds where each object
+ * ends, and only a complete object reaches msgpack-c's unpacker, so a
+ * header claiming millions of elements cannot make it allocate for them.
+ * One memory zone is reused for every object: no allocation per object once
+ * warmed up.
  */
 #ifndef TA_STREAM_H
 #define TA_STREAM_H
 
-#include "frame.h"
+#include "scan.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -20,14 +21,16 @@ enum stream_status {
     STREAM_OBJECT,    /* *obj is valid until stream_next is called again */
     STREAM_NEED_MORE, /* no complete object buffered */
     STREAM_INVALID,   /* bytes that are not msgpack */
-    STREAM_TOO_DEEP,  /* nested deeper than FRAME_MAX_DEPTH */
+    STREAM_TOO_DEEP,  /* nested deeper than WIRE_MAX_DEPTH */
     STREAM_TOO_LARGE, /* an object (or an unfinished one) is over max_object */
+    STREAM_NO_MEMORY, /* msgpack-c could not allocate the object's tree */
 };
 
 struct stream {
     msgpack_unpacker unpacker;
-    struct frame_scanner scanner;
+    struct scanner scanner;
     size_t max_object;
+    size_t pending; /* bytes in the unpacker's buffer not yet returned as objects */
 };
 
 int stream_init(struct stream *s, size_t initial_buffer, size_t max_object);

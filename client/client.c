@@ -25,6 +25,8 @@
 #include "clock.h"
 #include "event.h"
 #include "pack.h"
+#include "scan.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -121,7 +123,7 @@ static const char *tlm_client_default_path(const char *path)
 {
     if (path != NULL)
         return path;
-    path = getenv("TELEMETRY_SOCKET");
+    path = getenv(WIRE_SOCKET_ENV);
     return path != NULL && path[0] != '\0' ? path : TLM_DEFAULT_SOCKET;
 }
 
@@ -313,8 +315,8 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
     e->seq = seq;
     if (c->opt.reliable) {
         e->chunk_len = (size_t)snprintf(e->chunk, sizeof e->chunk, "%llx", (unsigned long long)seq);
-        struct tlm_pack_buf out = {e->data, 0, need, 0};
-        if (tlm_pack_map_add_chunk(&out, data, len, e->chunk, e->chunk_len) != 0) {
+        struct buf out = buf_borrow(e->data, need);
+        if (pack_map_add_chunk(&out, data, len, e->chunk, e->chunk_len) != 0) {
             free(e);
             c->stats.dropped_invalid++;
             return TLM_EINVALID;
@@ -348,7 +350,7 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
 static tlm_status tlm_client_check_raw(const void *data, size_t len)
 {
     size_t objlen;
-    if (len == 0 || tlm_pack_scan(data, len, TLM_MAX_DEPTH, &objlen) != TLM_PACK_COMPLETE ||
+    if (len == 0 || scan_object(data, len, &objlen) != SCAN_COMPLETE ||
         objlen != len)
         return TLM_EINVALID;
     return TLM_OK;

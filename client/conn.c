@@ -34,7 +34,8 @@
  * before it closed, its error included, is still there to read.
  */
 #include "client.h"
-#include "pack.h"
+#include "scan.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -141,9 +142,9 @@ int tlm_conn_open(struct tlm_client *c, int64_t now)
 }
 
 /* Copy a str item (or "" for any other item) into dst, truncated to fit. */
-static void tlm_conn_copy_str(char *dst, size_t cap, const struct tlm_pack_item *s)
+static void tlm_conn_copy_str(char *dst, size_t cap, const struct scan_item *s)
 {
-    size_t n = s->type != TLM_PACK_STR ? 0 : s->len < cap - 1 ? s->len : cap - 1;
+    size_t n = s->type != SCAN_STR ? 0 : s->len < cap - 1 ? s->len : cap - 1;
     if (n > 0)
         memcpy(dst, s->ptr, n);
     dst[n] = '\0';
@@ -151,15 +152,16 @@ static void tlm_conn_copy_str(char *dst, size_t cap, const struct tlm_pack_item 
 
 /* The agent's last reply on a connection, {"error": reason, "detail": text}:
  * note it, and say what it means for the events. */
-static enum tlm_conn_end tlm_conn_error(struct tlm_client *c, const struct tlm_pack_item *error,
-                                        const struct tlm_pack_item *detail)
+static enum tlm_conn_end tlm_conn_error(struct tlm_client *c, const struct scan_item *error,
+                                        const struct scan_item *detail)
 {
-    static const char *const about_a_message[] = {"too_large", "too_deep", "not_msgpack"};
+    static const char *const about_a_message[] = {WIRE_ERROR_TOO_LARGE, WIRE_ERROR_TOO_DEEP,
+                                                  WIRE_ERROR_NOT_MSGPACK};
     c->stats.agent_errors++;
     tlm_conn_copy_str(c->stats.last_error_reason, sizeof c->stats.last_error_reason, error);
     tlm_conn_copy_str(c->stats.last_error_detail, sizeof c->stats.last_error_detail, detail);
     for (size_t i = 0; i < sizeof about_a_message / sizeof about_a_message[0]; i++)
-        if (tlm_pack_item_is_str(error, about_a_message[i]))
+        if (scan_item_is_str(error, about_a_message[i]))
             return TLM_CONN_BAD_MESSAGE;
     return TLM_CONN_REFUSED; /* max_connections, no_memory, or news to us */
 }
@@ -171,36 +173,36 @@ static enum tlm_conn_end tlm_conn_error(struct tlm_client *c, const struct tlm_p
 static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t len, int64_t now,
                           enum tlm_conn_end *why)
 {
-    struct tlm_pack_item it, key, val, ack = {0}, reason = {0}, error = {0}, detail = {0};
+    struct scan_item it, key, val, ack = {0}, reason = {0}, error = {0}, detail = {0};
     uint64_t rejected = 0;
-    if (tlm_pack_item(p, len, &it) != 1 || it.type != TLM_PACK_MAP)
+    if (scan_item(p, len, &it) != 1 || it.type != SCAN_MAP)
         return 0;
     size_t pos = it.size;
     for (uint32_t i = 0; i < it.len; i++) {
-        if (tlm_pack_item(p + pos, len - pos, &key) != 1)
+        if (scan_item(p + pos, len - pos, &key) != 1)
             return 0;
         pos += key.size;
         size_t vlen;
-        if (tlm_pack_item(p + pos, len - pos, &val) != 1 ||
-            tlm_pack_scan(p + pos, len - pos, 64, &vlen) != TLM_PACK_COMPLETE)
+        if (scan_item(p + pos, len - pos, &val) != 1 ||
+            scan_object(p + pos, len - pos, &vlen) != SCAN_COMPLETE)
             return 0;
         pos += vlen;
-        if (tlm_pack_item_is_str(&key, "ack") && val.type == TLM_PACK_STR)
+        if (scan_item_is_str(&key, WIRE_KEY_ACK) && val.type == SCAN_STR)
             ack = val;
-        else if (tlm_pack_item_is_str(&key, "rejected") && val.type == TLM_PACK_UINT)
+        else if (scan_item_is_str(&key, WIRE_KEY_REJECTED) && val.type == SCAN_UINT)
             rejected = val.u;
-        else if (tlm_pack_item_is_str(&key, "reason") && val.type == TLM_PACK_STR)
+        else if (scan_item_is_str(&key, WIRE_KEY_REASON) && val.type == SCAN_STR)
             reason = val;
-        else if (tlm_pack_item_is_str(&key, "error") && val.type == TLM_PACK_STR)
+        else if (scan_item_is_str(&key, WIRE_KEY_ERROR) && val.type == SCAN_STR)
             error = val;
-        else if (tlm_pack_item_is_str(&key, "detail") && val.type == TLM_PACK_STR)
+        else if (scan_item_is_str(&key, WIRE_KEY_DETAIL) && val.type == SCAN_STR)
             detail = val;
     }
-    if (error.type == TLM_PACK_STR) {
+    if (error.type == SCAN_STR) {
         *why = tlm_conn_error(c, &error, &detail);
         return 1;
     }
-    if (ack.type != TLM_PACK_STR)
+    if (ack.type != SCAN_STR)
         return 0;
     struct tlm_queue *q = &c->queue;
     struct tlm_entry *e;
@@ -251,9 +253,9 @@ static void tlm_conn_read(struct tlm_client *c, int64_t now)
         }
         c->reply_len += (size_t)n;
         size_t used = 0, objlen;
-        enum tlm_pack_scan_status st;
-        while ((st = tlm_pack_scan(c->reply + used, c->reply_len - used, 32, &objlen)) ==
-               TLM_PACK_COMPLETE) {
+        enum scan_status st;
+        while ((st = scan_object(c->reply + used, c->reply_len - used, &objlen)) ==
+               SCAN_COMPLETE) {
             enum tlm_conn_end why;
             if (tlm_conn_reply(c, c->reply + used, objlen, now, &why)) {
                 tlm_conn_drop(c, now, why); /* the last reply: the agent closes it */
@@ -264,7 +266,7 @@ static void tlm_conn_read(struct tlm_client *c, int64_t now)
                 break;
         }
         if (used < c->reply_len &&
-            (st != TLM_PACK_INCOMPLETE || (used == 0 && c->reply_len == sizeof c->reply))) {
+            (st != SCAN_INCOMPLETE || (used == 0 && c->reply_len == sizeof c->reply))) {
             tlm_conn_drop(c, now, TLM_CONN_BROKEN); /* not msgpack, or too long to be a reply */
             return;
         }

@@ -8,7 +8,7 @@
  * map itself is the bottom of that stack and stays open until the event is
  * encoded; tlm_event_encode then writes the event map around it.
  *
- * uuids come from the agent's UUIDv7 generator (agent/uuid.c), which keeps
+ * uuids come from the shared UUIDv7 generator (proto/uuid.c), which keeps
  * unlocked process-wide state: calls go through one lock. It seeds itself
  * afresh after fork(), so a child never repeats the ids its parent makes.
  */
@@ -18,13 +18,13 @@
 #include "pack.h"
 #include "telemetry.h"
 #include "uuid.h"
+#include "wire.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TLM_EVENT_PLACEHOLDER 5 /* map32 / array32 header */
-#define TLM_EVENT_MAX_TIMESTAMP_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
 struct tlm_event_level {
     size_t start;   /* offset of the placeholder header */
@@ -40,13 +40,13 @@ struct tlm_event {
     int64_t timestamp_ms;
     char *distinct_id; /* NULL when not set */
     size_t distinct_id_len;
-    struct tlm_pack_buf props;
+    struct buf props;
     /* open containers; [0] is the properties map. The event map around it
      * is one more level, so at most TLM_MAX_DEPTH - 1 entries. */
     struct tlm_event_level open[TLM_MAX_DEPTH - 1];
     int depth;
     tlm_status error; /* the first builder error, kept for tlm_send */
-    struct tlm_pack_buf out;
+    struct buf out;
 };
 
 static pthread_mutex_t tlm_event_uuid_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -99,7 +99,7 @@ static void tlm_event_push(tlm_event *ev, int is_map)
     l->start = ev->props.len;
     l->count = 0;
     l->is_map = is_map;
-    tlm_pack_append(&ev->props, placeholder, sizeof placeholder);
+    buf_append(&ev->props, placeholder, sizeof placeholder);
 }
 
 tlm_status tlm_event_new(tlm_event **out, const char *name)
@@ -133,8 +133,8 @@ void tlm_event_free(tlm_event *ev)
         return;
     free(ev->name);
     free(ev->distinct_id);
-    tlm_pack_free(&ev->props);
-    tlm_pack_free(&ev->out);
+    buf_free(&ev->props);
+    buf_free(&ev->out);
     free(ev);
 }
 
@@ -156,7 +156,7 @@ tlm_status tlm_event_clear_uuid(tlm_event *ev)
 
 tlm_status tlm_event_set_timestamp_ms(tlm_event *ev, int64_t ms)
 {
-    if (ev == NULL || ms < 0 || ms > TLM_EVENT_MAX_TIMESTAMP_MS)
+    if (ev == NULL || ms < 0 || ms > WIRE_TIMESTAMP_MAX_MS)
         return TLM_EINVAL;
     ev->has_timestamp = 1;
     ev->timestamp_ms = ms;
@@ -199,7 +199,7 @@ static tlm_status tlm_event_key(tlm_event *ev, const char *key)
         return TLM_EINVAL;
     }
     if (key != NULL)
-        tlm_pack_str(&ev->props, key, strlen(key));
+        pack_str(&ev->props, key, strlen(key));
     l->count++;
     return TLM_OK;
 }
@@ -231,12 +231,12 @@ static tlm_status tlm_event_add(tlm_event *ev, const char *key, struct tlm_event
     if (st != TLM_OK)
         return st;
     switch (v.kind) {
-    case TLM_EVENT_STR: tlm_pack_str(&ev->props, v.s, v.len); break;
-    case TLM_EVENT_INT: tlm_pack_int(&ev->props, v.i); break;
-    case TLM_EVENT_UINT: tlm_pack_uint(&ev->props, v.u); break;
-    case TLM_EVENT_DOUBLE: tlm_pack_double(&ev->props, v.d); break;
-    case TLM_EVENT_BOOL: tlm_pack_bool(&ev->props, v.i != 0); break;
-    case TLM_EVENT_NIL: tlm_pack_nil(&ev->props); break;
+    case TLM_EVENT_STR: pack_str(&ev->props, v.s, v.len); break;
+    case TLM_EVENT_INT: pack_int(&ev->props, v.i); break;
+    case TLM_EVENT_UINT: pack_uint(&ev->props, v.u); break;
+    case TLM_EVENT_DOUBLE: pack_double(&ev->props, v.d); break;
+    case TLM_EVENT_BOOL: pack_bool(&ev->props, v.i != 0); break;
+    case TLM_EVENT_NIL: pack_nil(&ev->props); break;
     }
     return tlm_event_done(ev);
 }
@@ -317,11 +317,11 @@ tlm_status tlm_event_end(tlm_event *ev)
     if (ev->props.failed)
         return tlm_event_done(ev);
     struct tlm_event_level *l = &ev->open[--ev->depth];
-    size_t hlen = tlm_pack_container_header_len(l->count);
-    unsigned char *start = ev->props.data + l->start;
+    size_t hlen = pack_container_header_len(l->count);
+    unsigned char *start = (unsigned char *)ev->props.data + l->start;
     size_t body = ev->props.len - l->start - TLM_EVENT_PLACEHOLDER;
     memmove(start + hlen, start + TLM_EVENT_PLACEHOLDER, body);
-    tlm_pack_put_container_header(start, l->count, l->is_map);
+    pack_put_container_header(start, l->count, l->is_map);
     ev->props.len -= TLM_EVENT_PLACEHOLDER - hlen;
     return TLM_OK;
 }
@@ -334,28 +334,27 @@ tlm_status tlm_event_encode(tlm_event *ev, const void **data, size_t *len)
         return ev->error;
     if (ev->depth != 1)
         return TLM_ESTATE;
-    struct tlm_pack_buf *o = &ev->out;
-    o->len = 0;
-    o->failed = 0;
-    tlm_pack_map(o, 2 + (ev->has_timestamp != 0) + (ev->uuid[0] != '\0') +
+    struct buf *o = &ev->out;
+    buf_rollback(o, 0);
+    pack_map(o, 2 + (ev->has_timestamp != 0) + (ev->uuid[0] != '\0') +
                         (ev->distinct_id != NULL));
-    tlm_pack_str(o, "event", 5);
-    tlm_pack_str(o, ev->name, ev->name_len);
-    tlm_pack_str(o, "properties", 10);
-    tlm_pack_map(o, ev->open[0].count);
-    tlm_pack_append(o, ev->props.data + TLM_EVENT_PLACEHOLDER,
+    pack_cstr(o, WIRE_KEY_EVENT);
+    pack_str(o, ev->name, ev->name_len);
+    pack_cstr(o, WIRE_KEY_PROPERTIES);
+    pack_map(o, ev->open[0].count);
+    buf_append(o, ev->props.data + TLM_EVENT_PLACEHOLDER,
                     ev->props.len - TLM_EVENT_PLACEHOLDER);
     if (ev->has_timestamp) {
-        tlm_pack_str(o, "timestamp", 9);
-        tlm_pack_uint(o, (uint64_t)ev->timestamp_ms);
+        pack_cstr(o, WIRE_KEY_TIMESTAMP);
+        pack_uint(o, (uint64_t)ev->timestamp_ms);
     }
     if (ev->uuid[0] != '\0') {
-        tlm_pack_str(o, "uuid", 4);
-        tlm_pack_str(o, ev->uuid, TLM_UUID_LEN);
+        pack_cstr(o, WIRE_KEY_UUID);
+        pack_str(o, ev->uuid, TLM_UUID_LEN);
     }
     if (ev->distinct_id != NULL) {
-        tlm_pack_str(o, "distinct_id", 11);
-        tlm_pack_str(o, ev->distinct_id, ev->distinct_id_len);
+        pack_cstr(o, WIRE_KEY_DISTINCT_ID);
+        pack_str(o, ev->distinct_id, ev->distinct_id_len);
     }
     if (o->failed)
         return TLM_ENOMEM;

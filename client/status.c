@@ -1,7 +1,16 @@
 /*
- * status: names for tlm_status values, and the library version.
+ * status: names for tlm_status values, and the library version; and the
+ * check that the limits telemetry.h publishes are the protocol's.
  */
 #include "telemetry.h"
+#include "wire.h"
+
+_Static_assert(TLM_NAME_MAX == WIRE_NAME_MAX, "telemetry.h: TLM_NAME_MAX");
+_Static_assert(TLM_DISTINCT_ID_MAX == WIRE_DISTINCT_ID_MAX, "telemetry.h: TLM_DISTINCT_ID_MAX");
+_Static_assert(TLM_MAX_DEPTH == WIRE_MAX_DEPTH, "telemetry.h: TLM_MAX_DEPTH");
+_Static_assert(TLM_UUID_LEN == WIRE_UUID_TEXT_LEN, "telemetry.h: TLM_UUID_LEN");
+_Static_assert(TLM_DEFAULT_MAX_EVENT_BYTES == WIRE_DEFAULT_MAX_MESSAGE_BYTES,
+               "telemetry.h: TLM_DEFAULT_MAX_EVENT_BYTES");
 
 #define TLM_STR2(x) #x
 #define TLM_STR(x) TLM_STR2(x)

@@ -70,7 +70,7 @@
  */
 #include "cli/value.h"
 #include "telemetry.h"
-#include "timestamp.h" /* agent/timestamp.c */
+#include "timestamp.h" /* proto/timestamp.c */
 
 #include <errno.h>
 #include <getopt.h>
@@ -222,7 +222,7 @@ static int64_t now_ms(void)
 
 /* ------------------------------------------------------------ timestamps */
 
-/* RFC 3339 (agent/timestamp.c: "2026-11-28T12:00:00.123+01:00"; 't', 'z'
+/* RFC 3339 (proto/timestamp.c: "2026-11-28T12:00:00.123+01:00"; 't', 'z'
  * and a space for the 'T' allowed, digits past milliseconds truncated, a
  * leap second taken as :59.999) or decimal milliseconds, to milliseconds
  * since the epoch. The range (1970..9999) is checked by libtelemetry. */

@@ -8,8 +8,8 @@
  */
 #include "value.h"
 
-#include "buf.h"  /* agent/buf.c: the growable buffer */
-#include "json.h" /* agent/json.c: json_utf8_sequence_length */
+#include "buf.h"  /* proto/buf.c: the growable buffer */
+#include "json.h" /* proto/json.c: json_utf8_sequence_length */
 
 #include <math.h>
 #include <stdarg.h>

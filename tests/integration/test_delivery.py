@@ -157,7 +157,7 @@ def test_sigterm_delivers_buffered_and_retrying_events(collector, make_agent):
     seqs = sorted(e["properties"]["seq"] for e in collector.events())
     assert seqs == list(range(25))
     assert agent.stats()["delivered"] == 25
-    assert "all buffered events were delivered" in agent.stderr
+    assert "all 25 events received were delivered" in agent.stderr
 
 
 def test_shutdown_grace_bounds_the_wait_and_reports_losses(collector, make_agent):

@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include "encode.h"
+#include "registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +51,10 @@ json_t *js_at(json_t *root, const char *path)
 json_t *js_encode_value(const msgpack_object *obj)
 {
     struct buf out = BUF_INIT;
-    enum encode_status rc = encode_value(&out, obj, 0);
+    int rc = encode_value(&out, obj, 0);
     json_t *root = NULL;
-    if (rc != ENCODE_OK)
-        fprintf(stderr, "encode_value failed: %d\n", (int)rc);
+    if (rc != 0 || out.failed)
+        fprintf(stderr, "encode_value failed: %s\n", rc != 0 ? "too deep" : "out of memory");
     else
         root = js_parse_buf(&out);
     buf_free(&out);
@@ -113,4 +114,15 @@ void tmp_file_remove(char *path)
         return;
     unlink(path);
     free(path);
+}
+
+struct registry *registry_from_names(const char *names)
+{
+    char err[256];
+    char *path = tmp_file(names);
+    struct registry *r = path ? registry_load(path, err, sizeof err) : NULL;
+    if (path != NULL && r == NULL)
+        fprintf(stderr, "registry_from_names: %s\n", err);
+    tmp_file_remove(path);
+    return r;
 }

@@ -35,5 +35,8 @@ const char *uuid_v7_problem(const char *text, int64_t ms);
  * tmp_file_remove), or NULL. */
 char *tmp_file(const char *contents);
 void tmp_file_remove(char *path);
+/* A registry loaded from a temporary file holding `names` (one a line), or
+ * NULL (after saying why on stderr). */
+struct registry *registry_from_names(const char *names);
 
 #endif

@@ -1,11 +1,13 @@
 /*
  * batcher: sealing on max_events, max_body_bytes and max_age_ms; rollback of
  * events that are too large or do not fit the buffer; the counters kept by
- * batcher_release. Sealed batches go to a fake sender that keeps them.
+ * batch_done. Sealed batches go to a fake sender that keeps them.
  */
+#include "account.h"
 #include "batch.h"
 #include "check.h"
 #include "clock.h"
+#include "metrics.h"
 #include "support.h"
 
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 struct fixture {
     struct event_base *base;
+    struct budget budget;
     struct batcher b;
     struct batch *sealed[MAX_SEALED]; /* not yet released */
     int64_t sealed_at_ms[MAX_SEALED];
@@ -36,21 +39,25 @@ static const struct batch_limits roomy = {
     .envelope_bytes = 50,
     .max_age_ms = 3600000,
     .max_event_bytes = 1000,
-    .buffer_max_bytes = 1 << 22,
 };
+
+#define ROOMY_BUFFER (1 << 22)
 
 /* A batcher on a fresh event base, with the counters zeroed. The base uses
  * the precise monotonic clock, so timers never fire before they are due. */
-static int fixture_init(struct fixture *f, const struct batch_limits *limits)
+static int fixture_init(struct fixture *f, const struct batch_limits *limits,
+                        size_t buffer_max_bytes)
 {
     memset(f, 0, sizeof *f);
-    memset(&metrics, 0, sizeof metrics);
+    account_reset();
+    metrics_reset();
+    budget_init(&f->budget, buffer_max_bytes);
     struct event_config *cfg = event_config_new();
     event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
     f->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
     return CHECK(f->base != NULL) &&
-           CHECK_EQ_INT(batcher_init(&f->b, f->base, limits, on_sealed, f), 0);
+           CHECK_EQ_INT(batcher_init(&f->b, f->base, limits, &f->budget, on_sealed, f), 0);
 }
 
 /* Deliver whatever the fake sender still holds, then tear down. */
@@ -58,7 +65,7 @@ static void fixture_destroy(struct fixture *f)
 {
     for (int i = 0; i < f->nsealed; i++)
         if (f->sealed[i] != NULL)
-            batcher_release(&f->b, f->sealed[i], 1, DROP_SHUTDOWN);
+            batch_done(f->sealed[i], &f->budget, 1, DROP_SHUTDOWN);
     batcher_destroy(&f->b);
     event_base_free(f->base);
 }
@@ -116,7 +123,7 @@ static void test_seal_on_max_events(void)
     struct fixture f;
     struct batch_limits limits = roomy;
     limits.max_events = 3;
-    if (!fixture_init(&f, &limits))
+    if (!fixture_init(&f, &limits, ROOMY_BUFFER))
         return;
     for (int i = 0; i < 7; i++) {
         CHECK_EQ_INT(add_event(&f, i, 40), BATCH_ADDED);
@@ -125,15 +132,15 @@ static void test_seal_on_max_events(void)
     check_batch_holds(f.sealed[0], 0, 3);
     check_batch_holds(f.sealed[1], 3, 3);
     check_batch_holds(f.b.open, 6, 1);
-    CHECK_EQ_UINT(metrics.batches_sealed, 2);
-    CHECK_EQ_UINT(metrics.events_buffered, 7);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_SEALED), 2);
+    CHECK_EQ_UINT(account_now()->buffered, 7);
 
     batcher_seal(&f.b);
     CHECK_EQ_INT(f.nsealed, 3);
     check_batch_holds(f.sealed[2], 6, 1);
     batcher_seal(&f.b); /* nothing open: nothing sealed */
     CHECK_EQ_INT(f.nsealed, 3);
-    CHECK_EQ_UINT(metrics.batches_sealed, 3);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_SEALED), 3);
     fixture_destroy(&f);
 }
 
@@ -145,7 +152,7 @@ static void check_body_limit(size_t max_body_bytes, int per_batch)
     struct batch_limits limits = roomy;
     limits.max_body_bytes = max_body_bytes;
     check_context("max_body_bytes %zu", max_body_bytes);
-    if (!fixture_init(&f, &limits))
+    if (!fixture_init(&f, &limits, ROOMY_BUFFER))
         return;
     for (int i = 0; i < 3 * per_batch + 1; i++) {
         CHECK_EQ_INT(add_event(&f, i, 60), BATCH_ADDED);
@@ -159,7 +166,7 @@ static void check_body_limit(size_t max_body_bytes, int per_batch)
         CHECK_GT(limits.envelope_bytes + f.sealed[k]->events.len + 1 + 60, max_body_bytes);
     }
     check_batch_holds(f.b.open, 3 * per_batch, 1);
-    CHECK_EQ_UINT(metrics.events_buffered, 3 * per_batch + 1);
+    CHECK_EQ_UINT(account_now()->buffered, 3 * per_batch + 1);
     check_context(NULL);
     fixture_destroy(&f);
 }
@@ -176,7 +183,7 @@ static void test_seal_on_age(void)
     struct fixture f;
     struct batch_limits limits = roomy;
     limits.max_age_ms = 60;
-    if (!fixture_init(&f, &limits))
+    if (!fixture_init(&f, &limits, ROOMY_BUFFER))
         return;
     for (int round = 0; round < 2; round++) {
         check_context("batch %d", round);
@@ -217,8 +224,8 @@ static void take_snapshot(const struct fixture *f, struct snapshot *s)
     if (s->len > 0)
         memcpy(s->data, open->events.data, s->len);
     s->count = open ? open->count : 0;
-    s->buffered_bytes = f->b.buffered_bytes;
-    s->events_buffered = metrics.events_buffered;
+    s->buffered_bytes = f->budget.used;
+    s->events_buffered = account_now()->buffered;
 }
 
 static void check_unchanged(const struct fixture *f, const struct snapshot *s)
@@ -228,8 +235,8 @@ static void check_unchanged(const struct fixture *f, const struct snapshot *s)
     if (CHECK_EQ_UINT(len, s->len) && len > 0)
         CHECK_MEM_EQ(open->events.data, len, s->data, s->len);
     CHECK_EQ_UINT(open ? open->count : 0, s->count);
-    CHECK_EQ_UINT(f->b.buffered_bytes, s->buffered_bytes);
-    CHECK_EQ_UINT(metrics.events_buffered, s->events_buffered);
+    CHECK_EQ_UINT(f->budget.used, s->buffered_bytes);
+    CHECK_EQ_UINT(account_now()->buffered, s->events_buffered);
 }
 
 static void test_event_too_large(void)
@@ -237,7 +244,7 @@ static void test_event_too_large(void)
     struct fixture f;
     struct batch_limits limits = roomy;
     limits.max_event_bytes = 100;
-    if (!fixture_init(&f, &limits))
+    if (!fixture_init(&f, &limits, ROOMY_BUFFER))
         return;
     struct snapshot s;
     take_snapshot(&f, &s);
@@ -262,7 +269,7 @@ static void test_event_too_large(void)
 static void test_abort(void)
 {
     struct fixture f;
-    if (!fixture_init(&f, &roomy))
+    if (!fixture_init(&f, &roomy, ROOMY_BUFFER))
         return;
     CHECK_EQ_INT(add_event(&f, 0, 40), BATCH_ADDED);
     struct snapshot s;
@@ -289,7 +296,7 @@ static size_t held_bytes(const struct fixture *f)
 /* Release sealed batch i as the sender would. */
 static void release(struct fixture *f, int i, int delivered, enum drop_reason reason)
 {
-    batcher_release(&f->b, f->sealed[i], delivered, reason);
+    batch_done(f->sealed[i], &f->budget, delivered, reason);
     f->sealed[i] = NULL;
 }
 
@@ -298,8 +305,8 @@ static void test_buffer_full(void)
     struct fixture f;
     struct batch_limits limits = roomy;
     limits.max_events = 2;
-    limits.buffer_max_bytes = 400;
-    if (!fixture_init(&f, &limits))
+    const size_t buffer_max_bytes = 400;
+    if (!fixture_init(&f, &limits, buffer_max_bytes))
         return;
     int added = 0;
     enum batch_add rc;
@@ -310,32 +317,32 @@ static void test_buffer_full(void)
         if (rc != BATCH_ADDED || added > 100)
             break;
         added++;
-        CHECK_LE(held_bytes(&f), limits.buffer_max_bytes);
+        CHECK_LE(held_bytes(&f), buffer_max_bytes);
     }
     CHECK_EQ_INT(rc, BATCH_BUFFER_FULL);
     CHECK_EQ_INT(added, 6); /* three batches of 60 + 1 + 60 bytes: 363 fit, 424 would not */
-    CHECK_GT(held_bytes(&f) + 60 + 1, limits.buffer_max_bytes);
+    CHECK_GT(held_bytes(&f) + 60 + 1, buffer_max_bytes);
     check_unchanged(&f, &s);
-    CHECK_EQ_UINT(metrics.events_buffered, added);
+    CHECK_EQ_UINT(account_now()->buffered, added);
 
     /* the sender delivers the first batch: there is room again */
     uint32_t first = f.sealed[0]->count;
     release(&f, 0, 1, DROP_SHUTDOWN);
-    CHECK_EQ_UINT(metrics.events_delivered, first);
-    CHECK_EQ_UINT(metrics.batches_delivered, 1);
-    CHECK_EQ_UINT(metrics.events_buffered, added - first);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_SHUTDOWN], 0);
+    CHECK_EQ_UINT(account_now()->delivered, first);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_DELIVERED), 1);
+    CHECK_EQ_UINT(account_now()->buffered, added - first);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_SHUTDOWN], 0);
     CHECK_EQ_INT(add_event(&f, added, 60), BATCH_ADDED);
     added++;
 
     /* and drops the second */
     uint32_t second = f.sealed[1]->count;
     release(&f, 1, 0, DROP_BACKEND_REJECTED);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BACKEND_REJECTED], second);
-    CHECK_EQ_UINT(metrics.batches_dropped, 1);
-    CHECK_EQ_UINT(metrics.events_delivered, first);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BACKEND_REJECTED], second);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_DROPPED), 1);
+    CHECK_EQ_UINT(account_now()->delivered, first);
     /* every event is delivered, dropped or still buffered */
-    CHECK_EQ_UINT(metrics.events_buffered + metrics.events_delivered + metrics_dropped_total(),
+    CHECK_EQ_UINT(account_now()->buffered + account_now()->delivered + account_dropped_total(),
                   added);
     fixture_destroy(&f);
 }
@@ -345,22 +352,22 @@ static void test_buffer_full(void)
 static void test_destroy_counts_open_batch(void)
 {
     struct fixture f;
-    if (!fixture_init(&f, &roomy))
+    if (!fixture_init(&f, &roomy, ROOMY_BUFFER))
         return;
     CHECK_EQ_INT(add_event(&f, 0, 40), BATCH_ADDED);
     CHECK_EQ_INT(add_event(&f, 1, 40), BATCH_ADDED);
     fixture_destroy(&f);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_SHUTDOWN], 2);
-    CHECK_EQ_UINT(metrics.events_buffered, 0);
-    CHECK_EQ_UINT(metrics.batches_dropped, 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_SHUTDOWN], 2);
+    CHECK_EQ_UINT(account_now()->buffered, 0);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_DROPPED), 1);
 
     /* an open batch whose only event was refused holds nothing to count */
-    if (!fixture_init(&f, &roomy))
+    if (!fixture_init(&f, &roomy, ROOMY_BUFFER))
         return;
     CHECK_EQ_INT(add_event(&f, 0, 2000), BATCH_EVENT_TOO_LARGE);
     fixture_destroy(&f);
-    CHECK_EQ_UINT(metrics.batches_dropped, 0);
-    CHECK_EQ_UINT(metrics_dropped_total(), 0);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_DROPPED), 0);
+    CHECK_EQ_UINT(account_dropped_total(), 0);
 }
 
 int main(void)

@@ -21,15 +21,14 @@ static const char UUID_LOWER[] = "018bcfe5-6a00-7abc-8def-0123456789ab";
 static const char UUID_UPPER[] = "018BCFE5-6A00-7ABC-8DEF-0123456789AB";
 
 /* Decode obj and CHECK that it is accepted. Returns 1 if it was. */
-static int decode_ok(const msgpack_object *obj, const struct registry *registry, struct event *ev)
+static int decode_ok(const msgpack_object *obj, const struct registry *registry, struct analytics_event *ev)
 {
     const msgpack_object *chunk;
-    enum drop_reason reason = DROP_REASON_COUNT;
-    char detail[256] = "";
+    struct refusal r = {DROP_REASON_COUNT, ""};
     memset(ev, 0xa5, sizeof *ev); /* nothing may be left unset */
-    int rc = decode_event(obj, registry, ev, &chunk, &reason, detail, sizeof detail);
+    int rc = decode_event(obj, registry, ev, &chunk, &r);
     if (!CHECK_EQ_INT(rc, 0))
-        fprintf(stderr, "    rejected as %s: %s\n", metrics_drop_reason_name(reason), detail);
+        fprintf(stderr, "    rejected as %s: %s\n", reason_name(r.reason), r.detail);
     return rc == 0;
 }
 
@@ -37,25 +36,24 @@ static int decode_ok(const msgpack_object *obj, const struct registry *registry,
 static void reject(const char *what, enum drop_reason want, const msgpack_object *obj,
                    const struct registry *registry)
 {
-    struct event ev;
+    struct analytics_event ev;
     const msgpack_object *chunk;
-    enum drop_reason reason = DROP_REASON_COUNT;
-    char detail[256] = "";
+    struct refusal r = {DROP_REASON_COUNT, ""};
     check_context("%s", what);
-    CHECK_EQ_INT(decode_event(obj, registry, &ev, &chunk, &reason, detail, sizeof detail), -1);
-    CHECK_STR_EQ(metrics_drop_reason_name(reason), metrics_drop_reason_name(want));
-    CHECK(detail[0] != '\0');
+    CHECK_EQ_INT(decode_event(obj, registry, &ev, &chunk, &r), -1);
+    CHECK_STR_EQ(reason_name(r.reason), reason_name(want));
+    CHECK(r.detail[0] != '\0');
     check_context(NULL);
 }
 
-static void check_name(const struct event *ev, const char *want)
+static void check_name(const struct analytics_event *ev, const char *want)
 {
     CHECK_MEM_EQ(ev->name, ev->name_len, want, strlen(want));
 }
 
 static void test_event_only(void)
 {
-    struct event ev;
+    struct analytics_event ev;
     if (!decode_ok(mp_build(&m, "{s:s}", "event", "page_view"), NULL, &ev))
         return;
     check_name(&ev, "page_view");
@@ -68,7 +66,7 @@ static void test_event_only(void)
 
 static void test_properties_map(void)
 {
-    struct event ev;
+    struct analytics_event ev;
     const msgpack_object *obj =
         mp_build(&m, "{s:s, s:{s:i, s:[i]}}", "event", "e", "properties", "a", 1, "b", 2);
     if (!decode_ok(obj, NULL, &ev))
@@ -87,7 +85,7 @@ static void test_properties_map(void)
 
 static void test_properties_nil(void)
 {
-    struct event ev;
+    struct analytics_event ev;
     if (decode_ok(mp_build(&m, "{s:s, s:n}", "event", "e", "properties"), NULL, &ev))
         CHECK(ev.properties == NULL);
 }
@@ -96,7 +94,7 @@ static void test_uuid(void)
 {
     const char *forms[] = {UUID_LOWER, UUID_UPPER, "018bCFe5-6A00-7aBc-8DeF-0123456789aB"};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-        struct event ev;
+        struct analytics_event ev;
         check_context("uuid %s", forms[i]);
         if (decode_ok(mp_build(&m, "{s:s, s:s}", "event", "e", "uuid", forms[i]), NULL, &ev) &&
             CHECK(ev.uuid != NULL))
@@ -106,28 +104,28 @@ static void test_uuid(void)
 
 static void test_distinct_id(void)
 {
-    struct event ev;
+    struct analytics_event ev;
     if (decode_ok(mp_build(&m, "{s:s, s:s}", "event", "e", "distinct_id", "host-7"), NULL, &ev))
         CHECK_MEM_EQ(ev.distinct_id, ev.distinct_id_len, "host-7", 6);
 }
 
 static void test_length_limits_inclusive(void)
 {
-    char long_text[EVENT_NAME_MAX + 1];
+    char long_text[WIRE_NAME_MAX + 1];
     memset(long_text, 'n', sizeof long_text);
-    struct event ev;
-    if (decode_ok(mp_build(&m, "{s:S}", "event", long_text, (size_t)EVENT_NAME_MAX), NULL, &ev))
-        CHECK_EQ_UINT(ev.name_len, EVENT_NAME_MAX);
+    struct analytics_event ev;
+    if (decode_ok(mp_build(&m, "{s:S}", "event", long_text, (size_t)WIRE_NAME_MAX), NULL, &ev))
+        CHECK_EQ_UINT(ev.name_len, WIRE_NAME_MAX);
     if (decode_ok(mp_build(&m, "{s:s, s:S}", "event", "e", "distinct_id", long_text,
-                        (size_t)EVENT_DISTINCT_ID_MAX),
+                        (size_t)WIRE_DISTINCT_ID_MAX),
                NULL, &ev))
-        CHECK_EQ_UINT(ev.distinct_id_len, EVENT_DISTINCT_ID_MAX);
+        CHECK_EQ_UINT(ev.distinct_id_len, WIRE_DISTINCT_ID_MAX);
 }
 
 /* All five keys, in an order other than the documented one. */
 static void test_all_fields(void)
 {
-    struct event ev;
+    struct analytics_event ev;
     const msgpack_object *obj =
         mp_build(&m, "{s:s, s:I, s:{s:s}, s:s, s:s}", "distinct_id", "d", "timestamp", T_MS + 5,
                  "properties", "k", "v", "uuid", UUID_LOWER, "event", "signup");
@@ -143,7 +141,7 @@ static void test_all_fields(void)
 /* Decode {"event":"e","timestamp":<what the caller packed>} and check the time. */
 static void check_timestamp(const char *what, int64_t want)
 {
-    struct event ev;
+    struct analytics_event ev;
     check_context("timestamp %s", what);
     if (decode_ok(mp_unpack(&m), NULL, &ev))
         CHECK_EQ_INT(ev.timestamp_ms, want);
@@ -243,7 +241,7 @@ static void test_reject_shape(void)
 
 static void test_reject_event_name(void)
 {
-    char long_name[EVENT_NAME_MAX + 1];
+    char long_name[WIRE_NAME_MAX + 1];
     memset(long_name, 'n', sizeof long_name);
     reject("no event key", DROP_MISSING_EVENT, mp_build(&m, "{s:{}}", "properties"), NULL);
     reject("empty map", DROP_MISSING_EVENT, mp_build(&m, "{}"), NULL);
@@ -265,7 +263,7 @@ static void test_registry(void)
         tmp_file_remove(path);
         return;
     }
-    struct event ev;
+    struct analytics_event ev;
     if (decode_ok(mp_build(&m, "{s:s}", "event", "signup"), registry, &ev))
         check_name(&ev, "signup");
     CHECK(decode_ok(mp_build(&m, "{s:s}", "event", "page_view"), registry, &ev));
@@ -406,7 +404,7 @@ static void test_reject_uuid(void)
 
 static void test_reject_distinct_id(void)
 {
-    char long_id[EVENT_DISTINCT_ID_MAX + 1];
+    char long_id[WIRE_DISTINCT_ID_MAX + 1];
     memset(long_id, 'd', sizeof long_id);
     reject("distinct_id is an integer", DROP_BAD_DISTINCT_ID,
            mp_build(&m, "{s:s, s:i}", "event", "e", "distinct_id", 42), NULL);
@@ -437,21 +435,45 @@ static void test_reject_keys(void)
            NULL);
 }
 
-/* The unknown key's name is in the detail, and a small detail buffer is
- * filled safely (AddressSanitizer would catch an overrun). */
+/* The unknown key's name is in the detail, and a long one is cut short
+ * (AddressSanitizer would catch an overrun). */
 static void test_detail(void)
 {
-    struct event ev;
+    struct analytics_event ev;
     const msgpack_object *chunk;
-    enum drop_reason reason;
-    char detail[256];
+    struct refusal r;
     const msgpack_object *obj = mp_build(&m, "{s:s, s:i}", "event", "e", "colour", 1);
-    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &reason, detail, sizeof detail), -1);
-    CHECK_CONTAINS(detail, "colour");
-    char small[8];
-    memset(small, 'x', sizeof small);
-    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &reason, small, sizeof small), -1);
-    CHECK_EQ_UINT(strlen(small), sizeof small - 1);
+    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &r), -1);
+    CHECK_CONTAINS(r.detail, "colour");
+    char key[1000];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    obj = mp_build(&m, "{s:s, s:i}", "event", "e", key, 1);
+    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &r), -1);
+    CHECK(strlen(r.detail) < sizeof r.detail);
+    CHECK_CONTAINS(r.detail, "kkk...");
+}
+
+/* Regression: names and keys from producers reached the log raw, so a
+ * producer could forge log lines or write escape sequences to a terminal.
+ * Control characters, backslashes and bytes that are not UTF-8 are
+ * written as \xNN; valid UTF-8 stays as it is. */
+static void test_detail_escapes_producer_text(void)
+{
+    struct analytics_event ev;
+    const msgpack_object *chunk;
+    struct refusal r;
+    const msgpack_object *obj =
+        mp_build(&m, "{s:s, s:i}", "event", "e", "a\nfake: line\x1b[31m\\\xff\xc3\xa9", 1);
+    CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &r), -1);
+    CHECK_CONTAINS(r.detail, "a\\x0afake: line\\x1b[31m\\x5c\\xff\xc3\xa9");
+    CHECK(strchr(r.detail, '\n') == NULL && strchr(r.detail, 0x1b) == NULL);
+    struct registry *reg = registry_from_names("known\n");
+    obj = mp_build(&m, "{s:s}", "event", "evil\r\nerror: forged");
+    CHECK_EQ_INT(decode_event(obj, reg, &ev, &chunk, &r), -1);
+    CHECK_STR_EQ(reason_name(r.reason), "unknown_event");
+    CHECK_CONTAINS(r.detail, "evil\\x0d\\x0aerror: forged");
+    registry_free(reg);
 }
 
 int main(void)
@@ -478,6 +500,7 @@ int main(void)
     RUN(test_reject_distinct_id);
     RUN(test_reject_keys);
     RUN(test_detail);
+    RUN(test_detail_escapes_producer_text);
     mp_free(&m);
     return check_finish();
 }

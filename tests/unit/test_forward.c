@@ -52,12 +52,10 @@ static int nentries, entries_lost;
 static struct {
     int rc;
     const msgpack_object *chunk;
-    enum drop_reason reason;
-    char detail[256];
+    struct refusal r;
 } fw;
 
-static void on_entry(void *arg, const struct event *ev, enum drop_reason reason,
-                     const char *detail)
+static void on_entry(void *arg, const struct analytics_event *ev, const struct refusal *r)
 {
     (void)arg;
     if (nentries == MAX_ENTRIES) {
@@ -66,12 +64,13 @@ static void on_entry(void *arg, const struct event *ev, enum drop_reason reason,
     }
     struct entry *e = &entries[nentries++];
     e->ok = ev != NULL;
-    e->reason = reason;
-    snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+    e->reason = r != NULL ? r->reason : DROP_REASON_COUNT;
+    snprintf(e->detail, sizeof e->detail, "%s", r != NULL ? r->detail : "");
     e->json = NULL;
     if (ev != NULL) {
         struct buf out = BUF_INIT;
-        if (CHECK_EQ_INT(encode_event(&out, ev, &defaults, NOW_MS), ENCODE_OK))
+        struct refusal er;
+        if (CHECK_EQ_INT(encode_event(&out, ev, &defaults, NOW_MS, &er), 0))
             e->json = js_parse_buf(&out);
         buf_free(&out);
     }
@@ -90,10 +89,9 @@ static int decode_with(struct forward_decoder *d, const msgpack_object *msg)
 {
     clear_entries();
     fw.chunk = msg; /* anything but NULL: forward_decode must set it */
-    fw.reason = DROP_REASON_COUNT;
-    snprintf(fw.detail, sizeof fw.detail, "(unset)");
-    fw.rc = forward_decode(d, msg, &fw.chunk, on_entry, NULL, &fw.reason, fw.detail,
-                           sizeof fw.detail);
+    fw.r.reason = DROP_REASON_COUNT;
+    snprintf(fw.r.detail, sizeof fw.r.detail, "(unset)");
+    fw.rc = forward_decode(d, msg, &fw.chunk, on_entry, NULL, &fw.r);
     CHECK_EQ_INT(entries_lost, 0);
     return fw.rc;
 }
@@ -107,7 +105,7 @@ static int decode(const msgpack_object *msg)
 static void check_message_ok(int count)
 {
     if (!CHECK_EQ_INT(fw.rc, 0))
-        fprintf(stderr, "    refused as %s: %s\n", metrics_drop_reason_name(fw.reason), fw.detail);
+        fprintf(stderr, "    refused as %s: %s\n", reason_name(fw.r.reason), fw.r.detail);
     CHECK_EQ_INT(nentries, count);
 }
 
@@ -115,8 +113,8 @@ static void check_message_ok(int count)
 static void check_message_refused(enum drop_reason want, int count)
 {
     CHECK_EQ_INT(fw.rc, -1);
-    CHECK_STR_EQ(metrics_drop_reason_name(fw.reason), metrics_drop_reason_name(want));
-    CHECK(fw.detail[0] != '\0' && strcmp(fw.detail, "(unset)") != 0);
+    CHECK_STR_EQ(reason_name(fw.r.reason), reason_name(want));
+    CHECK(fw.r.detail[0] != '\0' && strcmp(fw.r.detail, "(unset)") != 0);
     CHECK_EQ_INT(nentries, count);
 }
 
@@ -148,7 +146,7 @@ static json_t *check_event(int i, const char *name, int64_t ms)
         return NULL;
     if (!CHECK(entries[i].ok)) {
         fprintf(stderr, "    entry %d refused as %s: %s\n", i,
-                metrics_drop_reason_name(entries[i].reason), entries[i].detail);
+                reason_name(entries[i].reason), entries[i].detail);
         return NULL;
     }
     json_t *v = entries[i].json;
@@ -168,7 +166,7 @@ static void check_refused(int i, enum drop_reason want)
     if (!CHECK_LT(i, nentries))
         return;
     CHECK(!entries[i].ok);
-    CHECK_STR_EQ(metrics_drop_reason_name(entries[i].reason), metrics_drop_reason_name(want));
+    CHECK_STR_EQ(reason_name(entries[i].reason), reason_name(want));
     CHECK(entries[i].detail[0] != '\0');
 }
 
@@ -456,7 +454,7 @@ static void test_packed_faults(void)
         decode_packed(pe.sbuf.data, pe.sbuf.size - 1, gzipped);
         check_message_refused(DROP_BAD_FORWARD, 2);
         check_entries_from(0, 2);
-        CHECK_CONTAINS(fw.detail, "entry 3");
+        CHECK_CONTAINS(fw.r.detail, "entry 3");
 
         mp_reset(&pe);
         pack_entry(0);
@@ -466,12 +464,12 @@ static void test_packed_faults(void)
         decode_packed(pe.sbuf.data, pe.sbuf.size, gzipped);
         check_message_refused(DROP_BAD_FORWARD, 1);
         check_entries_from(0, 1);
-        CHECK_CONTAINS(fw.detail, "entry 2");
+        CHECK_CONTAINS(fw.r.detail, "entry 2");
 
         mp_reset(&pe);
         pack_entry(0);
         pack_entry(1);
-        for (int level = 0; level <= FRAME_MAX_DEPTH; level++)
+        for (int level = 0; level <= WIRE_MAX_DEPTH; level++)
             mp_raw(&pe, "\x91", 1);
         mp_raw(&pe, "\x01", 1);
         check_context("the third entry nested too deep, %s", how);
@@ -668,13 +666,13 @@ static void test_tag_prefix(void)
     check_name_from_tag(&fd, "App.x", "App.x");
     check_name_from_tag(&fd, "app.", NULL); /* nothing left */
 
-    char tag[4 + EVENT_NAME_MAX + 2];
+    char tag[4 + WIRE_NAME_MAX + 2];
     memcpy(tag, "app.", 4);
-    memset(tag + 4, 'n', EVENT_NAME_MAX + 1);
-    tag[4 + EVENT_NAME_MAX] = '\0';
+    memset(tag + 4, 'n', WIRE_NAME_MAX + 1);
+    tag[4 + WIRE_NAME_MAX] = '\0';
     check_name_from_tag(&fd, tag, tag + 4); /* 200 bytes once stripped */
-    tag[4 + EVENT_NAME_MAX] = 'n';
-    tag[4 + EVENT_NAME_MAX + 1] = '\0';
+    tag[4 + WIRE_NAME_MAX] = 'n';
+    tag[4 + WIRE_NAME_MAX + 1] = '\0';
     check_name_from_tag(&fd, tag, NULL); /* 201 */
 
     struct forward_decoder none;
@@ -775,7 +773,7 @@ static void check_bad_record(const char *what, enum drop_reason want)
 
 static void test_bad_records(void)
 {
-    char long_text[EVENT_NAME_MAX + 2];
+    char long_text[WIRE_NAME_MAX + 2];
     memset(long_text, 'x', sizeof long_text);
     mp_build(&m, "[s, I, [i]]", "app.t", T_SECS, 1);
     check_bad_record("record is an array", DROP_BAD_PROPERTIES);
@@ -791,7 +789,7 @@ static void test_bad_records(void)
     check_bad_record("event is nil", DROP_BAD_EVENT);
     mp_build(&m, "[s, I, {s:s}]", "app.t", T_SECS, "event", "");
     check_bad_record("event is empty", DROP_BAD_EVENT);
-    mp_build(&m, "[s, I, {s:S}]", "app.t", T_SECS, "event", long_text, (size_t)EVENT_NAME_MAX + 1);
+    mp_build(&m, "[s, I, {s:S}]", "app.t", T_SECS, "event", long_text, (size_t)WIRE_NAME_MAX + 1);
     check_bad_record("event is 201 bytes", DROP_BAD_EVENT);
     mp_build(&m, "[s, I, {s:s}]", "app.t", T_SECS, "uuid", "not-a-uuid");
     check_bad_record("uuid is not a UUID", DROP_BAD_UUID);
@@ -800,7 +798,7 @@ static void test_bad_records(void)
     mp_build(&m, "[s, I, {s:s}]", "app.t", T_SECS, "distinct_id", "");
     check_bad_record("distinct_id is empty", DROP_BAD_DISTINCT_ID);
     mp_build(&m, "[s, I, {s:S}]", "app.t", T_SECS, "distinct_id", long_text,
-             (size_t)EVENT_DISTINCT_ID_MAX + 1);
+             (size_t)WIRE_DISTINCT_ID_MAX + 1);
     check_bad_record("distinct_id is 201 bytes", DROP_BAD_DISTINCT_ID);
     mp_build(&m, "[s, I, {s:i}]", "app.t", T_SECS, "distinct_id", 9);
     check_bad_record("distinct_id is an integer", DROP_BAD_DISTINCT_ID);
@@ -848,9 +846,9 @@ static void test_registry(void)
 
 static void test_option(void)
 {
-    char chunk[EVENT_CHUNK_MAX + 2];
+    char chunk[WIRE_CHUNK_MAX + 2];
     memset(chunk, 'c', sizeof chunk);
-    chunk[EVENT_CHUNK_MAX] = '\0';
+    chunk[WIRE_CHUNK_MAX] = '\0';
 
     decode_ok(mp_build(&m, "[s, I, {}, n]", "app.e", T_SECS), 1, NULL);
     decode_ok(mp_build(&m, "[s, [], n]", "app.e"), 0, NULL);
@@ -881,7 +879,7 @@ static void test_option(void)
     /* a chunk that cannot be echoed: refused, and nothing to acknowledge */
     check_context("chunk of 65 bytes");
     decode(mp_build(&m, "[s, I, {}, {s:S}]", "app.e", T_SECS, "chunk", chunk,
-                    (size_t)EVENT_CHUNK_MAX + 1));
+                    (size_t)WIRE_CHUNK_MAX + 1));
     check_message_refused(DROP_BAD_CHUNK, 0);
     check_chunk(NULL);
     check_context("empty chunk");

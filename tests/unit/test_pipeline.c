@@ -1,13 +1,16 @@
 /*
- * pipeline_handle + pipeline_write_ack on real objects, with a real batcher:
+ * pipeline_handle + conn_reply_ack on real objects, with a real batcher:
  * the acknowledgement each message calls for (decoded with msgpack-c and
  * checked exactly), what lands in the batch, and the counters, which must
  * always add up: received = buffered + delivered + dropped.
  */
+#include "account.h"
 #include "batch.h"
 #include "check.h"
 #include "config.h"
+#include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "mp.h"
 #include "pipeline.h"
 #include "support.h"
@@ -25,6 +28,7 @@ static struct mp m, pe;
 struct fixture {
     struct config cfg;
     struct event_base *base;
+    struct budget budget;
     struct batcher b;
     struct pipeline p;
     struct batch *sealed[MAX_SEALED];
@@ -47,7 +51,9 @@ static int fixture_init(struct fixture *f, size_t buffer_max_bytes, size_t max_e
     char err[CONFIG_ERR_LEN];
     char *env[] = {"TELEMETRY_AGENT_FORWARD_TAG_PREFIX=app.", NULL};
     memset(f, 0, sizeof *f);
-    memset(&metrics, 0, sizeof metrics);
+    account_reset();
+    metrics_reset();
+    budget_init(&f->budget, buffer_max_bytes);
     if (!CHECK_EQ_INT(config_load(&f->cfg, NULL, env, err, sizeof err), 0)) {
         fprintf(stderr, "    %s\n", err);
         return 0;
@@ -58,18 +64,17 @@ static int fixture_init(struct fixture *f, size_t buffer_max_bytes, size_t max_e
         .envelope_bytes = 100,
         .max_age_ms = 3600000,
         .max_event_bytes = max_event_bytes,
-        .buffer_max_bytes = buffer_max_bytes,
     };
     f->base = event_base_new();
     return CHECK(f->base != NULL) &&
-           CHECK_EQ_INT(batcher_init(&f->b, f->base, &limits, on_sealed, f), 0) &&
+           CHECK_EQ_INT(batcher_init(&f->b, f->base, &limits, &f->budget, on_sealed, f), 0) &&
            CHECK_EQ_INT(pipeline_init(&f->p, &f->cfg, NULL, &f->b), 0);
 }
 
 static void fixture_destroy(struct fixture *f)
 {
     for (int i = 0; i < f->nsealed; i++)
-        batcher_release(&f->b, f->sealed[i], 1, DROP_SHUTDOWN);
+        batch_done(f->sealed[i], &f->budget, 1, DROP_SHUTDOWN);
     pipeline_destroy(&f->p);
     batcher_destroy(&f->b);
     event_base_free(f->base);
@@ -80,9 +85,8 @@ static void fixture_destroy(struct fixture *f)
 /* received = buffered + delivered + dropped, and received is `want`. */
 static void check_counters(uint64_t want_received)
 {
-    CHECK_EQ_UINT(metrics.events_received, want_received);
-    CHECK_EQ_UINT(metrics.events_received,
-                  metrics.events_buffered + metrics.events_delivered + metrics_dropped_total());
+    CHECK_EQ_UINT(account_received_total(), want_received);
+    CHECK(account_balanced());
 }
 
 /* Handle obj and write its acknowledgement to a fresh reply buffer. CHECK
@@ -92,17 +96,17 @@ static void check_reply(struct fixture *f, const msgpack_object *obj, const char
                         uint32_t rejected, const char *reason)
 {
     struct pipeline_result res;
-    uint64_t acks = metrics.acks_sent;
-    buf_truncate(&f->replies, 0);
+    uint64_t acks = metrics_get(METRIC_ACKS_SENT);
+    buf_rollback(&f->replies, 0);
     pipeline_handle(&f->p, obj, "test", &res);
-    int rc = pipeline_write_ack(&res, &f->replies);
+    int rc = conn_reply_ack(&res, &f->replies);
     if (chunk == NULL) {
         CHECK_EQ_INT(rc, 0);
         CHECK_EQ_UINT(f->replies.len, 0);
-        CHECK_EQ_UINT(metrics.acks_sent, acks);
+        CHECK_EQ_UINT(metrics_get(METRIC_ACKS_SENT), acks);
         return;
     }
-    CHECK_EQ_UINT(metrics.acks_sent, acks + 1);
+    CHECK_EQ_UINT(metrics_get(METRIC_ACKS_SENT), acks + 1);
     if (!CHECK_EQ_INT(rc, 1))
         return;
     msgpack_unpacked up;
@@ -158,9 +162,9 @@ static void test_native(void)
     check_reply(&f, mp_build(&m, "{s:s, s:s}", "event", "page_view", "chunk", "n1"), "n1", 0, NULL);
     check_counters(1);
     /* chunk first, and a chunk of 64 bytes */
-    char chunk[EVENT_CHUNK_MAX + 1];
-    memset(chunk, 'c', EVENT_CHUNK_MAX);
-    chunk[EVENT_CHUNK_MAX] = '\0';
+    char chunk[WIRE_CHUNK_MAX + 1];
+    memset(chunk, 'c', WIRE_CHUNK_MAX);
+    chunk[WIRE_CHUNK_MAX] = '\0';
     check_reply(&f, mp_build(&m, "{s:s, s:s, s:{s:i}}", "chunk", chunk, "event", "signup",
                              "properties", "k", 1), chunk, 0, NULL);
     check_counters(2);
@@ -179,12 +183,12 @@ static void test_native(void)
     check_reply(&f, mp_build(&m, "[i]", 1), NULL, 0, NULL); /* an array, not Forward */
     check_reply(&f, mp_build(&m, "s", "text"), NULL, 0, NULL);
     check_counters(11);
-    CHECK_EQ_UINT(metrics.events_buffered, 3);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_UNKNOWN_KEY], 2);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_CHUNK], 2);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_FORWARD], 1);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_UNSUPPORTED_SHAPE], 1);
-    CHECK_EQ_UINT(metrics.acks_sent, 5);
+    CHECK_EQ_UINT(account_now()->buffered, 3);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_UNKNOWN_KEY], 2);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_CHUNK], 2);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_FORWARD], 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_UNSUPPORTED_SHAPE], 1);
+    CHECK_EQ_UINT(metrics_get(METRIC_ACKS_SENT), 5);
     check_batch_names(&f, "page_view,signup,quiet");
     fixture_destroy(&f);
 }
@@ -203,9 +207,9 @@ static void test_forward(void)
                          T_SECS, T_SECS, -1, T_SECS, "event", "named", 3, "chunk", "f1"),
                 "f1", 3, "bad_properties");
     check_counters(6);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_PROPERTIES], 1);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_TIMESTAMP], 1);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_FORWARD], 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_PROPERTIES], 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_TIMESTAMP], 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_FORWARD], 1);
     /* all accepted, packed */
     mp_reset(&pe);
     for (int i = 0; i < 3; i++)
@@ -230,9 +234,9 @@ static void test_forward(void)
     check_reply(&f, mp_build(&m, "[s, I]", "app.x", T_SECS), NULL, 0, NULL);
     check_reply(&f, mp_build(&m, "[s, [], {s:s}]", "app.x", "chunk", "e1"), "e1", 0, NULL);
     check_counters(16);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_CHUNK], 1);
-    CHECK_EQ_UINT(metrics.events_buffered, 9);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_FORWARD], 4);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_CHUNK], 1);
+    CHECK_EQ_UINT(account_now()->buffered, 9);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_FORWARD], 4);
     check_batch_names(&f, "view,mixed,named,packed,packed,packed,cut,cut,quiet");
     fixture_destroy(&f);
 }
@@ -245,7 +249,7 @@ static void test_heartbeat(void)
         return;
     check_reply(&f, mp_build(&m, "n"), NULL, 0, NULL);
     check_reply(&f, mp_build(&m, "n"), NULL, 0, NULL);
-    CHECK_EQ_UINT(metrics.heartbeats, 2);
+    CHECK_EQ_UINT(metrics_get(METRIC_HEARTBEATS), 2);
     check_counters(0);
     fixture_destroy(&f);
 }
@@ -259,17 +263,17 @@ static void test_buffer_full(void)
         return;
     check_reply(&f, mp_build(&m, "{s:s, s:s}", "event", "e", "chunk", "b1"), NULL, 0, NULL);
     check_counters(1);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BUFFER_FULL], 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BUFFER_FULL], 1);
     check_reply(&f, mp_build(&m, "[s, [[I, n], [I, {}]], {s:s}]", "app.e", T_SECS, T_SECS, "chunk",
                              "b2"),
                 NULL, 0, NULL);
     check_counters(3);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BUFFER_FULL], 2);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_BAD_PROPERTIES], 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BUFFER_FULL], 2);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_BAD_PROPERTIES], 1);
     /* a refusal alone is still acknowledged */
     check_reply(&f, mp_build(&m, "{s:s, s:i}", "chunk", "b3", "event", 1), "b3", 1, "bad_event");
     check_counters(4);
-    CHECK_EQ_UINT(metrics.events_buffered, 0);
+    CHECK_EQ_UINT(account_now()->buffered, 0);
     fixture_destroy(&f);
 }
 
@@ -288,8 +292,8 @@ static void test_event_too_large(void)
                              sizeof text, T_SECS, "chunk", "t2"),
                 "t2", 1, "too_large");
     check_counters(3);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_TOO_LARGE], 2);
-    CHECK_EQ_UINT(metrics.events_buffered, 1);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_TOO_LARGE], 2);
+    CHECK_EQ_UINT(account_now()->buffered, 1);
     fixture_destroy(&f);
 }
 
@@ -305,8 +309,8 @@ static void test_disabled(void)
                              "d2"),
                 "d2", 1, "bad_properties");
     check_counters(3);
-    CHECK_EQ_UINT(metrics.events_dropped[DROP_DISABLED], 2);
-    CHECK_EQ_UINT(metrics.events_buffered, 0);
+    CHECK_EQ_UINT(account_now()->dropped[DROP_DISABLED], 2);
+    CHECK_EQ_UINT(account_now()->buffered, 0);
     fixture_destroy(&f);
 }
 
@@ -324,7 +328,7 @@ static void test_replies_in_order(void)
         else
             mp_build(&m, "{s:s}", "event", "e");
         pipeline_handle(&f.p, mp_unpack(&m), "test", &res);
-        CHECK_EQ_INT(pipeline_write_ack(&res, &f.replies), chunks[i] != NULL);
+        CHECK_EQ_INT(conn_reply_ack(&res, &f.replies), chunks[i] != NULL);
     }
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);

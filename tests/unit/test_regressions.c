@@ -7,10 +7,11 @@
  * one with: test_regressions <name>.
  */
 #include "batch.h"
+#include "metrics.h"
 #include "check.h"
 #include "config.h"
 #include "forward.h"
-#include "frame.h"
+#include "scan.h"
 #include "mp.h"
 #include "props.h"
 #include "registry.h"
@@ -117,29 +118,29 @@ static void config_api_key_file_of_1023_bytes(void)
     tmp_file_remove(key_path);
 }
 
-/* frame.h: "Same bound as msgpack-c's unpacker stack". msgpack-c refuses any
+/* scan.h (was frame.h): "Same bound as msgpack-c's unpacker stack". msgpack-c refuses any
  * container header at depth 33, even an empty one (start_container checks
  * the stack before looking at the count). Was: frame_scan treated an empty
  * container as a scalar and called the object complete, so the listener
  * closed the connection as "msgpack the decoder refused" instead of "nested
  * deeper than 32 levels". */
-static void frame_empty_container_33_deep(void)
+static void scan_empty_container_33_deep(void)
 {
-    unsigned char data[FRAME_MAX_DEPTH + 1];
-    memset(data, 0x91, FRAME_MAX_DEPTH);
-    data[FRAME_MAX_DEPTH] = 0x90; /* [[[ ... [] ... ]]] */
+    unsigned char data[WIRE_MAX_DEPTH + 1];
+    memset(data, 0x91, WIRE_MAX_DEPTH);
+    data[WIRE_MAX_DEPTH] = 0x90; /* [[[ ... [] ... ]]] */
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
     int unpacked = msgpack_unpack_next(&up, (const char *)data, sizeof data, &off) ==
                    MSGPACK_UNPACK_SUCCESS;
     msgpack_unpacked_destroy(&up);
-    struct frame_scanner s;
+    struct scanner s;
     size_t object_len;
-    frame_reset(&s);
-    enum frame_status st = frame_scan(&s, data, sizeof data, &object_len);
+    scanner_reset(&s);
+    enum scan_status st = scanner_run(&s, data, sizeof data, &object_len);
     CHECK_EQ_INT(unpacked, 0);
-    CHECK_EQ_INT(st, FRAME_TOO_DEEP);
+    CHECK_EQ_INT(st, SCAN_TOO_DEEP);
 }
 
 static void ignore_sealed(struct batch *batch, void *arg)
@@ -154,11 +155,13 @@ static void ignore_sealed(struct batch *batch, void *arg)
 static void batch_destroy_counts_empty_batch(void)
 {
     struct event_base *base = event_base_new();
-    struct batch_limits limits = {10, 1 << 20, 10, 1000, 100, 1 << 20};
+    struct batch_limits limits = {10, 1 << 20, 10, 1000, 100};
+    struct budget budget;
     struct batcher b;
-    memset(&metrics, 0, sizeof metrics);
+    budget_init(&budget, 1 << 20);
+    metrics_reset();
     if (!CHECK(base != NULL) ||
-        !CHECK_EQ_INT(batcher_init(&b, base, &limits, ignore_sealed, NULL), 0))
+        !CHECK_EQ_INT(batcher_init(&b, base, &limits, &budget, ignore_sealed, NULL), 0))
         return;
     size_t mark;
     struct buf *out = batcher_begin(&b, &mark);
@@ -167,7 +170,7 @@ static void batch_destroy_counts_empty_batch(void)
     batcher_abort(&b, mark);
     batcher_destroy(&b);
     event_base_free(base);
-    CHECK_EQ_UINT(metrics.batches_dropped, 0);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_DROPPED), 0);
 }
 
 /* props.c: a lone surrogate escape is not valid JSON; strict parsers would
@@ -217,11 +220,10 @@ static void registry_long_lines(void)
 }
 
 /* One Forward entry's outcome: its time, or -1 if it was refused. */
-static void forward_entry_time(void *arg, const struct event *ev, enum drop_reason reason,
-                               const char *detail)
+static void forward_entry_time(void *arg, const struct analytics_event *ev,
+                               const struct refusal *r)
 {
-    (void)reason;
-    (void)detail;
+    (void)r;
     *(int64_t *)arg = ev != NULL ? ev->timestamp_ms : -1;
 }
 
@@ -247,12 +249,11 @@ static void forward_float_time_last_second_of_9999(void)
     mp_init(&m);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const msgpack_object *chunk;
-        enum drop_reason reason;
-        char detail[256];
+        struct refusal r;
         int64_t ms = -2;
         check_context("%.17g seconds", cases[i].secs);
         CHECK_EQ_INT(forward_decode(&d, mp_build(&m, "[s, d, {}]", "t", cases[i].secs), &chunk,
-                                    forward_entry_time, &ms, &reason, detail, sizeof detail),
+                                    forward_entry_time, &ms, &r),
                      0);
         CHECK_EQ_INT(ms, cases[i].want_ms);
     }
@@ -269,7 +270,7 @@ static const struct {
     {"config_not_ini_line_says_allowed", config_not_ini_line_says_allowed},
     {"config_long_lines", config_long_lines},
     {"config_api_key_file_of_1023_bytes", config_api_key_file_of_1023_bytes},
-    {"frame_empty_container_33_deep", frame_empty_container_33_deep},
+    {"scan_empty_container_33_deep", scan_empty_container_33_deep},
     {"batch_destroy_counts_empty_batch", batch_destroy_counts_empty_batch},
     {"props_lone_surrogate_refused", props_lone_surrogate_refused},
     {"registry_long_lines", registry_long_lines},

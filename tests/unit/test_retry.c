@@ -22,7 +22,8 @@ static void test_classify(void)
         enum retry_verdict want;
     } cases[] = {
         {200, RETRY_DELIVERED}, {204, RETRY_DELIVERED}, {299, RETRY_DELIVERED},
-        {100, RETRY_DROP},      {199, RETRY_DROP},      {300, RETRY_DROP},
+        {100, RETRY_DROP},      {199, RETRY_DROP},      {300, RETRY_AGAIN},
+        {301, RETRY_AGAIN},     {308, RETRY_AGAIN},     {399, RETRY_AGAIN},
         {400, RETRY_DROP},      {401, RETRY_DROP},      {404, RETRY_DROP},
         {413, RETRY_DROP},      {499, RETRY_DROP},      {408, RETRY_AGAIN},
         {429, RETRY_AGAIN},     {500, RETRY_AGAIN},     {503, RETRY_AGAIN},

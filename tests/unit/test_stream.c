@@ -220,37 +220,37 @@ static void test_invalid_byte(void)
 
 static void test_too_deep(void)
 {
-    unsigned char data[2 * FRAME_MAX_DEPTH + 4];
+    unsigned char data[2 * WIRE_MAX_DEPTH + 4];
     int objects;
-    /* FRAME_MAX_DEPTH arrays, then an integer: fine */
-    memset(data, 0x91, FRAME_MAX_DEPTH);
-    data[FRAME_MAX_DEPTH] = 0x05;
-    for (size_t split = 0; split <= FRAME_MAX_DEPTH + 1; split += 3) {
-        check_context("%d levels, split after %zu", FRAME_MAX_DEPTH, split);
-        CHECK_EQ_INT(feed(data, FRAME_MAX_DEPTH + 1, split, NO_LIMIT, &objects), STREAM_NEED_MORE);
+    /* WIRE_MAX_DEPTH arrays, then an integer: fine */
+    memset(data, 0x91, WIRE_MAX_DEPTH);
+    data[WIRE_MAX_DEPTH] = 0x05;
+    for (size_t split = 0; split <= WIRE_MAX_DEPTH + 1; split += 3) {
+        check_context("%d levels, split after %zu", WIRE_MAX_DEPTH, split);
+        CHECK_EQ_INT(feed(data, WIRE_MAX_DEPTH + 1, split, NO_LIMIT, &objects), STREAM_NEED_MORE);
         CHECK_EQ_INT(objects, 1);
     }
     /* one level more, by an array or by a map's value, however it arrives */
-    memset(data, 0x91, FRAME_MAX_DEPTH + 1);
-    data[FRAME_MAX_DEPTH + 1] = 0x05;
-    for (size_t split = 0; split <= FRAME_MAX_DEPTH + 2; split++) {
-        check_context("%d levels of arrays, split after %zu", FRAME_MAX_DEPTH + 1, split);
-        CHECK_EQ_INT(feed(data, FRAME_MAX_DEPTH + 2, split, NO_LIMIT, &objects), STREAM_TOO_DEEP);
+    memset(data, 0x91, WIRE_MAX_DEPTH + 1);
+    data[WIRE_MAX_DEPTH + 1] = 0x05;
+    for (size_t split = 0; split <= WIRE_MAX_DEPTH + 2; split++) {
+        check_context("%d levels of arrays, split after %zu", WIRE_MAX_DEPTH + 1, split);
+        CHECK_EQ_INT(feed(data, WIRE_MAX_DEPTH + 2, split, NO_LIMIT, &objects), STREAM_TOO_DEEP);
         CHECK_EQ_INT(objects, 0);
     }
     size_t n = 0;
-    for (int level = 0; level <= FRAME_MAX_DEPTH; level++) {
+    for (int level = 0; level <= WIRE_MAX_DEPTH; level++) {
         data[n++] = 0x81; /* {0: ... } */
         data[n++] = 0x00;
     }
     data[n++] = 0xc0;
-    check_context("%d levels of maps", FRAME_MAX_DEPTH + 1);
+    check_context("%d levels of maps", WIRE_MAX_DEPTH + 1);
     CHECK_EQ_INT(feed(data, n, n / 2, NO_LIMIT, &objects), STREAM_TOO_DEEP);
     /* a valid object first is still handed out */
     data[0] = 0x07;
-    memset(data + 1, 0x91, FRAME_MAX_DEPTH + 1);
+    memset(data + 1, 0x91, WIRE_MAX_DEPTH + 1);
     check_context("too deep after a valid object");
-    CHECK_EQ_INT(feed(data, FRAME_MAX_DEPTH + 2, FRAME_MAX_DEPTH + 2, NO_LIMIT, &objects),
+    CHECK_EQ_INT(feed(data, WIRE_MAX_DEPTH + 2, WIRE_MAX_DEPTH + 2, NO_LIMIT, &objects),
                  STREAM_TOO_DEEP);
     CHECK_EQ_INT(objects, 1);
 }

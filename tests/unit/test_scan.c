@@ -1,10 +1,10 @@
 /*
- * frame_scan: object boundaries for every msgpack type, resumable scanning
+ * scanner_run: object boundaries for every msgpack type, resumable scanning
  * one byte at a time, several objects in a buffer, invalid bytes, the
  * nesting limit, and headers claiming more than the bytes back.
  */
 #include "check.h"
-#include "frame.h"
+#include "scan.h"
 #include "mp.h"
 
 #include <stdlib.h>
@@ -14,30 +14,30 @@ static struct mp m;
 static char filler[70000]; /* payload bytes for the 8/16/32-bit length forms */
 
 /* Scan data[0..len) in one call with a fresh scanner. */
-static enum frame_status scan_once(const void *data, size_t len, size_t *object_len)
+static enum scan_status scan_once(const void *data, size_t len, size_t *object_len)
 {
-    struct frame_scanner s;
-    frame_reset(&s);
+    struct scanner s;
+    scanner_reset(&s);
     *object_len = 0;
-    return frame_scan(&s, data, len, object_len);
+    return scanner_run(&s, data, len, object_len);
 }
 
 /* Feed data[0..len) one more byte per call, as reads would: every prefix
- * must be FRAME_INCOMPLETE and the whole object FRAME_COMPLETE. */
+ * must be SCAN_INCOMPLETE and the whole object SCAN_COMPLETE. */
 static void check_bytewise(const unsigned char *data, size_t len)
 {
-    struct frame_scanner s;
-    frame_reset(&s);
+    struct scanner s;
+    scanner_reset(&s);
     size_t object_len = 0;
     for (size_t k = 0; k < len; k++) {
-        enum frame_status st = frame_scan(&s, data, k, &object_len);
-        if (st != FRAME_INCOMPLETE) {
-            CHECK_EQ_INT(st, FRAME_INCOMPLETE);
+        enum scan_status st = scanner_run(&s, data, k, &object_len);
+        if (st != SCAN_INCOMPLETE) {
+            CHECK_EQ_INT(st, SCAN_INCOMPLETE);
             fprintf(stderr, "    after %zu of %zu bytes\n", k, len);
             return;
         }
     }
-    if (CHECK_EQ_INT(frame_scan(&s, data, len, &object_len), FRAME_COMPLETE))
+    if (CHECK_EQ_INT(scanner_run(&s, data, len, &object_len), SCAN_COMPLETE))
         CHECK_EQ_UINT(object_len, len);
 }
 
@@ -52,7 +52,7 @@ static void check_object(const char *what, int first_byte)
     CHECK_EQ_INT(data[0], first_byte);
 
     size_t object_len;
-    if (CHECK_EQ_INT(scan_once(data, len, &object_len), FRAME_COMPLETE))
+    if (CHECK_EQ_INT(scan_once(data, len, &object_len), SCAN_COMPLETE))
         CHECK_EQ_UINT(object_len, len);
     check_bytewise(data, len);
 
@@ -61,7 +61,7 @@ static void check_object(const char *what, int first_byte)
     memcpy(more, data, len);
     more[len] = 0xc1;
     more[len + 1] = 0x92;
-    if (CHECK_EQ_INT(scan_once(more, len + 2, &object_len), FRAME_COMPLETE))
+    if (CHECK_EQ_INT(scan_once(more, len + 2, &object_len), SCAN_COMPLETE))
         CHECK_EQ_UINT(object_len, len);
     free(more);
 
@@ -211,24 +211,24 @@ static void test_several_objects(void)
     ends[3] = m.sbuf.size;
 
     const unsigned char *data = (const unsigned char *)m.sbuf.data;
-    struct frame_scanner s;
-    frame_reset(&s);
+    struct scanner s;
+    scanner_reset(&s);
     size_t off = 0, object_len;
     for (int i = 0; i < 4; i++) {
         check_context("object %d", i);
-        if (!CHECK_EQ_INT(frame_scan(&s, data + off, ends[3] - off, &object_len), FRAME_COMPLETE))
+        if (!CHECK_EQ_INT(scanner_run(&s, data + off, ends[3] - off, &object_len), SCAN_COMPLETE))
             return;
         CHECK_EQ_UINT(off + object_len, ends[i]);
         off += object_len;
     }
     check_context(NULL);
-    CHECK_EQ_INT(frame_scan(&s, data + off, 0, &object_len), FRAME_INCOMPLETE);
+    CHECK_EQ_INT(scanner_run(&s, data + off, 0, &object_len), SCAN_INCOMPLETE);
 
     /* the last object arriving in two parts, after the others */
-    frame_reset(&s);
-    CHECK_EQ_INT(frame_scan(&s, data + ends[2], 3, &object_len), FRAME_INCOMPLETE);
-    if (CHECK_EQ_INT(frame_scan(&s, data + ends[2], ends[3] - ends[2], &object_len),
-                     FRAME_COMPLETE))
+    scanner_reset(&s);
+    CHECK_EQ_INT(scanner_run(&s, data + ends[2], 3, &object_len), SCAN_INCOMPLETE);
+    if (CHECK_EQ_INT(scanner_run(&s, data + ends[2], ends[3] - ends[2], &object_len),
+                     SCAN_COMPLETE))
         CHECK_EQ_UINT(object_len, ends[3] - ends[2]);
 }
 
@@ -247,18 +247,18 @@ static void test_invalid_byte(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t object_len;
         check_context("%s", cases[i].what);
-        CHECK_EQ_INT(scan_once(cases[i].bytes, cases[i].len, &object_len), FRAME_INVALID);
+        CHECK_EQ_INT(scan_once(cases[i].bytes, cases[i].len, &object_len), SCAN_INVALID);
     }
     check_context(NULL);
     /* a scanner reset after an error reads the next object normally */
-    struct frame_scanner s;
+    struct scanner s;
     size_t object_len;
-    frame_reset(&s);
-    CHECK_EQ_INT(frame_scan(&s, (const unsigned char *)"\x92\x01\xc1", 3, &object_len),
-                 FRAME_INVALID);
-    frame_reset(&s);
-    CHECK_EQ_INT(frame_scan(&s, (const unsigned char *)"\x91\x01", 2, &object_len),
-                 FRAME_COMPLETE);
+    scanner_reset(&s);
+    CHECK_EQ_INT(scanner_run(&s, (const unsigned char *)"\x92\x01\xc1", 3, &object_len),
+                 SCAN_INVALID);
+    scanner_reset(&s);
+    CHECK_EQ_INT(scanner_run(&s, (const unsigned char *)"\x91\x01", 2, &object_len),
+                 SCAN_COMPLETE);
 }
 
 /* `levels` nested one-element arrays (or maps {"k": ...}) around the
@@ -280,14 +280,14 @@ static void pack_nested(int levels, int maps, unsigned char inner)
 static void check_too_deep(const char *what, int maps)
 {
     const unsigned char *data = (const unsigned char *)m.sbuf.data;
-    size_t header_end = (size_t)FRAME_MAX_DEPTH * (maps ? 3 : 1) + 1;
+    size_t header_end = (size_t)WIRE_MAX_DEPTH * (maps ? 3 : 1) + 1;
     size_t object_len;
-    struct frame_scanner s;
+    struct scanner s;
     check_context("%s", what);
-    frame_reset(&s);
-    CHECK_EQ_INT(frame_scan(&s, data, header_end - 1, &object_len), FRAME_INCOMPLETE);
-    CHECK_EQ_INT(frame_scan(&s, data, header_end, &object_len), FRAME_TOO_DEEP);
-    CHECK_EQ_INT(scan_once(data, m.sbuf.size, &object_len), FRAME_TOO_DEEP);
+    scanner_reset(&s);
+    CHECK_EQ_INT(scanner_run(&s, data, header_end - 1, &object_len), SCAN_INCOMPLETE);
+    CHECK_EQ_INT(scanner_run(&s, data, header_end, &object_len), SCAN_TOO_DEEP);
+    CHECK_EQ_INT(scan_once(data, m.sbuf.size, &object_len), SCAN_TOO_DEEP);
 
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
@@ -307,7 +307,7 @@ static void test_depth(void)
     } inner[] = {{0xc0, "nil"}, {0x90, "[]"}, {0x80, "{}"}};
     for (int maps = 0; maps <= 1; maps++) {
         for (size_t i = 0; i < sizeof inner / sizeof inner[0]; i++) {
-            int wrappers = FRAME_MAX_DEPTH - (inner[i].byte != 0xc0);
+            int wrappers = WIRE_MAX_DEPTH - (inner[i].byte != 0xc0);
             char what[64];
             snprintf(what, sizeof what, "%s around %s, 32 levels", maps ? "maps" : "arrays",
                      inner[i].name);
@@ -340,7 +340,7 @@ static void test_huge_headers(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t object_len;
         check_context("%s", cases[i].what);
-        CHECK_EQ_INT(scan_once(cases[i].bytes, cases[i].len, &object_len), FRAME_INCOMPLETE);
+        CHECK_EQ_INT(scan_once(cases[i].bytes, cases[i].len, &object_len), SCAN_INCOMPLETE);
     }
     check_context(NULL);
 
@@ -349,11 +349,11 @@ static void test_huge_headers(void)
     mp_raw(&m, "\xdf\xff\xff\xff\xff", 5);
     for (int i = 0; i < 5000; i++)
         mp_pack(&m, "i:n", i);
-    struct frame_scanner s;
+    struct scanner s;
     size_t object_len;
-    frame_reset(&s);
-    CHECK_EQ_INT(frame_scan(&s, (const unsigned char *)m.sbuf.data, m.sbuf.size, &object_len),
-                 FRAME_INCOMPLETE);
+    scanner_reset(&s);
+    CHECK_EQ_INT(scanner_run(&s, (const unsigned char *)m.sbuf.data, m.sbuf.size, &object_len),
+                 SCAN_INCOMPLETE);
     CHECK_EQ_INT(s.depth, 1);
     CHECK_EQ_UINT(s.remaining[0], UINT64_C(2) * 0xffffffff - 10000);
 }

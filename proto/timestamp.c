@@ -5,6 +5,8 @@
  */
 #include "timestamp.h"
 
+#include "scan.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -18,7 +20,7 @@ int64_t timestamp_days_from_civil(int64_t year, unsigned month, unsigned day)
     return era * 146097 + doe - 719468;
 }
 
-static void timestamp_civil_from_days(int64_t days, int *year, unsigned *month, unsigned *day)
+static void timestamp_civil_from_days(int64_t days, int64_t *year, unsigned *month, unsigned *day)
 {
     days += 719468;
     int64_t era = (days >= 0 ? days : days - 146096) / 146097;
@@ -28,23 +30,70 @@ static void timestamp_civil_from_days(int64_t days, int *year, unsigned *month, 
     int64_t mp = (5 * doy + 2) / 153;
     *day = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
     *month = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    *year = (int)(yoe + era * 400 + (*month <= 2));
+    *year = yoe + era * 400 + (*month <= 2);
+}
+
+size_t timestamp_format_any(int64_t secs, unsigned millis, char out[TIMESTAMP_TEXT_MAX + 1])
+{
+    int64_t days = secs / 86400, rem = secs % 86400;
+    if (rem < 0) { /* floor, not truncation, before 1970 */
+        rem += 86400;
+        days--;
+    }
+    int64_t year;
+    unsigned month, day;
+    timestamp_civil_from_days(days, &year, &month, &day);
+    char text[64]; /* room for any values, so the compiler sees no truncation */
+    const char *year_format = year >= 0 && year <= 9999 ? "%04lld" : "%+07lld";
+    int n = snprintf(text, sizeof text, year_format, (long long)year);
+    n += snprintf(text + n, sizeof text - (size_t)n, "-%02u-%02uT%02d:%02d:%02d.%03uZ", month, day,
+                  (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), millis % 1000);
+    memcpy(out, text, (size_t)n + 1);
+    return (size_t)n;
+}
+
+size_t timestamp_format_ms_any(int64_t ms, char out[TIMESTAMP_TEXT_MAX + 1])
+{
+    int64_t millis = ms % 1000;
+    if (millis < 0)
+        millis += 1000;
+    return timestamp_format_any((ms - millis) / 1000, (unsigned)millis, out);
 }
 
 int timestamp_format(int64_t ms, char out[TIMESTAMP_TEXT_LEN + 1])
 {
     if (ms < 0 || ms > TIMESTAMP_MAX_MS)
         return -1;
-    int64_t secs = ms / 1000;
-    int64_t days = secs / 86400;
-    int64_t rem = secs % 86400;
-    int year;
-    unsigned month, day;
-    timestamp_civil_from_days(days, &year, &month, &day);
-    char text[64]; /* room for any int, so the compiler sees no truncation */
-    snprintf(text, sizeof text, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", year, month, day,
-             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)(ms % 1000));
+    char text[TIMESTAMP_TEXT_MAX + 1];
+    timestamp_format_ms_any(ms, text);
     memcpy(out, text, TIMESTAMP_TEXT_LEN + 1);
+    return 0;
+}
+
+int timestamp_from_ext(int8_t type, const unsigned char *p, size_t n, int64_t *secs,
+                       uint32_t *nanos)
+{
+    uint64_t s, ns;
+    if (type == 0 && n == 8) { /* EventTime: uint32 seconds, uint32 nanoseconds */
+        s = scan_be(p, 4);
+        ns = scan_be(p + 4, 4);
+    } else if (type == -1 && n == 4) { /* timestamp 32: uint32 seconds */
+        s = scan_be(p, 4);
+        ns = 0;
+    } else if (type == -1 && n == 8) { /* timestamp 64: 30-bit nanoseconds, 34-bit seconds */
+        uint64_t v = scan_be(p, 8);
+        s = v & UINT64_C(0x3ffffffff);
+        ns = v >> 34;
+    } else if (type == -1 && n == 12) { /* timestamp 96: uint32 nanoseconds, int64 seconds */
+        ns = scan_be(p, 4);
+        s = scan_be(p + 4, 8);
+    } else {
+        return -1;
+    }
+    if (ns >= 1000000000)
+        return -1;
+    *secs = (int64_t)s; /* two's complement: timestamp 96 counts before 1970 too */
+    *nanos = (uint32_t)ns;
     return 0;
 }
 

@@ -134,19 +134,38 @@ int json_write_base64(struct buf *out, const void *data, size_t len)
     return 0;
 }
 
+/* A float stays a float: 1.0 is written "1.0", not the integer "1". */
+static int json_append_float_text(struct buf *out, char *text)
+{
+    if (strspn(text, "-0123456789") == strlen(text))
+        strcat(text, ".0");
+    return buf_append_str(out, text);
+}
+
 int json_write_double(struct buf *out, double v)
 {
     if (!isfinite(v))
         return buf_append(out, "null", 4);
-    char text[32];
-    /* The shortest of %.15g and %.17g that reads back as the same double. */
-    snprintf(text, sizeof text, "%.15g", v);
-    if (strtod(text, NULL) != v)
-        snprintf(text, sizeof text, "%.17g", v);
-    /* A float stays a float: 1.0 is written "1.0", not the integer "1". */
-    if (strspn(text, "-0123456789") == strlen(text))
-        strcat(text, ".0");
-    return buf_append_str(out, text);
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    return json_append_float_text(out, text);
+}
+
+int json_write_float(struct buf *out, float v)
+{
+    if (!isfinite(v))
+        return buf_append(out, "null", 4);
+    char text[40];
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, (double)v);
+        if (strtof(text, NULL) == v)
+            break;
+    }
+    return json_append_float_text(out, text);
 }
 
 int json_write_int64(struct buf *out, int64_t v)

@@ -9,19 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BUF_FIRST_CAP 256
+
+struct buf buf_borrow(void *mem, size_t cap)
+{
+    return (struct buf){mem, 0, cap, 0, 1};
+}
+
 int buf_reserve(struct buf *b, size_t extra)
 {
+    if (b->failed)
+        return -1;
     if (b->cap - b->len >= extra)
         return 0;
-    if (extra > SIZE_MAX / 2 - b->len)
+    if (b->borrowed || extra > SIZE_MAX / 2 - b->len) {
+        b->failed = 1;
         return -1;
+    }
     size_t want = b->len + extra;
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : BUF_FIRST_CAP;
     while (cap < want)
         cap *= 2;
     char *p = realloc(b->data, cap);
-    if (p == NULL)
+    if (p == NULL) {
+        b->failed = 1;
         return -1;
+    }
     b->data = p;
     b->cap = cap;
     return 0;
@@ -44,7 +57,7 @@ int buf_append_str(struct buf *b, const char *s)
 
 int buf_append_char(struct buf *b, char c)
 {
-    if (b->len == b->cap && buf_reserve(b, 1) < 0)
+    if ((b->len == b->cap || b->failed) && buf_reserve(b, 1) < 0)
         return -1;
     b->data[b->len++] = c;
     return 0;
@@ -76,9 +89,15 @@ void buf_truncate(struct buf *b, size_t len)
         b->len = len;
 }
 
+void buf_rollback(struct buf *b, size_t mark)
+{
+    buf_truncate(b, mark);
+    b->failed = 0;
+}
+
 void buf_free(struct buf *b)
 {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+    if (!b->borrowed)
+        free(b->data);
+    *b = (struct buf)BUF_INIT;
 }

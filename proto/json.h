@@ -5,8 +5,8 @@
  * and invalid UTF-8 becomes U+FFFD, non-finite numbers become null, binary
  * data becomes a base64 string. All return 0, or -1 if out of memory.
  */
-#ifndef TA_JSON_H
-#define TA_JSON_H
+#ifndef PROTO_JSON_H
+#define PROTO_JSON_H
 
 #include "buf.h"
 
@@ -17,7 +17,10 @@ int json_write_string(struct buf *out, const char *s, size_t len);
 /* Append the escaped body of a string, without the surrounding quotes. */
 int json_write_string_body(struct buf *out, const char *s, size_t len);
 int json_write_base64(struct buf *out, const void *data, size_t len);
+/* The shortest text that reads back as the same double (float32: as the
+ * same float), always with a fraction or exponent so it stays a float. */
 int json_write_double(struct buf *out, double v);
+int json_write_float(struct buf *out, float v);
 int json_write_int64(struct buf *out, int64_t v);
 int json_write_uint64(struct buf *out, uint64_t v);
 

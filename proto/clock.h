@@ -3,8 +3,8 @@
  * ages and backoff; wall-clock milliseconds since the epoch for event
  * timestamps and sent_at.
  */
-#ifndef TA_CLOCK_H
-#define TA_CLOCK_H
+#ifndef PROTO_CLOCK_H
+#define PROTO_CLOCK_H
 
 #include <stdint.h>
 

@@ -1,0 +1,361 @@
+/*
+ * conn: per-connection reading, replies and closing (see conn.h).
+ *
+ * A connection is read while its unsent replies stay under
+ * CONN_MAX_UNSENT_REPLIES. Each wakeup handles at most CONN_READS_PER_WAKEUP
+ * reads and CONN_WORK_PER_WAKEUP messages and events (a few kilobytes of
+ * gzip can carry a million events), then lets the others have a turn: what
+ * is left in the buffer is taken up by more_ev, a timer that fires after
+ * the next poll. Once there is no more input (end of stream, or bad bytes)
+ * the connection only writes the replies it owes, then closes.
+ */
+#define _GNU_SOURCE /* struct ucred */
+#include "conn.h"
+
+#include "metrics.h"
+#include "pack.h"
+#include "stream.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_INITIAL_BUFFER (8 * 1024)
+#define CONN_READ_SIZE (32 * 1024)
+#define CONN_READS_PER_WAKEUP 16 /* then let other connections have a turn */
+#define CONN_READS_TO_DRAIN 256  /* at shutdown: a socket buffer's worth, not forever */
+#define CONN_WORK_PER_WAKEUP 16384 /* messages + events; kilobytes of gzip can hold millions */
+#define CONN_WORK_TO_DRAIN (16 * CONN_WORK_PER_WAKEUP) /* at shutdown */
+#define CONN_MAX_UNSENT_REPLIES (64 * 1024) /* then stop reading until the producer reads */
+
+struct conn {
+    TAILQ_ENTRY(conn) entry;
+    struct conn_set *set;
+    int fd;
+    struct event *read_ev, *write_ev, *more_ev;
+    struct stream in;
+    struct buf replies;  /* acknowledgements not yet written */
+    size_t replies_sent; /* of replies.len */
+    int reading;         /* read_ev is added */
+    int backlog;         /* complete messages may still wait in `in` */
+    int closing;         /* no more input: close once the replies are written */
+    char name[64];       /* "connection 7 (pid 1234)" */
+};
+
+int conn_reply_ack(const struct pipeline_result *res, struct buf *out)
+{
+    if (res->chunk == NULL || res->deferred > 0)
+        return 0;
+    size_t mark = out->len;
+    pack_map(out, res->rejected > 0 ? 3 : 1);
+    pack_cstr(out, WIRE_KEY_ACK);
+    pack_str(out, res->chunk->via.str.ptr, res->chunk->via.str.size);
+    if (res->rejected > 0) {
+        pack_cstr(out, WIRE_KEY_REJECTED);
+        pack_uint(out, res->rejected);
+        pack_cstr(out, WIRE_KEY_REASON);
+        pack_cstr(out, reason_name(res->reason));
+    }
+    if (out->failed) {
+        buf_rollback(out, mark);
+        return -1;
+    }
+    metrics_add(METRIC_ACKS_SENT, 1);
+    return 1;
+}
+
+int conn_reply_error(struct buf *out, const char *reason, const char *detail)
+{
+    size_t mark = out->len;
+    pack_map(out, 2);
+    pack_cstr(out, WIRE_KEY_ERROR);
+    pack_cstr(out, reason);
+    pack_cstr(out, WIRE_KEY_DETAIL);
+    pack_cstr(out, detail);
+    if (out->failed) {
+        buf_rollback(out, mark);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    struct conn_set *set = c->set;
+    TAILQ_REMOVE(&set->open, c, entry);
+    set->count--;
+    event_free(c->read_ev);
+    event_free(c->write_ev);
+    event_free(c->more_ev);
+    stream_destroy(&c->in);
+    buf_free(&c->replies);
+    close(c->fd);
+    log_debug("%s: closed", c->name);
+    free(c);
+}
+
+static void conn_set_reading(struct conn *c, int on)
+{
+    if (on == c->reading)
+        return;
+    if (on ? event_add(c->read_ev, NULL) : event_del(c->read_ev)) {
+        log_limited(&c->set->log, LOG_ERROR, "%s: cannot %s reading", c->name,
+                    on ? "resume" : "pause");
+        return;
+    }
+    c->reading = on;
+}
+
+/* Write what replies the socket takes now. Returns -1 if it failed for good
+ * (errno says why). */
+static int conn_send_replies(struct conn *c)
+{
+    while (c->replies_sent < c->replies.len) {
+        ssize_t n = send(c->fd, c->replies.data + c->replies_sent,
+                         c->replies.len - c->replies_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0)
+            return -1;
+        c->replies_sent += (size_t)n;
+    }
+    /* Move what is left to the front once most of the buffer is sent, so a
+     * producer that always lags a little cannot make it grow without end. */
+    if (c->replies_sent > 0 && c->replies_sent >= c->replies.len / 2) {
+        size_t unsent = c->replies.len - c->replies_sent;
+        memmove(c->replies.data, c->replies.data + c->replies_sent, unsent);
+        buf_truncate(&c->replies, unsent);
+        c->replies_sent = 0;
+    }
+    return 0;
+}
+
+/* Write what replies the socket takes now and wait for it to drain
+ * otherwise; read on, or close once a closing connection owes nothing.
+ * Returns -1 if the connection was closed. */
+static int conn_flush_replies(struct conn *c)
+{
+    static const struct timeval now = {0, 0};
+    if (conn_send_replies(c) < 0) {
+        if (c->closing) /* the producer left without reading them */
+            log_debug("%s: closed with acknowledgements unsent: %s", c->name, strerror(errno));
+        else
+            log_limited(&c->set->log, LOG_WARN, "%s: closing: cannot send acknowledgements: %s",
+                        c->name, strerror(errno));
+        conn_close(c);
+        return -1;
+    }
+    size_t unsent = c->replies.len - c->replies_sent;
+    if (c->closing && unsent == 0) {
+        conn_close(c);
+        return -1;
+    }
+    if (unsent > 0 && event_add(c->write_ev, NULL) < 0) {
+        log_limited(&c->set->log, LOG_ERROR, "%s: closing: cannot wait to write its "
+                    "acknowledgements", c->name);
+        conn_close(c);
+        return -1;
+    }
+    conn_set_reading(c, !c->closing && unsent < CONN_MAX_UNSENT_REPLIES);
+    if (c->reading && c->backlog && evtimer_add(c->more_ev, &now) < 0)
+        log_limited(&c->set->log, LOG_ERROR, "%s: cannot schedule its next turn; it goes on "
+                    "when it next sends", c->name);
+    return 0;
+}
+
+/* No more input from this connection: it closes once the replies it owes
+ * are written (the producer may still be reading them). Returns -1 if it
+ * was closed at once. */
+static int conn_finish(struct conn *c)
+{
+    c->closing = 1;
+    c->backlog = 0;
+    return conn_flush_replies(c);
+}
+
+/* Stop reading a connection for bad input. The acknowledgements of the
+ * messages before the fault are still written, then {"error": reason,
+ * "detail": why}, then it is closed. */
+static int conn_reject(struct conn *c, const char *reason, const char *why)
+{
+    metrics_add(METRIC_CONNECTIONS_CLOSED_BAD_INPUT, 1);
+    log_limited(&c->set->log, LOG_WARN, "%s: closing: %s", c->name, why);
+    conn_reply_error(&c->replies, reason, why); /* out of memory: closed without it */
+    return conn_finish(c);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_flush_replies(arg);
+}
+
+/* Decode and hand on the complete objects in the buffer while *work (one
+ * per message and per event) is under max_work, then write the
+ * acknowledgements they call for. Objects left over set c->backlog.
+ * Returns 0, or -1 if the connection was closed. */
+static int conn_process(struct conn *c, size_t *work, size_t max_work)
+{
+    char why[128];
+    msgpack_object obj;
+    struct pipeline_result result;
+    size_t had_replies = c->replies.len;
+    c->backlog = 0;
+    for (;;) {
+        if (*work >= max_work) {
+            c->backlog = 1;
+            return conn_flush_replies(c);
+        }
+        switch (stream_next(&c->in, &obj)) {
+        case STREAM_OBJECT:
+            pipeline_handle(c->set->pipeline, &obj, c->name, &result);
+            *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
+            if (conn_reply_ack(&result, &c->replies) < 0)
+                return conn_reject(c, WIRE_ERROR_NO_MEMORY,
+                                   "out of memory for its acknowledgements");
+            continue;
+        case STREAM_NEED_MORE:
+            return c->replies.len > had_replies ? conn_flush_replies(c) : 0;
+        case STREAM_INVALID:
+            return conn_reject(c, WIRE_ERROR_NOT_MSGPACK, "bytes that are not msgpack");
+        case STREAM_NO_MEMORY:
+            return conn_reject(c, WIRE_ERROR_NO_MEMORY, "out of memory unpacking a message");
+        case STREAM_TOO_DEEP:
+            snprintf(why, sizeof why, "msgpack nested deeper than %d levels", WIRE_MAX_DEPTH);
+            return conn_reject(c, WIRE_ERROR_TOO_DEEP, why);
+        case STREAM_TOO_LARGE:
+            snprintf(why, sizeof why, "message larger than agent.max_message_bytes = %lld",
+                     (long long)c->set->cfg->max_message_bytes);
+            return conn_reject(c, WIRE_ERROR_TOO_LARGE, why);
+        }
+    }
+}
+
+/* Handle what is buffered, then read what is available, up to max_reads
+ * reads and max_work messages and events. Returns -1 if the connection was
+ * closed. */
+static int conn_read(struct conn *c, int max_reads, size_t max_work)
+{
+    size_t work = 0;
+    if (c->backlog && conn_process(c, &work, max_work) < 0)
+        return -1;
+    for (int i = 0; i < max_reads && c->reading && !c->backlog; i++) {
+        size_t capacity;
+        char *space = stream_reserve(&c->in, CONN_READ_SIZE, &capacity);
+        if (space == NULL)
+            return conn_reject(c, WIRE_ERROR_NO_MEMORY, "out of memory for its buffer");
+        ssize_t n = read(c->fd, space, capacity);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0) {
+            if (n < 0)
+                log_debug("%s: read failed: %s", c->name, strerror(errno));
+            if (stream_pending(&c->in) > 0)
+                log_limited(&c->set->log, LOG_WARN,
+                            "%s: closed in the middle of a message (%zu bytes discarded)", c->name,
+                            stream_pending(&c->in));
+            return conn_finish(c);
+        }
+        stream_consumed(&c->in, (size_t)n);
+        metrics_add(METRIC_BYTES_RECEIVED, (uint64_t)n);
+        if (conn_process(c, &work, max_work) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_read(arg, CONN_READS_PER_WAKEUP, CONN_WORK_PER_WAKEUP);
+}
+
+/* The messages left in the buffer by the last turn. */
+static void conn_more_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    if (c->reading)
+        conn_read(c, CONN_READS_PER_WAKEUP, CONN_WORK_PER_WAKEUP);
+}
+
+void conn_set_init(struct conn_set *set, struct event_base *base, const struct config *cfg,
+                   struct pipeline *pipeline)
+{
+    memset(set, 0, sizeof *set);
+    set->base = base;
+    set->cfg = cfg;
+    set->pipeline = pipeline;
+    TAILQ_INIT(&set->open);
+}
+
+/* "connection 7 (pid 1234)" */
+static void conn_name(struct conn *c, uint64_t id)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+        snprintf(c->name, sizeof c->name, "connection %llu (pid %d)", (unsigned long long)id,
+                 (int)cred.pid);
+    else
+        snprintf(c->name, sizeof c->name, "connection %llu", (unsigned long long)id);
+}
+
+int conn_open(struct conn_set *set, int fd)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL ||
+        stream_init(&c->in, CONN_INITIAL_BUFFER, (size_t)set->cfg->max_message_bytes) < 0) {
+        free(c);
+        close(fd);
+        return -1;
+    }
+    c->set = set;
+    c->fd = fd;
+    conn_name(c, ++set->next_id);
+    c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    c->write_ev = event_new(set->base, fd, EV_WRITE, conn_write_cb, c);
+    c->more_ev = evtimer_new(set->base, conn_more_cb, c);
+    if (c->read_ev == NULL || c->write_ev == NULL || c->more_ev == NULL ||
+        event_add(c->read_ev, NULL) < 0) {
+        if (c->read_ev)
+            event_free(c->read_ev);
+        if (c->write_ev)
+            event_free(c->write_ev);
+        if (c->more_ev)
+            event_free(c->more_ev);
+        stream_destroy(&c->in);
+        free(c);
+        close(fd);
+        return -1;
+    }
+    c->reading = 1;
+    TAILQ_INSERT_TAIL(&set->open, c, entry);
+    set->count++;
+    metrics_add(METRIC_CONNECTIONS_ACCEPTED, 1);
+    log_debug("%s: accepted", c->name);
+    return 0;
+}
+
+void conn_set_drain(struct conn_set *set)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&set->open)) != NULL) {
+        if (!c->closing)
+            c->reading = 1; /* drain even a connection paused for unread replies */
+        if (conn_read(c, CONN_READS_TO_DRAIN, CONN_WORK_TO_DRAIN) == 0 &&
+            conn_flush_replies(c) == 0)
+            conn_close(c); /* replies the socket could not take are lost: the producer resends */
+    }
+}

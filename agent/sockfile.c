@@ -1,0 +1,141 @@
+/*
+ * sockfile: socket file set-up (see sockfile.h).
+ */
+#include "sockfile.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int sockfile_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+                snprintf(err, errlen, "[agent] socket = '%s': cannot create directory %s: %s",
+                         path, dir, strerror(errno));
+                return -1;
+            }
+            *p = saved;
+            if (saved == '\0')
+                return 0;
+        }
+    }
+}
+
+/* Remove a socket file left by an agent that is gone. Fails if the path is
+ * not a socket or an agent still answers on it. */
+static int sockfile_clear_stale(const char *path, const struct sockaddr_un *addr, char *err,
+                                size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "[agent] socket = '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "[agent] socket = '%s': the path exists and is not a socket; "
+                 "refusing to remove it", path);
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        snprintf(err, errlen, "[agent] socket = '%s': socket(): %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = connect(probe, (const struct sockaddr *)addr, sizeof *addr);
+    int saved = errno;
+    close(probe);
+    if (rc == 0) {
+        snprintf(err, errlen, "[agent] socket = '%s': another agent is already listening there",
+                 path);
+        return -1;
+    }
+    if (saved != ECONNREFUSED) {
+        snprintf(err, errlen, "[agent] socket = '%s': cannot tell whether it is in use: %s", path,
+                 strerror(saved));
+        return -1;
+    }
+    log_info("removing stale socket %s", path);
+    if (unlink(path) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "[agent] socket = '%s': cannot remove the stale socket: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int sockfile_group(const char *name, gid_t *gid)
+{
+    char *end;
+    long n = strtol(name, &end, 10);
+    if (*name != '\0' && *end == '\0' && n >= 0) {
+        *gid = (gid_t)n;
+        return 0;
+    }
+    struct group *g = getgrnam(name);
+    if (g == NULL)
+        return -1;
+    *gid = g->gr_gid;
+    return 0;
+}
+
+int sockfile_open(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *path = cfg->socket;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) {
+        snprintf(err, errlen, "[agent] socket = '%s' is not allowed (allowed: a path of at most "
+                 "%zu bytes)", path, sizeof addr.sun_path - 1);
+        return -1;
+    }
+    memcpy(addr.sun_path, path, strlen(path));
+    gid_t gid = (gid_t)-1;
+    if (cfg->socket_group[0] != '\0' && sockfile_group(cfg->socket_group, &gid) < 0) {
+        snprintf(err, errlen, "[agent] socket_group = '%s': no such group", cfg->socket_group);
+        return -1;
+    }
+    if (sockfile_mkdirs(path, err, errlen) < 0 || sockfile_clear_stale(path, &addr, err, errlen) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "[agent] socket = '%s': socket(): %s", path, strerror(errno));
+        return -1;
+    }
+    /* Created with no permissions at all, then given its group, then its
+     * mode: never more open than configured, at any moment. */
+    mode_t old = umask(0777);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    int saved = errno;
+    umask(old);
+    if (rc < 0 || (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) ||
+        chmod(path, (mode_t)cfg->socket_mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+        if (rc == 0)
+            saved = errno;
+        snprintf(err, errlen, "[agent] socket = '%s': %s", path, strerror(saved));
+        if (rc == 0)
+            unlink(path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}

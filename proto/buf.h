@@ -1,0 +1,42 @@
+/*
+ * buf: a growable byte buffer.
+ *
+ * Batches, JSON text, msgpack replies and request bodies are all built by
+ * appending to a buf. Growth is geometric. A failed allocation is sticky:
+ * the append returns -1, sets `failed`, and every later append does nothing
+ * and returns -1 too, so a caller may append a whole object and check once;
+ * the bytes before the failure are intact, and buf_rollback() returns to a
+ * mark and clears the failure. A buf may also borrow a fixed block of memory
+ * (buf_borrow): it then never grows past it and never frees it.
+ */
+#ifndef PROTO_BUF_H
+#define PROTO_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    int failed;   /* an append could not be made: the contents are incomplete */
+    int borrowed; /* data is the caller's: never reallocated or freed */
+};
+
+#define BUF_INIT {NULL, 0, 0, 0, 0}
+
+/* A buf writing into the caller's `cap` bytes at mem. */
+struct buf buf_borrow(void *mem, size_t cap);
+/* Ensure room for `extra` more bytes. Returns 0, or -1 (and sets failed). */
+int buf_reserve(struct buf *b, size_t extra);
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_append_str(struct buf *b, const char *s);
+int buf_append_char(struct buf *b, char c);
+/* printf-style append. Returns 0 or -1. */
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Shrink to `len` bytes (no-op if already shorter). */
+void buf_truncate(struct buf *b, size_t len);
+/* Shrink to `mark` and forget a failed append after it. */
+void buf_rollback(struct buf *b, size_t mark);
+void buf_free(struct buf *b);
+
+#endif
