@@ -111,28 +111,31 @@ static char **config_string_field(struct config *cfg, const struct config_key *k
 }
 
 /* Parse a whole decimal (or, for modes, octal) integer with an optional
- * binary size suffix. Returns 0 or -1. */
+ * binary size suffix, which may follow a space ("64MiB", "64 MiB").
+ * Returns 0 or -1. */
 static int config_parse_integer(const char *text, int base, int allow_suffix, int64_t *out)
 {
+    static const struct { const char *s; int64_t m; } suffixes[] = {
+        {"KiB", KIB}, {"K", KIB}, {"k", KIB}, {"MiB", MIB}, {"M", MIB}, {"GiB", GIB}, {"G", GIB},
+    };
     errno = 0;
     char *end;
     long long v = strtoll(text, &end, base);
-    if (end == text || errno != 0)
+    if (end == text || errno != 0 || !isdigit((unsigned char)end[-1]))
         return -1;
     int64_t mult = 1;
-    if (allow_suffix && *end != '\0') {
-        static const struct { const char *s; int64_t m; } suffixes[] = {
-            {"KiB", KIB}, {"K", KIB}, {"k", KIB}, {"MiB", MIB}, {"M", MIB},
-            {"GiB", GIB}, {"G", GIB},
-        };
+    const char *suffix = end;
+    while (allow_suffix && (*suffix == ' ' || *suffix == '\t'))
+        suffix++;
+    if (allow_suffix && *suffix != '\0') {
         size_t i;
         for (i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
-            if (strcmp(end, suffixes[i].s) == 0)
+            if (strcmp(suffix, suffixes[i].s) == 0)
                 break;
         if (i == sizeof suffixes / sizeof suffixes[0])
             return -1;
         mult = suffixes[i].m;
-        end += strlen(suffixes[i].s);
+        end = (char *)suffix + strlen(suffixes[i].s);
     }
     if (*end != '\0' || v > INT64_MAX / mult || v < INT64_MIN / mult)
         return -1;
@@ -152,7 +155,8 @@ static void config_describe_allowed(const struct config_key *k, char *out, size_
         break;
     case CT_BYTES:
         snprintf(out, outlen,
-                 "a byte count from %" PRId64 " to %" PRId64 ", optionally with KiB, MiB or GiB",
+                 "a byte count from %" PRId64 " to %" PRId64 ", optionally followed by KiB, MiB "
+                 "or GiB (or K, M, G: also powers of 1024), e.g. 64MiB or 64 MiB",
                  k->min, k->max);
         break;
     case CT_MODE:
@@ -395,15 +399,63 @@ static void config_env_name(const struct config_key *k, char *out, size_t outlen
         out[i] = (char)toupper((unsigned char)out[i]);
 }
 
+/* Variables Kubernetes sets for a Service whose name starts with
+ * "telemetry-agent" (TELEMETRY_AGENT_SERVICE_HOST, TELEMETRY_AGENT_PORT,
+ * TELEMETRY_AGENT_PORT_9464_TCP_ADDR, ...): not settings, and left alone. */
+static int config_is_service_link(const char *name, size_t len)
+{
+    char text[160];
+    snprintf(text, sizeof text, "%.*s", (int)len, name);
+    if (strstr(text, "_SERVICE_HOST") != NULL || strstr(text, "_SERVICE_PORT") != NULL)
+        return 1;
+    if (len >= 5 && strcmp(text + len - 5, "_PORT") == 0)
+        return 1;
+    const char *port = strstr(text, "_PORT_");
+    if (port == NULL || !isdigit((unsigned char)port[6]))
+        return 0;
+    const char *p = port + 6;
+    while (isdigit((unsigned char)*p))
+        p++;
+    return strncmp(p, "_TCP", 4) == 0 || strncmp(p, "_UDP", 4) == 0 || strncmp(p, "_SCTP", 5) == 0;
+}
+
+/* TELEMETRY_AGENT_PROPERTY_<NAME>=dotted.key=value: one [properties] entry. */
+static int config_env_property(struct config *cfg, const char *var, size_t name_len,
+                               const char *value, char *err, size_t errlen)
+{
+    const char *eq = strchr(value, '=');
+    char key[256], msg[CONFIG_ERR_LEN];
+    if (eq == NULL || eq == value || (size_t)(eq - value) >= sizeof key) {
+        snprintf(err, errlen, "environment %.*s: '%s' is not allowed (allowed: key=value, the "
+                 "key as in [properties], e.g. app_properties.version=v1)", (int)name_len, var,
+                 value);
+        return -1;
+    }
+    snprintf(key, sizeof key, "%.*s", (int)(eq - value), value);
+    if (props_set(cfg->properties, key, eq + 1, msg, sizeof msg) < 0) {
+        snprintf(err, errlen, "environment %.*s: %s", (int)name_len, var, msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int config_apply_env(struct config *cfg, char *const *envp, char *err, size_t errlen)
 {
+    const size_t prefix_len = strlen(CONFIG_ENV_PREFIX);
+    const size_t property_len = strlen(CONFIG_PROPERTY_ENV_PREFIX);
     for (char *const *e = envp; e && *e; e++) {
-        if (strncmp(*e, CONFIG_ENV_PREFIX, strlen(CONFIG_ENV_PREFIX)) != 0)
+        if (strncmp(*e, CONFIG_ENV_PREFIX, prefix_len) != 0)
             continue;
         const char *eq = strchr(*e, '=');
         if (eq == NULL)
             continue;
         size_t name_len = (size_t)(eq - *e);
+        if (name_len > property_len &&
+            strncmp(*e, CONFIG_PROPERTY_ENV_PREFIX, property_len) == 0) {
+            if (config_env_property(cfg, *e, name_len, eq + 1, err, errlen) < 0)
+                return -1;
+            continue;
+        }
         const struct config_key *k = NULL;
         char name[128];
         if (name_len == strlen(CONFIG_API_KEY_ENV) && strncmp(*e, CONFIG_API_KEY_ENV, name_len) == 0)
@@ -413,8 +465,17 @@ static int config_apply_env(struct config *cfg, char *const *envp, char *err, si
             if (strlen(name) == name_len && strncmp(*e, name, name_len) == 0)
                 k = &config_keys[i];
         }
-        if (k == NULL) /* e.g. Kubernetes' TELEMETRY_AGENT_SERVICE_HOST */
+        if (k == NULL && config_is_service_link(*e, name_len))
             continue;
+        if (k == NULL) {
+            char sections[256];
+            config_list(NULL, sections, sizeof sections);
+            snprintf(err, errlen, "environment %.*s: no such setting (allowed: %s<SECTION>_<KEY> "
+                     "for a key of a section (%s) as --print-default-config lists them, %s<NAME> "
+                     "for a [properties] entry, %s)", (int)name_len, *e, CONFIG_ENV_PREFIX,
+                     sections, CONFIG_PROPERTY_ENV_PREFIX, CONFIG_API_KEY_ENV);
+            return -1;
+        }
         if (config_set(cfg, k, eq + 1) < 0) {
             char where[160];
             snprintf(where, sizeof where, "environment %.*s: ", (int)name_len, *e);
@@ -560,8 +621,16 @@ void config_print_defaults(FILE *out)
 {
     fprintf(out, "; telemetry-agent configuration. Every key is shown with its default.\n"
                  "; Any key can also be set from the environment as\n"
-                 "; TELEMETRY_AGENT_<SECTION>_<KEY>, e.g. TELEMETRY_AGENT_BATCH_MAX_EVENTS=1000.\n"
-                 "; Byte counts accept KiB, MiB and GiB suffixes.\n");
+                 "; TELEMETRY_AGENT_<SECTION>_<KEY>, e.g. TELEMETRY_AGENT_BATCH_MAX_EVENTS=1000;\n"
+                 "; the environment wins over this file. A TELEMETRY_AGENT_ variable that\n"
+                 "; names no setting stops start-up (Kubernetes' service variables, such as\n"
+                 "; TELEMETRY_AGENT_SERVICE_HOST, are left alone).\n"
+                 ";\n"
+                 "; Values: booleans are true/false, yes/no, on/off or 1/0. Byte counts are a\n"
+                 "; whole number of bytes, optionally followed (with or without a space) by\n"
+                 "; KiB, MiB or GiB, or K, M, G, which mean the same powers of 1024: 65536,\n"
+                 "; 64KiB, 64 KiB and 64K are equal. Durations are whole milliseconds (keys\n"
+                 "; ending in _ms). Modes are octal.\n");
     for (size_t i = 0; i < CONFIG_NKEYS; i++) {
         const struct config_key *k = &config_keys[i];
         if (i == 0 || strcmp(config_keys[i - 1].section, k->section) != 0)
@@ -576,5 +645,8 @@ void config_print_defaults(FILE *out)
             "; their JSON type, anything else is a string. $lib and $lib_version are\n"
             "; always added. For example:\n"
             "; app_properties.orchest_version = v2023.06.1\n"
-            "; system_properties.gpu_count = 0\n");
+            "; system_properties.gpu_count = 0\n"
+            "; From the environment, one entry a variable, named TELEMETRY_AGENT_PROPERTY_\n"
+            "; and anything, holding key=value (it replaces the same key of this file):\n"
+            "; TELEMETRY_AGENT_PROPERTY_VERSION=app_properties.orchest_version=v2023.06.1\n");
 }

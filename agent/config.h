@@ -59,6 +59,7 @@ struct config {
 #define CONFIG_ERR_LEN 512
 #define CONFIG_ENV_PREFIX "TELEMETRY_AGENT_"
 #define CONFIG_API_KEY_ENV "TELEMETRY_AGENT_API_KEY"
+#define CONFIG_PROPERTY_ENV_PREFIX "TELEMETRY_AGENT_PROPERTY_"
 
 /* Load defaults, then `path` (NULL: defaults only), then the environment
  * `envp` (NULL-terminated "NAME=value" list, or NULL), then check the whole.

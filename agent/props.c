@@ -141,8 +141,8 @@ static char *props_encode_value(const char *value)
     return b.data;
 }
 
-int props_add(struct props_node *root, const char *dotted_key, const char *value, char *err,
-              size_t errlen)
+static int props_put(struct props_node *root, const char *dotted_key, const char *value,
+                     int replace, char *err, size_t errlen)
 {
     struct props_node *node = root;
     const char *seg = dotted_key;
@@ -156,14 +156,18 @@ int props_add(struct props_node *root, const char *dotted_key, const char *value
         }
         struct props_node *child = (struct props_node *)props_child(node, seg, len);
         if (dot == NULL) {
-            if (child != NULL) {
+            if (child != NULL && !(replace && child->json != NULL)) {
                 snprintf(err, errlen, "property '%s' is set twice, or conflicts with a nested key",
                          dotted_key);
                 return -1;
             }
-            child = props_add_child(node, seg, len);
-            if (child == NULL || (child->json = props_encode_value(value)) == NULL)
+            char *json = props_encode_value(value);
+            if (json == NULL || (child == NULL && (child = props_add_child(node, seg, len)) == NULL)) {
+                free(json);
                 goto nomem;
+            }
+            free(child->json);
+            child->json = json;
             return 0;
         }
         if (child == NULL) {
@@ -181,6 +185,18 @@ int props_add(struct props_node *root, const char *dotted_key, const char *value
 nomem:
     snprintf(err, errlen, "out of memory adding property '%s'", dotted_key);
     return -1;
+}
+
+int props_add(struct props_node *root, const char *dotted_key, const char *value, char *err,
+              size_t errlen)
+{
+    return props_put(root, dotted_key, value, 0, err, errlen);
+}
+
+int props_set(struct props_node *root, const char *dotted_key, const char *value, char *err,
+              size_t errlen)
+{
+    return props_put(root, dotted_key, value, 1, err, errlen);
 }
 
 static void props_free_children(struct props_node *node)

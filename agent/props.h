@@ -22,8 +22,13 @@ struct props_node {
 
 /* Create an empty root. Returns NULL if out of memory. */
 struct props_node *props_new(void);
-/* Add `dotted_key = value`. Returns 0, or -1 with a message in err. */
+/* Add `dotted_key = value`; a key already set is an error. Returns 0, or -1
+ * with a message in err. */
 int props_add(struct props_node *root, const char *dotted_key, const char *value, char *err,
+              size_t errlen);
+/* The same, but a value already set under dotted_key is replaced (an
+ * override from the environment). */
+int props_set(struct props_node *root, const char *dotted_key, const char *value, char *err,
               size_t errlen);
 /* Child of `node` named key[0..len), or NULL. */
 const struct props_node *props_child(const struct props_node *node, const char *key, size_t len);

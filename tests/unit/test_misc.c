@@ -634,6 +634,114 @@ static void test_config_env(void)
     CHECK_CONTAINS(err, "allowed");
 }
 
+/* Regression: a TELEMETRY_AGENT_ variable that names no setting (a typo)
+ * was ignored silently. It is refused like an unknown key in the file;
+ * the variables Kubernetes sets for a Service named telemetry-agent are
+ * not settings and are left alone. */
+static void test_config_env_unknown_refused(void)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_LEN];
+    const char *typos[] = {"TELEMETRY_AGENT_BATCH_MAX_EVENT=7", "TELEMETRY_AGENT_BATCHMAXEVENTS=7",
+                           "TELEMETRY_AGENT_PROPERTIES_X=1", "TELEMETRY_AGENT_=1",
+                           "TELEMETRY_AGENT_APIKEY=k"};
+    for (size_t i = 0; i < sizeof typos / sizeof typos[0]; i++) {
+        char *env[] = {(char *)typos[i], NULL};
+        check_context("%s", typos[i]);
+        if (!CHECK_EQ_INT(config_load(&cfg, NULL, env, err, sizeof err), -1)) {
+            config_free(&cfg);
+            continue;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(typos[i], '=') - typos[i]), typos[i]);
+        CHECK_CONTAINS(err, name);
+        CHECK_CONTAINS(err, "no such setting");
+        CHECK_CONTAINS(err, "allowed");
+    }
+    check_context(NULL);
+    char *service[] = {"TELEMETRY_AGENT_SERVICE_HOST=10.0.0.1",
+                       "TELEMETRY_AGENT_SERVICE_PORT=9464",
+                       "TELEMETRY_AGENT_SERVICE_PORT_METRICS=9464",
+                       "TELEMETRY_AGENT_PORT=tcp://10.0.0.1:9464",
+                       "TELEMETRY_AGENT_PORT_9464_TCP=tcp://10.0.0.1:9464",
+                       "TELEMETRY_AGENT_PORT_9464_TCP_PROTO=tcp",
+                       "TELEMETRY_AGENT_PORT_9464_TCP_PORT=9464",
+                       "TELEMETRY_AGENT_PORT_9464_TCP_ADDR=10.0.0.1",
+                       "TELEMETRY_AGENT_RELAY_SERVICE_HOST=10.0.0.2", NULL};
+    if (CHECK_EQ_INT(config_load(&cfg, NULL, service, err, sizeof err), 0))
+        config_free(&cfg);
+    else
+        fprintf(stderr, "    %s\n", err);
+}
+
+/* [properties] entries from the environment: one a variable, key=value;
+ * they replace the same key from the file and add others. */
+static void test_config_env_properties(void)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_LEN];
+    char *env[] = {"TELEMETRY_AGENT_PROPERTY_VERSION=app_properties.orchest_version=v2023.06.1",
+                   "TELEMETRY_AGENT_PROPERTY_GPUS=system_properties.gpu_count=2",
+                   "TELEMETRY_AGENT_PROPERTY_EQ=note=a=b", NULL};
+    const char *ini = "[properties]\napp_properties.orchest_version = old\nkept = 1\n";
+    if (CHECK_EQ_INT(load_ini(&cfg, ini, env, err, sizeof err, NULL), 0)) {
+        CHECK_STR_EQ(props_leaf(cfg.properties, "app_properties.orchest_version"),
+                     "\"v2023.06.1\"");
+        CHECK_STR_EQ(props_leaf(cfg.properties, "system_properties.gpu_count"), "2");
+        CHECK_STR_EQ(props_leaf(cfg.properties, "note"), "\"a=b\"");
+        CHECK_STR_EQ(props_leaf(cfg.properties, "kept"), "1");
+        config_free(&cfg);
+    } else {
+        fprintf(stderr, "    %s\n", err);
+    }
+    const char *bad[] = {"TELEMETRY_AGENT_PROPERTY_X=novalue", "TELEMETRY_AGENT_PROPERTY_X==v",
+                         "TELEMETRY_AGENT_PROPERTY_X=a..b=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *one[] = {(char *)bad[i], NULL};
+        check_context("%s", bad[i]);
+        if (CHECK_EQ_INT(config_load(&cfg, NULL, one, err, sizeof err), -1)) {
+            CHECK_CONTAINS(err, "TELEMETRY_AGENT_PROPERTY_X");
+            CHECK_CONTAINS(err, "allowed");
+        } else {
+            config_free(&cfg);
+        }
+    }
+    check_context(NULL);
+}
+
+/* Regression: "1 MiB" (a space before the unit) was refused although
+ * "1MiB" was accepted. Every documented form of a byte count is accepted. */
+static void test_config_size_forms(void)
+{
+    static const struct {
+        const char *text;
+        int64_t want;
+    } forms[] = {{"65536", 65536},       {"64KiB", 65536},     {"64 KiB", 65536},
+                 {"64K", 65536},         {"64 k", 65536},      {"1MiB", 1048576},
+                 {"1 MiB", 1048576},     {"1M", 1048576},      {"1\tM", 1048576},
+                 {"1 GiB", 1073741824},  {"1G", 1073741824}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        struct config cfg;
+        char err[CONFIG_ERR_LEN], ini[128];
+        snprintf(ini, sizeof ini, "[batch]\nmax_bytes = 64KiB\n[events]\nmax_event_bytes = 16KiB\n"
+                 "[buffer]\nmax_bytes = %s\n", forms[i].text);
+        check_context("%s", forms[i].text);
+        if (CHECK_EQ_INT(load_ini(&cfg, ini, no_env, err, sizeof err, NULL), 0)) {
+            CHECK_EQ_INT(cfg.buffer_max_bytes, forms[i].want);
+            config_free(&cfg);
+        } else {
+            fprintf(stderr, "    %s\n", err);
+        }
+    }
+    const char *refused[] = {"1 MB", "1 TiB", "MiB", "1 M iB", "1.5MiB", "-1MiB", "1 MiB x"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char ini[128];
+        snprintf(ini, sizeof ini, "[buffer]\nmax_bytes = %s\n", refused[i]);
+        check_ini_error(refused[i], ini, 2, "max_bytes", 1);
+    }
+    check_context(NULL);
+}
+
 #define SECRET "phc_s3cr3t-Key-123"
 
 /* The key reaches the config, and a URL other than stdout needs one. */
@@ -731,6 +839,9 @@ int main(void)
     RUN(test_config_errors);
     RUN(test_config_cross_checks);
     RUN(test_config_env);
+    RUN(test_config_env_unknown_refused);
+    RUN(test_config_env_properties);
+    RUN(test_config_size_forms);
     RUN(test_config_api_key);
     RUN(test_config_secret_never_shown);
     buf_free(&text_buf);
