@@ -160,11 +160,19 @@ int json_write_float(struct buf *out, float v)
     if (!isfinite(v))
         return buf_append(out, "null", 4);
     char text[40];
-    for (int digits = 6; digits <= 9; digits++) {
+    int digits;
+    for (digits = 1; digits < 9; digits++) { /* denormals may need fewer than 6 */
         snprintf(text, sizeof text, "%.*g", digits, (double)v);
         if (strtof(text, NULL) == v)
             break;
     }
+    /* 100 rather than 1e+02: as many digits as the whole part has, when
+     * %g would write it without an exponent at that precision */
+    double whole = fabs((double)v);
+    int whole_digits = whole >= 1 ? (int)floor(log10(whole)) + 1 : 0;
+    if (whole_digits > digits && whole_digits <= 9)
+        digits = whole_digits;
+    snprintf(text, sizeof text, "%.*g", digits, (double)v);
     return json_append_float_text(out, text);
 }
 

@@ -3,7 +3,7 @@ Shared fixtures for the integration tests: the real telemetry-agent binary,
 started with a config written per test, the HTTP test collector as its
 backend, and small producer helpers that write msgpack to the agent's socket.
 
-The binary is taken from $TELEMETRY_AGENT_BIN (set by ctest), else build/.
+The binary is taken from $TELEMETRY_TEST_AGENT_BIN (set by ctest), else build/.
 """
 import os
 import re
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "collector"))
 
 from collector import Collector  # noqa: E402
 
-AGENT_BIN = os.environ.get("TELEMETRY_AGENT_BIN", os.path.join(ROOT, "build", "telemetry-agent"))
+AGENT_BIN = os.environ.get("TELEMETRY_TEST_AGENT_BIN", os.path.join(ROOT, "build", "telemetry-agent"))
 EVENTS_FILE = os.path.join(ROOT, "proto", "events.txt")
 
 

@@ -7,9 +7,12 @@
  * one with: test_regressions <name>.
  */
 #include "batch.h"
-#include "metrics.h"
+#include "body.h"
 #include "check.h"
 #include "config.h"
+#include "encode.h"
+#include "json.h"
+#include "metrics.h"
 #include "forward.h"
 #include "scan.h"
 #include "mp.h"
@@ -261,6 +264,121 @@ static void forward_float_time_last_second_of_9999(void)
     forward_destroy(&d);
 }
 
+
+/* json.c: "the shortest text that reads back as the same float". Was: a
+ * float32 was printed through double, so 0.1f became 0.10000000149011612. */
+static void float32_shortest_text(void)
+{
+    const float values[] = {0.1f, 1.1f, -2.5f, 3.4028235e38f, 1.17549435e-38f, 1e-45f,
+                            16777216.0f, 0.3f, 100.0f, 123456.79f};
+    const char *want[] = {"0.1", "1.1", "-2.5", "3.4028235e+38", "1.1754944e-38", "1e-45",
+                          "16777216.0", "0.3", "100.0", "123456.79"};
+    struct buf out = BUF_INIT;
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        buf_rollback(&out, 0);
+        json_write_float(&out, values[i]);
+        buf_append_char(&out, '\0');
+        check_context("%.9g", (double)values[i]);
+        CHECK_STR_EQ(out.data, want[i]);
+    }
+    /* any float32: reads back the same, and no shorter text would */
+    uint32_t bits = 0x12345678;
+    for (int i = 0; i < 20000; i++) {
+        bits = bits * 1664525u + 1013904223u;
+        float v;
+        memcpy(&v, &bits, sizeof v);
+        if (!isfinite(v))
+            continue;
+        buf_rollback(&out, 0);
+        json_write_float(&out, v);
+        buf_append_char(&out, '\0');
+        check_context("bits %08x: %s", bits, out.data);
+        if (!CHECK(strtof(out.data, NULL) == v))
+            break;
+        /* as many significant digits as the value needs, or as its whole part has */
+        int need = 1;
+        char probe[400];
+        while (need < 9 && (snprintf(probe, sizeof probe, "%.*g", need, (double)v),
+                            strtof(probe, NULL) != v))
+            need++;
+        int whole = fabsf(v) >= 1 ? (int)floor(log10(fabs((double)v))) + 1 : 0;
+        int digits = 0, leading = 1;
+        for (const char *c = out.data; *c && *c != 'e'; c++) {
+            leading = leading && (*c == '0' || *c == '.' || *c == '-');
+            digits += !leading && *c >= '0' && *c <= '9';
+        }
+        if (strcmp(out.data + strlen(out.data) - 2, ".0") == 0 && digits > 1)
+            digits--; /* the ".0" that keeps a float a float */
+        if (!CHECK_LE(digits, need > whole ? need : whole))
+            break;
+    }
+    check_context(NULL);
+    buf_free(&out);
+}
+
+/* PROTOCOL.md: "timestamp exts as ISO 8601 strings". Was: a msgpack
+ * timestamp before 1970 (negative seconds, timestamp 96) was written as
+ * base64. Years past 9999 take the expanded form. */
+static void ext_timestamp_before_1970_is_iso8601(void)
+{
+    struct mp m;
+    mp_init(&m);
+    const struct {
+        int64_t secs;
+        unsigned nanos;
+        const char *want;
+    } cases[] = {
+        {-1, 0, "\"1969-12-31T23:59:59.000Z\""},
+        {-86400 * 365, 500000000, "\"1969-01-01T00:00:00.500Z\""},
+        {-62167219200, 0, "\"0000-01-01T00:00:00.000Z\""},
+        {-62167219201, 0, "\"-000001-12-31T23:59:59.000Z\""},
+        {253402300800, 0, "\"+010000-01-01T00:00:00.000Z\""},
+    };
+    struct buf out = BUF_INIT;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf_rollback(&out, 0);
+        check_context("%lld s", (long long)cases[i].secs);
+        CHECK_EQ_INT(encode_value(&out, mp_build(&m, "T", cases[i].secs, cases[i].nanos), 0), 0);
+        buf_append_char(&out, '\0');
+        CHECK_STR_EQ(out.data, cases[i].want);
+    }
+    check_context(NULL);
+    buf_free(&out);
+    mp_free(&m);
+}
+
+/* body.c: sent_at. Was: timestamp_format's failure for a clock outside
+ * 1970..9999 went unchecked, and uninitialised stack bytes went into the
+ * request body. Any clock gives valid JSON with an ISO 8601 sent_at. */
+static void body_sent_at_clock_out_of_range(void)
+{
+    struct batch batch = {.count = 1};
+    buf_append_str(&batch.events, "{\"event\":\"e\"}");
+    struct body_format *f = body_format_new("key", 0);
+    const struct {
+        int64_t now_ms;
+        const char *want;
+    } cases[] = {
+        {-5000, "1969-12-31T23:59:55.000Z"},
+        {INT64_C(253402300800000), "+010000-01-01T00:00:00.000Z"},
+        {0, "1970-01-01T00:00:00.000Z"},
+    };
+    struct buf body = BUF_INIT;
+    for (size_t i = 0; f != NULL && i < sizeof cases / sizeof cases[0]; i++) {
+        check_context("%lld ms", (long long)cases[i].now_ms);
+        if (!CHECK_EQ_INT(body_build(f, &batch, cases[i].now_ms, &body), 0))
+            continue;
+        json_t *v = js_parse_buf(&body);
+        CHECK_STR_EQ(json_string_value(json_object_get(v, "sent_at")), cases[i].want);
+        json_decref(v);
+    }
+    check_context(NULL);
+    CHECK(f != NULL);
+    body_format_free(f);
+    buf_free(&body);
+    buf_free(&batch.events);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -275,6 +393,9 @@ static const struct {
     {"props_lone_surrogate_refused", props_lone_surrogate_refused},
     {"registry_long_lines", registry_long_lines},
     {"forward_float_time_last_second_of_9999", forward_float_time_last_second_of_9999},
+    {"float32_shortest_text", float32_shortest_text},
+    {"ext_timestamp_before_1970_is_iso8601", ext_timestamp_before_1970_is_iso8601},
+    {"body_sent_at_clock_out_of_range", body_sent_at_clock_out_of_range},
 };
 
 int main(int argc, char **argv)
