@@ -54,6 +54,7 @@ class Agent:
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.proc = None
+        self.preexec = None  # run in the child before exec (e.g. setrlimit)
         self.stdout = self.stderr = ""
         self.returncode = None
 
@@ -62,7 +63,8 @@ class Agent:
         self.stderr_path = self.dir / "stderr.txt"
         self.proc = subprocess.Popen(
             [AGENT_BIN, "-c", str(self.config)], env=self.env,
-            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"))
+            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
+            preexec_fn=self.preexec)
         if wait:
             self.wait_ready()
         return self
