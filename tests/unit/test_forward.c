@@ -312,6 +312,59 @@ static void test_packed_forward(void)
     check_bad_entries_alone();
 }
 
+/* Regression: Fluent Bit 2.1 and later write each entry as [[time,
+ * metadata], record]; all of them were refused as bad_timestamp. The
+ * metadata map is not part of the event. Every mode, gzip and acks too. */
+static void test_entries_with_metadata(void)
+{
+    unsigned char et[8]; /* EventTime T_SECS + 0.25 s */
+    mp_put_be(et, (uint64_t)T_SECS, 4);
+    mp_put_be(et + 4, 250000000, 4);
+    const char *fwd = "[s, [[[e, {}], {s:i}], [[I, {s:{s:s}}], {s:i}]], {s:s}]";
+    decode_ok(mp_build(&m, fwd, "fluent", 0, et, sizeof et, "i", 0, T_SECS + 1, "otlp", "trace",
+                       "x", "i", 1, "chunk", "fb1"),
+              2, "fb1");
+    json_t *v = check_event(0, "fluent", T_MS + 250);
+    if (v != NULL)
+        CHECK_EQ_INT(json_integer_value(js_at(check_properties(v, 1), "i")), 0);
+    if ((v = check_event(1, "fluent", T_MS + 1000)) != NULL) {
+        json_t *p = check_properties(v, 1); /* the metadata is not a property */
+        CHECK(js_at(p, "otlp") == NULL);
+    }
+
+    /* PackedForward and CompressedPackedForward, as out_forward sends them */
+    mp_reset(&pe);
+    for (int i = 0; i < 3; i++)
+        mp_pack(&pe, "[[I, {}], {s:i}]", T_SECS + i, "i", i);
+    decode_ok(mp_build(&m, "[s, x, {s:i, s:s}]", "fluent", pe.sbuf.data, pe.sbuf.size, "size", 3,
+                       "chunk", "fb2"),
+              3, "fb2");
+    check_entries_from(0, 3);
+    gzip_entries();
+    decode_ok(mp_build(&m, "[s, x, {s:s, s:s}]", "fluent", gz, gz_len, "compressed", "gzip",
+                       "chunk", "fb3"),
+              3, "fb3");
+    check_entries_from(0, 3);
+
+    /* Message mode: [tag, [time, metadata], record, option?] */
+    decode_ok(mp_build(&m, "[s, [I, {}], {s:i}, {s:s}]", "fluent", T_SECS, "i", 0, "chunk",
+                       "fb4"),
+              1, "fb4");
+    check_entries_from(0, 1);
+    decode_ok(mp_build(&m, "[s, [I, n], {s:i}]", "fluent", T_SECS, "i", 0), 1, NULL);
+    check_entries_from(0, 1);
+
+    /* a time that is not a time is still refused, alone */
+    decode(mp_build(&m, "[s, [[[s, {}], {s:i}], [[I, {}], {s:i}]]]", "fluent", "soon", "i", 0,
+                    T_SECS + 1, "i", 1));
+    check_message_ok(2);
+    check_refused(0, DROP_BAD_TIMESTAMP);
+    check_event(1, "fluent", T_MS + 1000);
+    decode(mp_build(&m, "[s, [[[I, {}, i], {s:i}]]]", "fluent", T_SECS, 1, "i", 0));
+    check_message_ok(1);
+    check_refused(0, DROP_BAD_TIMESTAMP);
+}
+
 static void test_compressed_packed_forward(void)
 {
     mp_reset(&pe);
@@ -1027,6 +1080,7 @@ int main(void)
     RUN(test_forward_mode);
     RUN(test_packed_forward);
     RUN(test_compressed_packed_forward);
+    RUN(test_entries_with_metadata);
     RUN(test_gzip_members);
     RUN(test_gzip_too_large);
     RUN(test_gzip_corrupt);
