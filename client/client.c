@@ -208,13 +208,12 @@ static void *tlm_client_thread(void *arg)
         tlm_conn_io(c, now);
         if (c->flush_waiters > 0)
             pthread_cond_broadcast(&c->progress);
-        int64_t deadline;
-        tlm_conn_plan(c, now, &c->plan_fd, &c->plan_events, &deadline);
-        c->plan_deadline = deadline;
+        tlm_conn_plan(c, now, &c->plan);
+        int64_t deadline = c->plan.deadline;
         c->thread_polling = 1;
         /* no events (reading paused, nothing to write): not even POLLHUP */
         struct pollfd pfd[2] = {{c->wake[0], POLLIN, 0},
-                                {c->plan_events != 0 ? c->plan_fd : -1, c->plan_events, 0}};
+                                {c->plan.events != 0 ? c->plan.fd : -1, c->plan.events, 0}};
         pthread_mutex_unlock(&c->lock);
         poll(pfd, 2, (int)tlm_client_poll_timeout(deadline, now));
         pthread_mutex_lock(&c->lock);
@@ -263,11 +262,9 @@ static void tlm_client_kick(struct tlm_client *c, int64_t now)
     }
     if (!c->thread_polling || c->wake_pending)
         return; /* it plans again before it next waits */
-    int fd;
-    short events;
-    int64_t deadline;
-    tlm_conn_plan(c, now, &fd, &events, &deadline);
-    if (fd != c->plan_fd || (events & ~c->plan_events) != 0 || deadline < c->plan_deadline) {
+    struct tlm_plan plan;
+    tlm_conn_plan(c, now, &plan);
+    if (tlm_plan_changed(&c->plan, &plan)) {
         if (write(c->wake[1], "", 1) == 1)
             c->wake_pending = 1;
     }
@@ -416,16 +413,14 @@ static void tlm_client_wait_progress(struct tlm_client *c, int64_t ms)
  * caller may read the reply this one waits for. */
 static void tlm_client_wait_io(struct tlm_client *c, int64_t now, int64_t ms)
 {
-    int fd;
-    short events;
-    int64_t deadline;
-    tlm_conn_plan(c, now, &fd, &events, &deadline);
-    int64_t t = tlm_client_poll_timeout(deadline, now);
+    struct tlm_plan plan;
+    tlm_conn_plan(c, now, &plan);
+    int64_t t = tlm_client_poll_timeout(plan.deadline, now);
     if (t < 0 || t > ms)
         t = ms;
-    struct pollfd pfd = {fd, events, 0};
+    struct pollfd pfd = {plan.fd, plan.events, 0};
     pthread_mutex_unlock(&c->lock);
-    poll(&pfd, fd >= 0 && events != 0 ? 1 : 0, (int)t);
+    poll(&pfd, plan.fd >= 0 && plan.events != 0 ? 1 : 0, (int)t);
     pthread_mutex_lock(&c->lock);
 }
 

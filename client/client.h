@@ -22,6 +22,16 @@
 #define TLM_CLIENT_MAX_LOSSES 8     /* agent errors about an event before it is dropped */
 #define TLM_CLIENT_REPLY_MAX 4096   /* longest reply from the agent */
 
+/* What the client waits for next: the connection (its fd, -1: none, and
+ * its generation) with the poll events (0: none), and a deadline
+ * (TLM_CLIENT_NEVER: none) for a reconnect or an ack timeout. */
+struct tlm_plan {
+    int fd;
+    uint64_t generation;
+    short events;
+    int64_t deadline;
+};
+
 struct tlm_client {
     pthread_mutex_t lock;
     pthread_cond_t progress; /* broadcast after the I/O thread did something */
@@ -30,6 +40,8 @@ struct tlm_client {
 
     /* connection */
     int fd;                 /* -1: not connected */
+    uint64_t generation;    /* connections made so far: tells a new one from an old one
+                               that had the same fd number */
     int64_t next_connect_ms; /* earliest next connection attempt (monotonic) */
     unsigned attempts;      /* failures since the last progress: the backoff exponent */
     int64_t last_progress_ms; /* last bytes written or ack read on this connection */
@@ -51,9 +63,7 @@ struct tlm_client {
     int wake[2];     /* self-pipe: [0] polled by the thread; -1 until the thread starts */
     int wake_pending; /* a byte is in the pipe */
     int thread_polling; /* the thread is (about to be) in poll() with the plan below */
-    int plan_fd;
-    short plan_events;
-    int64_t plan_deadline;
+    struct tlm_plan plan;
     int flush_waiters;
 
     LIST_ENTRY(tlm_client) all; /* every open client, for fork() */
@@ -71,10 +81,13 @@ enum tlm_conn_end {
     TLM_CONN_BAD_MESSAGE, /* {"error": too_large, too_deep, not_msgpack} */
 };
 
-/* What the client waits for next: the fd and poll events (fd -1: none) and
- * a deadline (TLM_CLIENT_NEVER: none) for a reconnect or an ack timeout. */
-void tlm_conn_plan(struct tlm_client *c, int64_t now, int *fd, short *events,
-                   int64_t *deadline);
+/* What the client waits for next. */
+void tlm_conn_plan(struct tlm_client *c, int64_t now, struct tlm_plan *plan);
+/* Must a thread waiting by plan `old` wake up to wait by `now` instead?
+ * Yes for another connection (even one that got the same fd number: the
+ * old one's poll() would never hear of the new one), an event more to wait
+ * for, or an earlier deadline. */
+int tlm_plan_changed(const struct tlm_plan *old, const struct tlm_plan *now);
 /* Connect now. Returns 0, or -1 (and schedules the next attempt). */
 int tlm_conn_open(struct tlm_client *c, int64_t now);
 /* Do all the I/O possible now without waiting: connect when due, read

@@ -126,6 +126,7 @@ int tlm_conn_open(struct tlm_client *c, int64_t now)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
         c->fd = fd;
+        c->generation++;
         c->reply_len = 0;
         c->last_progress_ms = now;
         c->stats.connects++;
@@ -385,22 +386,28 @@ static int64_t tlm_conn_ack_deadline(const struct tlm_client *c)
     return TLM_CLIENT_NEVER;
 }
 
-void tlm_conn_plan(struct tlm_client *c, int64_t now, int *fd, short *events,
-                   int64_t *deadline)
+void tlm_conn_plan(struct tlm_client *c, int64_t now, struct tlm_plan *plan)
 {
-    *fd = c->fd;
-    *events = 0;
-    *deadline = TLM_CLIENT_NEVER;
+    plan->fd = c->fd;
+    plan->generation = c->generation;
+    plan->events = 0;
+    plan->deadline = TLM_CLIENT_NEVER;
     if (c->fd >= 0) {
-        *events = now >= c->read_resume_ms ? POLLIN : 0;
+        plan->events = now >= c->read_resume_ms ? POLLIN : 0;
         if (tlm_conn_writable(c))
-            *events |= POLLOUT;
-        *deadline = tlm_conn_ack_deadline(c);
-        if (now < c->read_resume_ms && c->read_resume_ms < *deadline)
-            *deadline = c->read_resume_ms;
+            plan->events |= POLLOUT;
+        plan->deadline = tlm_conn_ack_deadline(c);
+        if (now < c->read_resume_ms && c->read_resume_ms < plan->deadline)
+            plan->deadline = c->read_resume_ms;
     } else if (c->queue.next != NULL) {
-        *deadline = c->next_connect_ms;
+        plan->deadline = c->next_connect_ms;
     }
+}
+
+int tlm_plan_changed(const struct tlm_plan *old, const struct tlm_plan *now)
+{
+    return now->fd != old->fd || now->generation != old->generation ||
+           (now->events & ~old->events) != 0 || now->deadline < old->deadline;
 }
 
 void tlm_conn_io(struct tlm_client *c, int64_t now)
