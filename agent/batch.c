@@ -4,7 +4,6 @@
 #include "batch.h"
 
 #include "account.h"
-#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -100,7 +99,6 @@ static void batcher_count_event(struct batcher *b, size_t size)
     batch->charged += size;
     account_buffered();
     if (batch->count++ == 0) {
-        batch->opened_ms = clock_monotonic_ms();
         struct timeval tv = {b->limits.max_age_ms / 1000, (b->limits.max_age_ms % 1000) * 1000};
         if (evtimer_add(b->age_timer, &tv) < 0) {
             log_error("cannot arm the batch age timer: sealing the batch at once");

@@ -26,7 +26,6 @@
 struct batch {
     struct buf events; /* JSON objects separated by commas */
     uint32_t count;
-    int64_t opened_ms; /* monotonic time of the first event */
     size_t charged;    /* bytes charged to the budget */
 };
 

@@ -30,7 +30,7 @@ void log_set_level(enum log_level level)
     log_threshold = level;
 }
 
-int log_enabled(enum log_level level)
+static int log_enabled(enum log_level level)
 {
     return level <= log_threshold;
 }

@@ -30,7 +30,6 @@ struct log_limit {
 #define LOG_QUEUE_BYTES (256 * 1024)
 
 void log_set_level(enum log_level level);
-int log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)

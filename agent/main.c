@@ -266,6 +266,9 @@ static void main_report(int started)
         log_warn("%" PRIu64 " events received: %" PRIu64 " delivered, %" PRIu64
                  " not delivered (the dropped_* counters below say why)",
                  received, acc->delivered, received - acc->delivered);
+    if (!account_balanced())
+        log_error("the counters do not add up: received != delivered + buffered + dropped; "
+                  "this is a bug in the agent");
     log_info("stopped: %s", summary);
 }
 
@@ -353,9 +356,13 @@ int main(int argc, char **argv)
     main_ignore_quiet_signals();
     int started = main_start(a) == 0;
     if (started) {
+        char names[96] = "any event name accepted";
+        if (a->registry != NULL)
+            snprintf(names, sizeof names, "event names checked against the registry (%zu names)",
+                     registry_count(a->registry));
         log_info("%s %s listening on %s; %s; backend %s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
-                 a->cfg.socket, a->registry ? "event names checked against the registry" :
-                 "any event name accepted", a->cfg.url, a->cfg.enabled ? "" : " (disabled: events are discarded)");
+                 a->cfg.socket, names, a->cfg.url,
+                 a->cfg.enabled ? "" : " (disabled: events are discarded)");
         event_base_dispatch(a->base);
     }
     main_stop(a, started);

@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include "account.h"
+#include "log.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -57,10 +58,24 @@ void metrics_format_summary(char *out, size_t outlen)
         if (a->dropped[i] > 0)
             n += (size_t)snprintf(out + n, outlen - n, " dropped_%s=%" PRIu64,
                                   reason_name((enum drop_reason)i), a->dropped[i]);
+    for (int i = 0; i < SOURCE_COUNT && n < outlen; i++)
+        if (a->received[i] > 0)
+            n += (size_t)snprintf(out + n, outlen - n, " received_%s=%" PRIu64,
+                                  account_source_name((enum event_source)i), a->received[i]);
     if (n < outlen)
-        snprintf(out + n, outlen - n,
-                 " connections=%" PRIu64 " connections_refused=%" PRIu64
-                 " connections_closed_bad_input=%" PRIu64 " acks=%" PRIu64,
-                 counters[METRIC_CONNECTIONS_ACCEPTED], counters[METRIC_CONNECTIONS_REFUSED],
-                 counters[METRIC_CONNECTIONS_CLOSED_BAD_INPUT], counters[METRIC_ACKS_SENT]);
+        n += (size_t)snprintf(out + n, outlen - n,
+                              " connections=%" PRIu64 " connections_refused=%" PRIu64
+                              " connections_closed_bad_input=%" PRIu64 " acks=%" PRIu64,
+                              counters[METRIC_CONNECTIONS_ACCEPTED],
+                              counters[METRIC_CONNECTIONS_REFUSED],
+                              counters[METRIC_CONNECTIONS_CLOSED_BAD_INPUT],
+                              counters[METRIC_ACKS_SENT]);
+    static const enum metric more[] = {METRIC_BYTES_RECEIVED, METRIC_HEARTBEATS,
+                                       METRIC_BATCHES_DELIVERED, METRIC_BATCHES_DROPPED,
+                                       METRIC_REQUESTS_SENT, METRIC_REQUESTS_FAILED};
+    for (size_t i = 0; i < sizeof more / sizeof more[0] && n < outlen; i++)
+        n += (size_t)snprintf(out + n, outlen - n, " %s=%" PRIu64, metrics_name(more[i]),
+                              counters[more[i]]);
+    if (log_lines_dropped() > 0 && n < outlen)
+        snprintf(out + n, outlen - n, " log_lines_dropped=%" PRIu64, log_lines_dropped());
 }

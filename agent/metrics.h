@@ -32,8 +32,9 @@ const char *metrics_name(enum metric m);
 void metrics_reset(void);
 
 /* One line "received=... delivered=... buffered=... dropped=N
- * dropped_<reason>=n ... connections=... connections_refused=...
- * connections_closed_bad_input=... acks=...". */
+ * dropped_<reason>=n ... received_<source>=n ... connections=...
+ * connections_refused=... connections_closed_bad_input=... acks=...
+ * bytes_received=... ... log_lines_dropped=n". */
 void metrics_format_summary(char *out, size_t outlen);
 
 #endif

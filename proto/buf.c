@@ -3,9 +3,7 @@
  */
 #include "buf.h"
 
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,26 +58,6 @@ int buf_append_char(struct buf *b, char c)
     if ((b->len == b->cap || b->failed) && buf_reserve(b, 1) < 0)
         return -1;
     b->data[b->len++] = c;
-    return 0;
-}
-
-int buf_printf(struct buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char small[128];
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof small)
-        return buf_append(b, small, (size_t)n);
-    if (buf_reserve(b, (size_t)n + 1) < 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
     return 0;
 }
 

@@ -31,8 +31,6 @@ int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_append_str(struct buf *b, const char *s);
 int buf_append_char(struct buf *b, char c);
-/* printf-style append. Returns 0 or -1. */
-int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Shrink to `len` bytes (no-op if already shorter). */
 void buf_truncate(struct buf *b, size_t len);
 /* Shrink to `mark` and forget a failed append after it. */

@@ -44,7 +44,8 @@ size_t json_utf8_sequence_length(const unsigned char *s, size_t avail)
     return n;
 }
 
-int json_write_string_body(struct buf *out, const char *s, size_t len)
+/* The escaped body of a string, without the surrounding quotes. */
+static int json_write_string_body(struct buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;

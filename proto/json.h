@@ -14,8 +14,6 @@
 #include <stdint.h>
 
 int json_write_string(struct buf *out, const char *s, size_t len);
-/* Append the escaped body of a string, without the surrounding quotes. */
-int json_write_string_body(struct buf *out, const char *s, size_t len);
 int json_write_base64(struct buf *out, const void *data, size_t len);
 /* The shortest text that reads back as the same double (float32: as the
  * same float), always with a fraction or exponent so it stays a float. */

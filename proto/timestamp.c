@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int64_t timestamp_days_from_civil(int64_t year, unsigned month, unsigned day)
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t timestamp_days_from_civil(int64_t year, unsigned month, unsigned day)
 {
     year -= month <= 2;
     int64_t era = (year >= 0 ? year : year - 399) / 400;

@@ -44,7 +44,4 @@ int timestamp_parse_rfc3339(const char *s, size_t len, int64_t *ms);
  * 9999, before 1970 as negative milliseconds. */
 int timestamp_parse_rfc3339_unbounded(const char *s, size_t len, int64_t *ms);
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-int64_t timestamp_days_from_civil(int64_t year, unsigned month, unsigned day);
-
 #endif
