@@ -256,6 +256,8 @@ static void main_report(int started)
         log_error("did not start; nothing was received");
     else if (received == 0)
         log_info("no events were received");
+    else if (acc->delivered == received && received == 1)
+        log_info("the one event received was delivered");
     else if (acc->delivered == received)
         log_info("all %" PRIu64 " events received were delivered", received);
     else if (acc->delivered + acc->dropped[DROP_DISABLED] == received)
