@@ -128,6 +128,20 @@ static void writer_notify_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Free what writer_new made (the thread is not running). */
+static void writer_release(struct writer *w)
+{
+    if (w->notify_ev != NULL)
+        event_free(w->notify_ev);
+    for (int i = 0; i < 2; i++)
+        if (w->notify[i] >= 0)
+            close(w->notify[i]);
+    pthread_cond_destroy(&w->drained);
+    pthread_cond_destroy(&w->work);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
 struct writer *writer_new(int fd, struct event_base *base, size_t max_queued)
 {
     struct writer *w = calloc(1, sizeof *w);
@@ -157,15 +171,7 @@ struct writer *writer_new(int fd, struct event_base *base, size_t max_queued)
     if (rc == 0)
         return w;
 fail:
-    if (w->notify_ev != NULL)
-        event_free(w->notify_ev);
-    for (int i = 0; i < 2; i++)
-        if (w->notify[i] >= 0)
-            close(w->notify[i]);
-    pthread_cond_destroy(&w->drained);
-    pthread_cond_destroy(&w->work);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
+    writer_release(w);
     return NULL;
 }
 
@@ -256,13 +262,5 @@ void writer_free(struct writer *w)
     }
     writer_free_chunks(&w->queue);
     writer_free_chunks(&w->finished);
-    if (w->notify_ev != NULL)
-        event_free(w->notify_ev);
-    for (int i = 0; i < 2; i++)
-        if (w->notify[i] >= 0)
-            close(w->notify[i]);
-    pthread_cond_destroy(&w->drained);
-    pthread_cond_destroy(&w->work);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
+    writer_release(w);
 }
