@@ -129,7 +129,7 @@ static int value_parse_escape(struct value_parser *p, struct buf *t)
     if (p->s[p->pos] != 'u')
         return value_unexpected(p, "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX");
     p->pos++;
-    uint32_t cp, low;
+    uint32_t cp = 0, low = 0;
     if (value_hex4(p, &cp) < 0)
         return -1;
     if (cp >= 0xdc00 && cp <= 0xdfff) {

@@ -123,8 +123,11 @@ static inline int check_cmp_int_(intmax_t a, const char *op, intmax_t b, const c
 static inline int check_mem_eq_(const char *a, size_t alen, const char *b, size_t blen,
                                 const char *ea, const char *eb, const char *file, int line)
 {
-    int ok = (a == NULL) == (b == NULL) &&
-             (a == NULL || (alen == blen && (alen == 0 || memcmp(a, b, alen) == 0)));
+    int ok;
+    if (a == NULL || b == NULL)
+        ok = a == b;
+    else
+        ok = alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
     check_total_++;
     if (!ok) {
         check_fail_begin_(file, line);
