@@ -30,6 +30,17 @@ static void batch_free(struct batch *batch)
     free(batch);
 }
 
+/* Charge the budget for what the batch has allocated now. */
+static void batch_recharge(struct batch *batch, struct budget *budget)
+{
+    size_t now = batch->events.cap;
+    if (now > batch->charged)
+        budget_charge(budget, now - batch->charged);
+    else if (now < batch->charged)
+        budget_release(budget, batch->charged - now);
+    batch->charged = now;
+}
+
 void batch_done(struct batch *batch, struct budget *budget, int delivered,
                 enum drop_reason reason)
 {
@@ -80,6 +91,8 @@ void batcher_seal(struct batcher *b)
         return;
     b->open = NULL;
     evtimer_del(b->age_timer);
+    buf_shrink(&batch->events);
+    batch_recharge(batch, b->budget);
     metrics_add(METRIC_BATCHES_SEALED, 1);
     b->on_sealed(batch, b->arg);
 }
@@ -91,12 +104,11 @@ static void batcher_age_cb(evutil_socket_t fd, short what, void *arg)
     batcher_seal(arg);
 }
 
-/* Account for one more event of `size` bytes in the open batch. */
-static void batcher_count_event(struct batcher *b, size_t size)
+/* Account for one more event in the open batch. */
+static void batcher_count_event(struct batcher *b)
 {
     struct batch *batch = b->open;
-    budget_charge(b->budget, size);
-    batch->charged += size;
+    batch_recharge(batch, b->budget);
     account_buffered();
     if (batch->count++ == 0) {
         struct timeval tv = {b->limits.max_age_ms / 1000, (b->limits.max_age_ms % 1000) * 1000};
@@ -119,7 +131,7 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark)
         batcher_abort(b, mark);
         return BATCH_EVENT_TOO_LARGE;
     }
-    if (!budget_fits(b->budget, size + 1)) {
+    if (b->limits.drop_when_full && !budget_fits(b->budget, size + 1)) {
         batcher_abort(b, mark);
         return BATCH_BUFFER_FULL;
     }
@@ -135,10 +147,56 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark)
         buf_truncate(&batch->events, mark);
         batcher_seal(b);
         b->open = next;
-    } else if (batch->count > 0) {
-        budget_charge(b->budget, 1); /* the separator */
-        batch->charged += 1;
     }
-    batcher_count_event(b, size);
+    batcher_count_event(b);
     return BATCH_ADDED;
+}
+
+/* Where the JSON objects of events end: the offset just past the object
+ * number `nth` (from 1), or 0 if there are fewer. Events are the agent's
+ * own JSON: braces and commas count only outside strings. */
+static size_t batch_event_end(const struct buf *events, uint32_t nth)
+{
+    int depth = 0, in_string = 0, escaped = 0;
+    uint32_t seen = 0;
+    for (size_t i = 0; i < events->len; i++) {
+        char c = events->data[i];
+        if (in_string) {
+            if (escaped)
+                escaped = 0;
+            else if (c == '\\')
+                escaped = 1;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && --depth == 0 && ++seen == nth) {
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+int batch_split(struct batch *batch, struct budget *budget, struct batch **second)
+{
+    uint32_t keep = batch->count / 2;
+    size_t end = keep > 0 ? batch_event_end(&batch->events, keep) : 0;
+    if (end == 0 || end + 1 >= batch->events.len)
+        return -1;
+    struct batch *rest = calloc(1, sizeof *rest);
+    if (rest == NULL ||
+        buf_append(&rest->events, batch->events.data + end + 1, batch->events.len - end - 1) < 0) {
+        free(rest);
+        return -1;
+    }
+    rest->count = batch->count - keep;
+    batch->count = keep;
+    buf_truncate(&batch->events, end);
+    buf_shrink(&batch->events);
+    batch_recharge(batch, budget);
+    batch_recharge(rest, budget);
+    *second = rest;
+    return 0;
 }

@@ -9,8 +9,11 @@
  * body would pass batch.max_bytes, or batch.max_age_ms after its first
  * event; a sealed batch goes to the on_sealed callback the batcher was
  * made with (the sender), which owns it from then on and ends it with
- * batch_done(). A batch's bytes count against the budget from the moment
- * they are encoded until batch_done().
+ * batch_done(). What a batch has allocated (its buffer's capacity, trimmed
+ * to its length when sealed) counts against the budget from the moment an
+ * event is encoded until batch_done(). With drop_when_full an event that
+ * does not fit the budget is refused; otherwise the caller has waited for
+ * room before the event and the event is always taken.
  */
 #ifndef TA_BATCH_H
 #define TA_BATCH_H
@@ -35,6 +38,7 @@ struct batch_limits {
     size_t envelope_bytes;  /* body bytes besides the events */
     int64_t max_age_ms;
     size_t max_event_bytes;
+    int drop_when_full;     /* buffer.overflow = drop_newest */
 };
 
 enum batch_add {
@@ -69,6 +73,11 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark);
 void batcher_abort(struct batcher *b, size_t mark);
 /* Seal the open batch now if it holds any event. */
 void batcher_seal(struct batcher *b);
+
+/* Split a batch of two or more events in two halves: batch keeps the
+ * first, *second gets the rest. Returns 0, or -1 when out of memory
+ * (batch unchanged). */
+int batch_split(struct batch *batch, struct budget *budget, struct batch **second);
 
 /* The batch leaves the agent: delivered, or dropped for reason. Counts its
  * events, releases its bytes from the budget and frees it. */

@@ -5,8 +5,12 @@
 
 void budget_init(struct budget *b, size_t max)
 {
-    b->used = 0;
-    b->max = max;
+    *b = (struct budget){.max = max};
+}
+
+int budget_full(const struct budget *b)
+{
+    return b->used >= b->max;
 }
 
 int budget_fits(const struct budget *b, size_t bytes)
@@ -17,9 +21,21 @@ int budget_fits(const struct budget *b, size_t bytes)
 void budget_charge(struct budget *b, size_t bytes)
 {
     b->used += bytes;
+    if (b->used > b->peak)
+        b->peak = b->used;
 }
 
 void budget_release(struct budget *b, size_t bytes)
 {
     b->used = bytes > b->used ? 0 : b->used - bytes;
+    if (b->wanted && b->used <= b->max - b->max / 4) {
+        b->wanted = 0;
+        if (b->on_room != NULL)
+            b->on_room(b->room_arg);
+    }
+}
+
+void budget_wait(struct budget *b)
+{
+    b->wanted = 1;
 }

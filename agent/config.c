@@ -35,6 +35,7 @@ struct config_key {
 
 static const char *const config_log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const config_formats[] = {"posthog", NULL};
+static const char *const config_overflows[] = {"block", "drop_newest", NULL};
 
 #define KIB INT64_C(1024)
 #define MIB (KIB * 1024)
@@ -73,8 +74,11 @@ static const struct config_key config_keys[] = {
      "... or when its JSON body would exceed this many bytes"},
     {"batch", "max_age_ms", CT_INT, OFF(batch_max_age_ms), "1000", 1, HOUR_MS, NULL, 0,
      "... or this long after its first event arrived"},
-    {"buffer", "max_bytes", CT_BYTES, OFF(buffer_max_bytes), "67108864", 64 * KIB, 64 * GIB, NULL,
-     0, "total size of all undelivered batches; past it new events are dropped and counted"},
+    {"buffer", "max_bytes", CT_BYTES, OFF(buffer_max_bytes), "8388608", 64 * KIB, 64 * GIB, NULL,
+     0, "memory for undelivered events: batches and the request bodies made of them"},
+    {"buffer", "overflow", CT_CHOICE, OFF(buffer_overflow), "block", 0, 0, config_overflows, 0,
+     "when it is full: block stops reading producers until there is room again; drop_newest "
+     "drops new events (counted as buffer_full)"},
     {"backend", "url", CT_STRING, OFF(url), "stdout", 0, 0, NULL, 0,
      "http:// or https:// URL batches are POSTed to; stdout prints each batch as a line"},
     {"backend", "format", CT_CHOICE, OFF(format), "posthog", 0, 0, config_formats, 0,
@@ -89,12 +93,19 @@ static const struct config_key config_keys[] = {
      "requests to the backend at once"},
     {"backend", "timeout_ms", CT_INT, OFF(timeout_ms), "15000", 100, HOUR_MS, NULL, 0,
      "a request not answered within this time fails and is retried"},
+    {"backend", "timeout_max_ms", CT_INT, OFF(timeout_max_ms), "120000", 100, HOUR_MS, NULL, 0,
+     "after a timeout the next request may wait twice as long, up to this"},
     {"backend", "retry_initial_ms", CT_INT, OFF(retry_initial_ms), "500", 1, HOUR_MS, NULL, 0,
      "first retry delay; each later one may double, with full jitter"},
     {"backend", "retry_max_ms", CT_INT, OFF(retry_max_ms), "30000", 1, HOUR_MS, NULL, 0,
-     "longest retry delay (a Retry-After header may ask for more, up to 1 hour)"},
+     "longest retry delay (a Retry-After header may ask for more)"},
     {"backend", "retry_max_elapsed_ms", CT_INT, OFF(retry_max_elapsed_ms), "0", 0, 30 * 24 * HOUR_MS,
      NULL, 0, "drop a batch still failing this long after its first attempt; 0 retries forever"},
+    {"backend", "retry_after_max_ms", CT_INT, OFF(retry_after_max_ms), "300000", 0, HOUR_MS, NULL,
+     0, "longest pause a Retry-After header may impose on the backend"},
+    {"backend", "misconfigured_retry_ms", CT_INT, OFF(misconfigured_retry_ms), "30000", 100,
+     HOUR_MS, NULL, 0, "after 401, 403, 404 or 407 (a wrong key or URL): batches are kept and "
+     "retried this often"},
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -548,6 +559,10 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         return config_refuse(err, errlen, "[buffer] max_bytes = %" PRId64 " is not allowed "
                              "(allowed: at least [batch] max_bytes = %" PRId64 ")",
                              cfg->buffer_max_bytes, cfg->batch_max_bytes);
+    if (cfg->timeout_max_ms < cfg->timeout_ms)
+        return config_refuse(err, errlen, "[backend] timeout_max_ms = %" PRId64 " is not allowed "
+                             "(allowed: at least timeout_ms = %" PRId64 ")",
+                             cfg->timeout_max_ms, cfg->timeout_ms);
     if (cfg->retry_max_ms < cfg->retry_initial_ms)
         return config_refuse(err, errlen, "[backend] retry_max_ms = %" PRId64 " is not allowed "
                              "(allowed: at least retry_initial_ms = %" PRId64 ")",

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 enum backend_format { BACKEND_FORMAT_POSTHOG };
+enum buffer_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP_NEWEST };
 
 struct config {
     /* [agent] */
@@ -39,6 +40,7 @@ struct config {
     int64_t batch_max_age_ms;
     /* [buffer] */
     int64_t buffer_max_bytes;
+    int64_t buffer_overflow; /* enum buffer_overflow */
     /* [backend] */
     char *url;
     int64_t format; /* enum backend_format */
@@ -47,9 +49,12 @@ struct config {
     int gzip;
     int64_t max_in_flight;
     int64_t timeout_ms;
+    int64_t timeout_max_ms;
     int64_t retry_initial_ms;
     int64_t retry_max_ms;
     int64_t retry_max_elapsed_ms;
+    int64_t retry_after_max_ms;
+    int64_t misconfigured_retry_ms;
     /* [forward] */
     char *forward_tag_prefix;
     /* [properties], with $lib and $lib_version */

@@ -34,6 +34,7 @@
 
 struct conn {
     TAILQ_ENTRY(conn) entry;
+    TAILQ_ENTRY(conn) wait_entry; /* in set->waiting while paused */
     struct conn_set *set;
     int fd;
     struct event *read_ev, *write_ev, *more_ev;
@@ -43,14 +44,27 @@ struct conn {
     int reading;         /* read_ev is added */
     int backlog;         /* complete messages may still wait in `in` */
     int closing;         /* no more input: close once the replies are written */
+    int paused;          /* waiting for room in the budget */
     char name[64];       /* "connection 7 (pid 1234)" */
 };
 
 int conn_reply_ack(const struct pipeline_result *res, struct buf *out)
 {
-    if (res->chunk == NULL || res->deferred > 0)
+    if (res->chunk == NULL || (res->deferred > 0 && res->forward))
         return 0;
     size_t mark = out->len;
+    if (res->deferred > 0) {
+        pack_map(out, 2);
+        pack_cstr(out, WIRE_KEY_DEFERRED);
+        pack_str(out, res->chunk->via.str.ptr, res->chunk->via.str.size);
+        pack_cstr(out, WIRE_KEY_REASON);
+        pack_cstr(out, reason_name(DROP_BUFFER_FULL));
+        if (out->failed) {
+            buf_rollback(out, mark);
+            return -1;
+        }
+        return 1;
+    }
     pack_map(out, res->rejected > 0 ? 3 : 1);
     pack_cstr(out, WIRE_KEY_ACK);
     pack_str(out, res->chunk->via.str.ptr, res->chunk->via.str.size);
@@ -87,6 +101,8 @@ static void conn_close(struct conn *c)
 {
     struct conn_set *set = c->set;
     TAILQ_REMOVE(&set->open, c, entry);
+    if (c->paused)
+        TAILQ_REMOVE(&set->waiting, c, wait_entry);
     set->count--;
     event_free(c->read_ev);
     event_free(c->write_ev);
@@ -162,7 +178,7 @@ static int conn_flush_replies(struct conn *c)
         conn_close(c);
         return -1;
     }
-    conn_set_reading(c, !c->closing && unsent < CONN_MAX_UNSENT_REPLIES);
+    conn_set_reading(c, !c->closing && !c->paused && unsent < CONN_MAX_UNSENT_REPLIES);
     if (c->reading && c->backlog && evtimer_add(c->more_ev, &now) < 0)
         log_limited(&c->set->log, LOG_ERROR, "%s: cannot schedule its next turn; it goes on "
                     "when it next sends", c->name);
@@ -197,6 +213,18 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     conn_flush_replies(arg);
 }
 
+/* No room in the budget: stop reading until there is (conn_resume_cb);
+ * what is buffered waits. */
+static void conn_pause(struct conn *c)
+{
+    struct conn_set *set = c->set;
+    c->paused = 1;
+    c->backlog = 1;
+    TAILQ_INSERT_TAIL(&set->waiting, c, wait_entry);
+    budget_wait(set->budget);
+    metrics_add(METRIC_CONNECTIONS_PAUSED, 1);
+}
+
 /* Decode and hand on the complete objects in the buffer while *work (one
  * per message and per event) is under max_work, then write the
  * acknowledgements they call for. Objects left over set c->backlog.
@@ -211,6 +239,12 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
     for (;;) {
         if (*work >= max_work) {
             c->backlog = 1;
+            return conn_flush_replies(c);
+        }
+        if (c->set->cfg->buffer_overflow == OVERFLOW_BLOCK && !c->set->draining &&
+            (budget_full(c->set->budget) || c->set->budget->wanted)) {
+            /* full, or others wait for room: wait behind them */
+            conn_pause(c);
             return conn_flush_replies(c);
         }
         switch (stream_next(&c->in, &obj)) {
@@ -290,14 +324,52 @@ static void conn_more_cb(evutil_socket_t fd, short what, void *arg)
         conn_read(c, CONN_READS_PER_WAKEUP, CONN_WORK_PER_WAKEUP);
 }
 
-void conn_set_init(struct conn_set *set, struct event_base *base, const struct config *cfg,
-                   struct pipeline *pipeline)
+/* The budget has room again: every waiting connection resumes, oldest
+ * first; one that finds the budget full again waits at the back. */
+static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn_set *set = arg;
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&set->waiting)) != NULL) {
+        TAILQ_REMOVE(&set->waiting, c, wait_entry);
+        c->paused = 0;
+        conn_flush_replies(c); /* reads again and takes up its backlog on the next turn */
+    }
+}
+
+static void conn_room_cb(void *arg)
+{
+    struct conn_set *set = arg;
+    event_active(set->resume_ev, 0, 0);
+}
+
+int conn_set_init(struct conn_set *set, struct event_base *base, const struct config *cfg,
+                  struct pipeline *pipeline)
 {
     memset(set, 0, sizeof *set);
     set->base = base;
     set->cfg = cfg;
     set->pipeline = pipeline;
+    set->budget = pipeline->batcher->budget;
     TAILQ_INIT(&set->open);
+    TAILQ_INIT(&set->waiting);
+    set->resume_ev = event_new(base, -1, 0, conn_resume_cb, set);
+    if (set->resume_ev == NULL)
+        return -1;
+    set->budget->on_room = conn_room_cb;
+    set->budget->room_arg = set;
+    return 0;
+}
+
+void conn_set_destroy(struct conn_set *set)
+{
+    if (set->budget != NULL && set->budget->on_room == conn_room_cb)
+        set->budget->on_room = NULL;
+    if (set->resume_ev != NULL)
+        event_free(set->resume_ev);
+    set->resume_ev = NULL;
 }
 
 /* "connection 7 (pid 1234)" */
@@ -351,6 +423,11 @@ int conn_open(struct conn_set *set, int fd)
 void conn_set_drain(struct conn_set *set)
 {
     struct conn *c;
+    set->draining = 1;
+    while ((c = TAILQ_FIRST(&set->waiting)) != NULL) {
+        TAILQ_REMOVE(&set->waiting, c, wait_entry);
+        c->paused = 0;
+    }
     while ((c = TAILQ_FIRST(&set->open)) != NULL) {
         if (!c->closing)
             c->reading = 1; /* drain even a connection paused for unread replies */

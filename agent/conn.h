@@ -11,6 +11,13 @@
  * once the acknowledgements it is owed and a last {"error", "detail"} reply
  * are written; no other is affected. So is one whose producer stops
  * sending (a half-close): it may still be reading.
+ *
+ * Flow control (buffer.overflow = block): before each message the budget is
+ * asked for room; when there is none the connection stops reading and
+ * waits, in arrival order with the others, until the budget has room again
+ * (see budget.h). Acknowledgements it owes are written while it waits. The
+ * producer's writes then fill the socket buffer, and its client library
+ * queues or its blocking write waits: nothing is dropped.
  */
 #ifndef TA_CONN_H
 #define TA_CONN_H
@@ -31,23 +38,33 @@ struct conn_set {
     struct event_base *base;
     const struct config *cfg;
     struct pipeline *pipeline;
+    struct budget *budget;
     TAILQ_HEAD(, conn) open;
+    TAILQ_HEAD(, conn) waiting;  /* paused for room in the budget, oldest first */
+    struct event *resume_ev;     /* activated when the budget has room again */
+    int draining;                /* shutdown: read what was sent, room or not */
     unsigned count;
     uint64_t next_id;
     struct log_limit log;
 };
 
-void conn_set_init(struct conn_set *set, struct event_base *base, const struct config *cfg,
-                   struct pipeline *pipeline);
+/* Returns 0, or -1 when out of memory. */
+int conn_set_init(struct conn_set *set, struct event_base *base, const struct config *cfg,
+                  struct pipeline *pipeline);
 /* Serve a connection accepted on fd (taken over). Returns 0, or -1 when
  * out of memory (fd closed). */
 int conn_open(struct conn_set *set, int fd);
 /* Read what every open connection has already sent, write the replies the
  * socket takes, then close them all. */
 void conn_set_drain(struct conn_set *set);
+/* Free what conn_set_init made (after conn_set_drain). */
+void conn_set_destroy(struct conn_set *set);
 
 /* Append the acknowledgement a message's result calls for: nothing when no
- * chunk was asked for or some event was deferred (the producer resends).
+ * chunk was asked for; {"deferred": chunk, "reason": "buffer_full"} when a
+ * native event was not taken for want of room (the producer resends it
+ * soon); nothing for a Forward message with a deferred entry (Fluent
+ * clients resend after their ack timeout).
  * Returns 1 if a reply was written, 0 if none is due, -1 when out of
  * memory (out as it was). */
 int conn_reply_ack(const struct pipeline_result *result, struct buf *out);

@@ -55,7 +55,6 @@ struct http {
     struct event *timer;
     struct curl_slist *headers;
     char *url;
-    long timeout_ms;
     char last_redirect[512]; /* the last redirect target logged */
     TAILQ_HEAD(, http_request) requests;
     LIST_HEAD(, http_socket) sockets;
@@ -123,6 +122,7 @@ static void http_collect(struct http *h)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
         CURLcode rc = msg->data.result;
         req->result.transport_ok = rc == CURLE_OK;
+        req->result.timed_out = rc == CURLE_OPERATION_TIMEDOUT;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &req->result.status);
         if (rc != CURLE_OK)
             snprintf(req->result.error, sizeof req->result.error, "%s",
@@ -259,7 +259,8 @@ static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static int http_post(struct transport *t, struct buf *body, transport_done_fn done, void *arg)
+static int http_post(struct transport *t, struct buf *body, long timeout_ms,
+                     transport_done_fn done, void *arg)
 {
     struct http *h = (struct http *)t;
     struct http_request *req = calloc(1, sizeof *req);
@@ -279,8 +280,8 @@ static int http_post(struct transport *t, struct buf *body, transport_done_fn do
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -338,7 +339,6 @@ struct transport *http_transport_new(struct event_base *base, const struct confi
         return NULL;
     h->transport.ops = &http_ops;
     h->base = base;
-    h->timeout_ms = (long)cfg->timeout_ms;
     TAILQ_INIT(&h->requests);
     LIST_INIT(&h->sockets);
     h->url = strdup(cfg->url);

@@ -99,11 +99,11 @@ struct listener *listener_open(struct event_base *base, const struct config *cfg
     }
     l->base = base;
     l->cfg = cfg;
-    conn_set_init(&l->conns, base, cfg, pipeline);
+    int conns_ok = conn_set_init(&l->conns, base, cfg, pipeline) == 0;
     l->resume_ev = evtimer_new(base, listener_resume_cb, l);
     l->evl = evconnlistener_new(base, listener_accept_cb, l,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-    if (l->evl == NULL || l->resume_ev == NULL) {
+    if (l->evl == NULL || l->resume_ev == NULL || !conns_ok) {
         if (l->evl == NULL)
             close(fd);
         unlink(cfg->socket);
@@ -131,6 +131,7 @@ void listener_free(struct listener *l)
     if (l == NULL)
         return;
     listener_shutdown(l);
+    conn_set_destroy(&l->conns);
     if (l->resume_ev)
         event_free(l->resume_ev);
     free(l->path);

@@ -119,6 +119,7 @@ static void main_stop_cb(evutil_socket_t sig, short what, void *arg)
              sigabbrev_np(sig), (long long)a->cfg.shutdown_grace_ms);
     listener_shutdown(a->listener);
     batcher_seal(&a->batcher);
+    sender_hurry(a->sender);
     sender_on_idle(a->sender, main_idle_cb, a);
     if (sender_pending(a->sender) == 0) {
         main_finish(a);
@@ -220,6 +221,7 @@ static int main_start(struct agent *a)
         .envelope_bytes = envelope,
         .max_age_ms = a->cfg.batch_max_age_ms,
         .max_event_bytes = (size_t)a->cfg.max_event_bytes,
+        .drop_when_full = a->cfg.buffer_overflow == OVERFLOW_DROP_NEWEST,
     };
     if (batcher_init(&a->batcher, a->base, &limits, &a->budget, sender_submit, a->sender) < 0) {
         log_error("cannot set up batching");
@@ -283,13 +285,18 @@ static void main_stop(struct agent *a, int started)
     if (a->sender) {
         uint64_t lost = sender_abandon(a->sender);
         if (lost > 0)
-            log_error("%" PRIu64 " events could not be delivered before exit", lost);
+            log_error("%" PRIu64 " events could not be delivered before exit: the backend did "
+                      "not take them within agent.shutdown_grace_ms = %lld", lost,
+                      (long long)a->cfg.shutdown_grace_ms);
         sender_free(a->sender);
     }
     if (a->batcher_ready)
         batcher_destroy(&a->batcher);
     if (a->pipeline_ready)
         pipeline_destroy(&a->pipeline);
+    if (started)
+        log_info("buffer: at most %zu bytes held of buffer.max_bytes = %lld", a->budget.peak,
+                 (long long)a->cfg.buffer_max_bytes);
     main_report(started);
     for (size_t i = 0; i < MAIN_NSTOP; i++)
         if (a->stop_ev[i])

@@ -24,6 +24,9 @@ static const char *const metric_names[METRIC_COUNT] = {
     [METRIC_BATCHES_DROPPED] = "batches_dropped",
     [METRIC_REQUESTS_SENT] = "requests_sent",
     [METRIC_REQUESTS_FAILED] = "requests_failed",
+    [METRIC_REQUESTS_TIMED_OUT] = "requests_timed_out",
+    [METRIC_CONNECTIONS_PAUSED] = "connections_paused",
+    [METRIC_BATCHES_SPLIT] = "batches_split",
 };
 
 void metrics_add(enum metric m, uint64_t n)
@@ -72,7 +75,9 @@ void metrics_format_summary(char *out, size_t outlen)
                               counters[METRIC_ACKS_SENT]);
     static const enum metric more[] = {METRIC_BYTES_RECEIVED, METRIC_HEARTBEATS,
                                        METRIC_BATCHES_DELIVERED, METRIC_BATCHES_DROPPED,
-                                       METRIC_REQUESTS_SENT, METRIC_REQUESTS_FAILED};
+                                       METRIC_REQUESTS_SENT, METRIC_REQUESTS_FAILED,
+                                       METRIC_REQUESTS_TIMED_OUT, METRIC_CONNECTIONS_PAUSED,
+                                       METRIC_BATCHES_SPLIT};
     for (size_t i = 0; i < sizeof more / sizeof more[0] && n < outlen; i++)
         n += (size_t)snprintf(out + n, outlen - n, " %s=%" PRIu64, metrics_name(more[i]),
                               counters[more[i]]);

@@ -21,6 +21,9 @@ enum metric {
     METRIC_BATCHES_DROPPED,
     METRIC_REQUESTS_SENT,
     METRIC_REQUESTS_FAILED,               /* answered with a retry, or not answered */
+    METRIC_REQUESTS_TIMED_OUT,            /* not answered within the timeout */
+    METRIC_CONNECTIONS_PAUSED,            /* times a producer waited for room in the buffer */
+    METRIC_BATCHES_SPLIT,                 /* halved after a 413 */
     METRIC_COUNT
 };
 

@@ -53,6 +53,12 @@ static void pipeline_accept(struct pipeline *p, const struct analytics_event *ev
         res->accepted++;
         return;
     }
+    if (p->batcher->limits.drop_when_full && budget_full(p->batcher->budget)) {
+        refuse(&r, DROP_BUFFER_FULL, "undelivered events fill buffer.max_bytes = %lld",
+               (long long)p->cfg->buffer_max_bytes);
+        pipeline_drop(p, &r, peer, res);
+        return;
+    }
     size_t mark;
     struct buf *out = batcher_begin(p->batcher, &mark);
     if (out == NULL) {
@@ -76,7 +82,7 @@ static void pipeline_accept(struct pipeline *p, const struct analytics_event *ev
                (long long)p->cfg->max_event_bytes);
         break;
     case BATCH_BUFFER_FULL:
-        refuse(&r, DROP_BUFFER_FULL, "undelivered batches fill buffer.max_bytes = %lld",
+        refuse(&r, DROP_BUFFER_FULL, "undelivered events fill buffer.max_bytes = %lld",
                (long long)p->cfg->buffer_max_bytes);
         break;
     }
@@ -112,6 +118,7 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
     }
     if (obj->type == MSGPACK_OBJECT_ARRAY) {
         struct pipeline_forward_ctx ctx = {p, peer, res};
+        res->forward = 1;
         if (forward_decode(&p->forward, obj, &res->chunk, pipeline_forward_entry_cb, &ctx, &r) <
             0) {
             account_received(SOURCE_FORWARD); /* the rest of the message, as one event */

@@ -34,6 +34,7 @@ struct pipeline_result {
     uint32_t rejected;           /* refused for good: resending cannot help */
     uint32_t deferred;           /* refused for now (buffer full): worth resending */
     enum drop_reason reason;     /* why the first one was rejected */
+    int forward;                 /* a Fluent Forward message (else a native event) */
 };
 
 /* Returns 0, or -1 when out of memory. */

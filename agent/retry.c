@@ -19,6 +19,10 @@ enum retry_verdict retry_classify(int transport_ok, long status)
         return RETRY_AGAIN;
     if (status >= 300 && status <= 399)
         return RETRY_AGAIN; /* a redirect curl could not follow: never a reason to drop */
+    if (status == 401 || status == 403 || status == 404 || status == 407)
+        return RETRY_MISCONFIGURED;
+    if (status == 413)
+        return RETRY_SPLIT;
     return RETRY_DROP;
 }
 

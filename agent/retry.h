@@ -11,13 +11,21 @@
 
 #include <stdint.h>
 
-/* A Retry-After asking for more than this is held to it. */
+/* A Retry-After asking for more than this is held to it (the sender holds
+ * it to backend.retry_after_max_ms, which is at most this). */
 #define RETRY_AFTER_MAX_MS INT64_C(3600000)
 
-enum retry_verdict { RETRY_DELIVERED, RETRY_AGAIN, RETRY_DROP };
+enum retry_verdict {
+    RETRY_DELIVERED,
+    RETRY_AGAIN,         /* the backend is unwell: back off, then try again */
+    RETRY_MISCONFIGURED, /* a wrong key or URL: keep the batch, retry slowly */
+    RETRY_SPLIT,         /* too large for the backend: halve the batch */
+    RETRY_DROP,          /* the backend refuses this batch for good */
+};
 
 /* transport_ok: the request completed and an HTTP status was read. 2xx is
  * delivered; 408, 429, 5xx, an unfollowed 3xx and no answer are retried;
+ * 401, 403, 404 and 407 are configuration errors; 413 splits the batch;
  * other statuses drop the batch. */
 enum retry_verdict retry_classify(int transport_ok, long status);
 

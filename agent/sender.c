@@ -1,8 +1,22 @@
 /*
- * sender: queue, attempts and retries (see sender.h).
+ * sender: queue, backend health and attempts (see sender.h).
  *
- * Every delivery the sender holds is in exactly one place: the ready queue,
- * a request in flight (inflight), or waiting on its retry timer (backoff).
+ * Every delivery the sender holds is either in the ready queue (ordered by
+ * the sequence number it was sealed with) or in flight. The backend's
+ * health is one state for all of them:
+ *
+ *   UP       up to backend.max_in_flight requests at once
+ *   BACKOFF  nothing is sent until the health timer fires (after
+ *            consecutive failures: exponential with jitter, at least what a
+ *            Retry-After asked for, bounded by backend.retry_after_max_ms;
+ *            after 401/403/404/407: backend.misconfigured_retry_ms)
+ *   PROBING  one request at a time, the oldest batch first; an answer
+ *            that delivers it makes the backend UP again
+ *
+ * A failed batch goes back to its place in the queue, so batches keep their
+ * order. A request that timed out makes the next ones wait twice as long
+ * (up to backend.timeout_max_ms); answers bring the timeout back down
+ * towards twice the time they took. A 413 halves the batch.
  */
 #include "sender.h"
 
@@ -13,22 +27,29 @@
 #include "metrics.h"
 #include "retry.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/queue.h>
 #include <sys/random.h>
+
+#define SENDER_LOUD_EVERY_MS 60000 /* a configuration error is logged this often */
 
 /* One batch on its way: the batch and what the sender knows of it. */
 struct delivery {
     TAILQ_ENTRY(delivery) entry;
     struct sender *sender;
     struct batch *batch;
+    uint64_t seq;            /* order of sealing; halves of a split share it */
     uint32_t attempts;
     int64_t first_attempt_ms;
-    struct event *retry_timer;
+    int64_t sent_ms;         /* when the current attempt was posted */
+    size_t body_charged;     /* bytes of the request body in flight */
 };
 
 TAILQ_HEAD(delivery_list, delivery);
+
+enum backend_health { BACKEND_UP, BACKEND_BACKOFF, BACKEND_PROBING };
 
 struct sender {
     struct event_base *base;
@@ -36,11 +57,16 @@ struct sender {
     struct budget *budget;
     struct transport *transport;
     struct body_format *format;
-    struct delivery_list ready;    /* waiting for a request slot */
+    struct delivery_list ready;    /* waiting to be sent, by seq */
     struct delivery_list inflight; /* being sent */
-    struct delivery_list backoff;  /* waiting for their retry timer */
     unsigned in_flight;            /* length of inflight */
-    unsigned waiting;              /* length of ready + backoff */
+    unsigned waiting;              /* length of ready */
+    uint64_t next_seq;
+    enum backend_health health;
+    uint32_t failures;             /* consecutive failed answers */
+    struct event *health_timer;    /* ends BACKOFF */
+    int64_t timeout_ms;            /* the current request timeout */
+    int64_t loud_logged_ms;        /* last configuration-error line */
     uint64_t random_state;
     void (*idle)(void *arg);
     void *idle_arg;
@@ -68,34 +94,25 @@ static void sender_check_idle(struct sender *s)
 }
 
 /* The batch leaves the sender: delivered, or dropped for reason. */
-static void sender_finish(struct sender *s, struct delivery *d, int delivered,
-                          enum drop_reason reason)
+static void sender_finish(struct delivery *d, int delivered, enum drop_reason reason)
 {
-    batch_done(d->batch, s->budget, delivered, reason);
-    if (d->retry_timer != NULL)
-        event_free(d->retry_timer);
+    batch_done(d->batch, d->sender->budget, delivered, reason);
     free(d);
 }
 
-static void sender_queue(struct sender *s, struct delivery *d, int at_front)
+/* Into the ready queue at its place by seq (after equal ones). */
+static void sender_queue(struct sender *s, struct delivery *d)
 {
-    if (at_front)
-        TAILQ_INSERT_HEAD(&s->ready, d, entry);
-    else
+    struct delivery *after = TAILQ_LAST(&s->ready, delivery_list);
+    if (after == NULL || after->seq <= d->seq) {
         TAILQ_INSERT_TAIL(&s->ready, d, entry);
+    } else {
+        struct delivery *before = TAILQ_FIRST(&s->ready);
+        while (before->seq <= d->seq)
+            before = TAILQ_NEXT(before, entry);
+        TAILQ_INSERT_BEFORE(before, d, entry);
+    }
     s->waiting++;
-}
-
-static void sender_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct delivery *d = arg;
-    struct sender *s = d->sender;
-    TAILQ_REMOVE(&s->backoff, d, entry);
-    s->waiting--;
-    sender_queue(s, d, 1);
-    sender_pump(s);
 }
 
 static uint64_t sender_random(struct sender *s)
@@ -107,10 +124,70 @@ static uint64_t sender_random(struct sender *s)
     return s->random_state = x;
 }
 
-/* The attempt failed in a way worth retrying: wait, or give up if the
- * batch has been failing for longer than retry_max_elapsed_ms. */
-static void sender_schedule_retry(struct sender *s, struct delivery *d, const char *why,
-                                  const char *retry_after)
+static void sender_health_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sender *s = arg;
+    s->health = BACKEND_PROBING;
+    sender_pump(s);
+}
+
+/* The backend failed to take a batch: the whole backend waits. */
+static void sender_back_off(struct sender *s, const char *why, const char *retry_after,
+                            int misconfigured)
+{
+    const struct config *cfg = s->cfg;
+    if (s->health == BACKEND_BACKOFF)
+        return; /* an answer to a request sent before the backoff began */
+    s->failures++;
+    int64_t delay = misconfigured ? cfg->misconfigured_retry_ms
+                                  : retry_backoff_ms(s->failures, cfg->retry_initial_ms,
+                                                     cfg->retry_max_ms, sender_random(s));
+    int64_t asked;
+    if (retry_after[0] != '\0' && retry_parse_after(retry_after, clock_wall_ms(), &asked) == 0) {
+        if (asked > cfg->retry_after_max_ms)
+            asked = cfg->retry_after_max_ms;
+        if (asked > delay)
+            delay = asked;
+    }
+    int64_t now = clock_monotonic_ms();
+    if (misconfigured) {
+        if (s->loud_logged_ms == 0 || now - s->loud_logged_ms >= SENDER_LOUD_EVERY_MS) {
+            s->loud_logged_ms = now;
+            log_error("backend %s: this is a configuration error ([backend] url or api_key); "
+                      "%u batches are kept and retried every %lld ms until it is fixed",
+                      why, sender_pending(s), (long long)delay);
+        }
+    } else {
+        log_limited(&s->retry_log, LOG_WARN,
+                    "backend: %s; pausing requests for %lld ms (%u failures in a row, %u "
+                    "batches waiting)", why, (long long)delay, s->failures, sender_pending(s));
+    }
+    s->health = BACKEND_BACKOFF;
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    if (evtimer_add(s->health_timer, &tv) < 0) {
+        log_limited(&s->retry_log, LOG_ERROR, "backend: cannot arm the backoff timer; "
+                    "probing at once");
+        s->health = BACKEND_PROBING;
+    }
+}
+
+/* A batch the backend answered: it is now known to be well. */
+static void sender_backend_well(struct sender *s)
+{
+    if (s->health == BACKEND_BACKOFF)
+        return; /* an answer to a request sent before the backoff began */
+    if (s->failures > 0)
+        log_info("backend: taking batches again after %u failed attempts", s->failures);
+    s->failures = 0;
+    s->loud_logged_ms = 0;
+    s->health = BACKEND_UP;
+}
+
+/* A failed attempt: back to the queue, or dropped if it has been failing
+ * for longer than retry_max_elapsed_ms. Returns 1 if kept. */
+static int sender_keep(struct sender *s, struct delivery *d, const char *why)
 {
     const struct config *cfg = s->cfg;
     int64_t elapsed = clock_monotonic_ms() - d->first_attempt_ms;
@@ -120,29 +197,62 @@ static void sender_schedule_retry(struct sender *s, struct delivery *d, const ch
                     "(backend.retry_max_elapsed_ms = %lld)",
                     why, d->batch->count, d->attempts, (long long)elapsed,
                     (long long)cfg->retry_max_elapsed_ms);
-        sender_finish(s, d, 0, DROP_RETRY_EXPIRED);
+        sender_finish(d, 0, DROP_RETRY_EXPIRED);
+        return 0;
+    }
+    sender_queue(s, d);
+    return 1;
+}
+
+/* 413: send each half on its own; a single event the backend will not take
+ * is dropped. */
+static void sender_split(struct sender *s, struct delivery *d, const char *why)
+{
+    struct batch *rest;
+    struct delivery *second;
+    if (d->batch->count < 2) {
+        log_limited(&s->drop_log, LOG_ERROR, "backend %s for a single event; dropped it", why);
+        sender_finish(d, 0, DROP_BACKEND_REJECTED);
         return;
     }
-    int64_t delay = retry_backoff_ms(d->attempts, cfg->retry_initial_ms, cfg->retry_max_ms,
-                                     sender_random(s));
-    int64_t floor_ms;
-    if (retry_after[0] != '\0' && retry_parse_after(retry_after, clock_wall_ms(), &floor_ms) == 0 &&
-        floor_ms > delay)
-        delay = floor_ms;
-    log_limited(&s->retry_log, LOG_WARN,
-                "backend: %s; retrying a batch of %u events in %lld ms (attempt %u)", why,
-                d->batch->count, (long long)delay, d->attempts + 1);
-    if (d->retry_timer == NULL)
-        d->retry_timer = evtimer_new(s->base, sender_retry_cb, d);
-    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-    if (d->retry_timer == NULL || evtimer_add(d->retry_timer, &tv) < 0) {
-        log_limited(&s->retry_log, LOG_ERROR, "backend: cannot arm a retry timer; the batch "
-                    "is queued again at once");
-        sender_queue(s, d, 0);
+    if ((second = calloc(1, sizeof *second)) == NULL ||
+        batch_split(d->batch, s->budget, &rest) < 0) {
+        free(second);
+        log_limited(&s->retry_log, LOG_ERROR, "backend %s; out of memory splitting the batch; "
+                    "it is retried whole", why);
+        sender_queue(s, d);
         return;
     }
-    TAILQ_INSERT_TAIL(&s->backoff, d, entry);
-    s->waiting++;
+    log_limited(&s->retry_log, LOG_WARN, "backend %s; sending the batch of %u events as two",
+                why, d->batch->count + rest->count);
+    metrics_add(METRIC_BATCHES_SPLIT, 1);
+    *second = *d;
+    second->batch = rest;
+    sender_queue(s, d);
+    sender_queue(s, second);
+}
+
+/* A timed-out request: the backend is slower than the timeout. */
+static void sender_slow_backend(struct sender *s)
+{
+    int64_t longer = s->timeout_ms * 2;
+    if (longer > s->cfg->timeout_max_ms)
+        longer = s->cfg->timeout_max_ms;
+    metrics_add(METRIC_REQUESTS_TIMED_OUT, 1);
+    if (longer != s->timeout_ms)
+        log_warn("backend: no answer within %lld ms: it is slower than that; the next requests "
+                 "wait up to %lld ms (backend.timeout_max_ms = %lld)", (long long)s->timeout_ms,
+                 (long long)longer, (long long)s->cfg->timeout_max_ms);
+    s->timeout_ms = longer;
+}
+
+/* An answer that took `took` ms: bring a raised timeout back down towards
+ * twice that, never below backend.timeout_ms. */
+static void sender_answered_in(struct sender *s, int64_t took)
+{
+    int64_t enough = 2 * took;
+    if (enough < s->timeout_ms)
+        s->timeout_ms = enough > s->cfg->timeout_ms ? enough : s->cfg->timeout_ms;
 }
 
 static void sender_done(const struct transport_result *result, void *arg)
@@ -151,34 +261,40 @@ static void sender_done(const struct transport_result *result, void *arg)
     struct sender *s = d->sender;
     TAILQ_REMOVE(&s->inflight, d, entry);
     s->in_flight--;
+    budget_release(s->budget, d->body_charged);
+    d->body_charged = 0;
     char why[400];
-    enum retry_verdict verdict = result->permanent ? RETRY_DROP
-                                                   : retry_classify(result->transport_ok,
-                                                                    result->status);
+    if (result->transport_ok) {
+        sender_answered_in(s, clock_monotonic_ms() - d->sent_ms);
+        snprintf(why, sizeof why, "answered %ld (%s): %.200s", result->status,
+                 http_status_text(result->status), result->body_start);
+    } else {
+        if (result->timed_out)
+            sender_slow_backend(s);
+        snprintf(why, sizeof why, "request failed: %s", result->error);
+    }
+    enum retry_verdict verdict =
+        result->permanent ? RETRY_DROP : retry_classify(result->transport_ok, result->status);
     switch (verdict) {
     case RETRY_DELIVERED:
-        sender_finish(s, d, 1, 0);
+        sender_backend_well(s);
+        sender_finish(d, 1, 0);
         break;
     case RETRY_DROP:
-        if (result->transport_ok)
-            log_limited(&s->drop_log, LOG_ERROR,
-                        "backend answered %ld (%s); dropped a batch of %u events; response: "
-                        "%.200s",
-                        result->status, http_status_text(result->status), d->batch->count,
-                        result->body_start);
-        else
-            log_limited(&s->drop_log, LOG_ERROR, "backend: %s; dropped a batch of %u events",
-                        result->error, d->batch->count);
-        sender_finish(s, d, 0, DROP_BACKEND_REJECTED);
+        log_limited(&s->drop_log, LOG_ERROR, "backend %s; dropped a batch of %u events", why,
+                    d->batch->count);
+        sender_backend_well(s); /* it answered: the others may still pass */
+        sender_finish(d, 0, DROP_BACKEND_REJECTED);
+        break;
+    case RETRY_SPLIT:
+        sender_backend_well(s);
+        sender_split(s, d, why);
         break;
     case RETRY_AGAIN:
+    case RETRY_MISCONFIGURED:
         metrics_add(METRIC_REQUESTS_FAILED, 1);
-        if (result->transport_ok)
-            snprintf(why, sizeof why, "answered %ld (%s): %.200s", result->status,
-                     http_status_text(result->status), result->body_start);
-        else
-            snprintf(why, sizeof why, "request failed: %s", result->error);
-        sender_schedule_retry(s, d, why, result->retry_after);
+        if (sender_keep(s, d, why))
+            sender_back_off(s, why, result->retry_after, verdict == RETRY_MISCONFIGURED);
         break;
     }
     sender_pump(s);
@@ -190,16 +306,21 @@ static int sender_attempt(struct sender *s, struct delivery *d)
     struct buf body = BUF_INIT;
     if (d->attempts++ == 0)
         d->first_attempt_ms = clock_monotonic_ms();
-    metrics_add(METRIC_REQUESTS_SENT, 1);
     if (body_build(s->format, d->batch, clock_wall_ms(), &body) < 0) {
         buf_free(&body);
         return -1;
     }
+    metrics_add(METRIC_REQUESTS_SENT, 1);
+    d->body_charged = body.cap;
+    budget_charge(s->budget, d->body_charged);
+    d->sent_ms = clock_monotonic_ms();
     TAILQ_INSERT_TAIL(&s->inflight, d, entry);
     s->in_flight++;
-    if (transport_post(s->transport, &body, sender_done, d) < 0) {
+    if (transport_post(s->transport, &body, (long)s->timeout_ms, sender_done, d) < 0) {
         TAILQ_REMOVE(&s->inflight, d, entry);
         s->in_flight--;
+        budget_release(s->budget, d->body_charged);
+        d->body_charged = 0;
         return -1;
     }
     return 0;
@@ -208,14 +329,17 @@ static int sender_attempt(struct sender *s, struct delivery *d)
 static void sender_pump(struct sender *s)
 {
     struct delivery *d;
-    while (!s->abandoning && s->in_flight < (unsigned)s->cfg->max_in_flight &&
-           (d = TAILQ_FIRST(&s->ready)) != NULL) {
+    for (;;) {
+        unsigned slots = s->health == BACKEND_UP ? (unsigned)s->cfg->max_in_flight
+                         : s->health == BACKEND_PROBING ? 1 : 0;
+        if (s->abandoning || s->in_flight >= slots || (d = TAILQ_FIRST(&s->ready)) == NULL)
+            return;
         TAILQ_REMOVE(&s->ready, d, entry);
         s->waiting--;
         if (sender_attempt(s, d) < 0) {
-            /* out of memory building the request: try again after a backoff */
-            sender_schedule_retry(s, d, "could not build the request (out of memory)", "");
-            break;
+            sender_queue(s, d);
+            sender_back_off(s, "could not build the request (out of memory)", "", 0);
+            return;
         }
     }
 }
@@ -231,7 +355,17 @@ void sender_submit(struct batch *batch, void *arg)
     }
     d->sender = s;
     d->batch = batch;
-    sender_queue(s, d, 0);
+    d->seq = s->next_seq++;
+    sender_queue(s, d);
+    sender_pump(s);
+}
+
+void sender_hurry(struct sender *s)
+{
+    if (s->health == BACKEND_BACKOFF) {
+        evtimer_del(s->health_timer);
+        s->health = BACKEND_PROBING;
+    }
     sender_pump(s);
 }
 
@@ -240,7 +374,8 @@ struct sender *sender_new(struct event_base *base, const struct config *cfg,
                           struct body_format *format)
 {
     struct sender *s = calloc(1, sizeof *s);
-    if (s == NULL) {
+    if (s == NULL || (s->health_timer = evtimer_new(base, sender_health_cb, s)) == NULL) {
+        free(s);
         transport_free(transport);
         body_format_free(format);
         return NULL;
@@ -250,9 +385,9 @@ struct sender *sender_new(struct event_base *base, const struct config *cfg,
     s->budget = budget;
     s->transport = transport;
     s->format = format;
+    s->timeout_ms = cfg->timeout_ms;
     TAILQ_INIT(&s->ready);
     TAILQ_INIT(&s->inflight);
-    TAILQ_INIT(&s->backoff);
     if (getrandom(&s->random_state, sizeof s->random_state, 0) != sizeof s->random_state)
         s->random_state = (uint64_t)clock_wall_ms();
     s->random_state |= 1;
@@ -264,7 +399,8 @@ static void sender_drop_list(struct sender *s, struct delivery_list *list)
     struct delivery *d;
     while ((d = TAILQ_FIRST(list)) != NULL) {
         TAILQ_REMOVE(list, d, entry);
-        sender_finish(s, d, 0, DROP_SHUTDOWN);
+        budget_release(s->budget, d->body_charged);
+        sender_finish(d, 0, DROP_SHUTDOWN);
     }
 }
 
@@ -276,7 +412,6 @@ uint64_t sender_abandon(struct sender *s)
     s->transport = NULL;
     sender_drop_list(s, &s->inflight);
     sender_drop_list(s, &s->ready);
-    sender_drop_list(s, &s->backoff);
     s->in_flight = s->waiting = 0;
     return account_now()->dropped[DROP_SHUTDOWN] - before;
 }
@@ -286,6 +421,7 @@ void sender_free(struct sender *s)
     if (s == NULL)
         return;
     sender_abandon(s);
+    event_free(s->health_timer);
     body_format_free(s->format);
     free(s);
 }

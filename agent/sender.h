@@ -2,14 +2,16 @@
  * sender: delivers sealed batches to the backend, one owner from seal to
  * confirmation.
  *
- * A sealed batch waits in the ready queue until one of backend.max_in_flight
- * request slots is free. Each attempt builds the body around the batch's
- * stored events (body.c; only sent_at changes between attempts) and posts
- * it through the transport (transport.h). The outcome is judged by retry.c:
- * a delivered batch ends as delivered, a rejected one is dropped and
- * counted, a failed one waits out its backoff and goes back to the front of
- * the queue. The delivery state of a batch (attempts, timer) is the
- * sender's, not the batch's.
+ * Sealed batches wait in order in the ready queue; the backend's health
+ * (one state for all batches: up, backing off, or probed by one request)
+ * decides how many are sent at once, up to backend.max_in_flight. Each
+ * attempt builds the body around the batch's stored events (body.c; only
+ * sent_at changes between attempts), charges it to the budget while it is
+ * in flight, and posts it through the transport (transport.h). retry.c
+ * judges each answer: delivered; retried after a backend-wide backoff;
+ * kept and retried slowly on a configuration error; split in two on 413;
+ * or dropped and counted. The delivery state of a batch is the sender's,
+ * not the batch's.
  */
 #ifndef TA_SENDER_H
 #define TA_SENDER_H
@@ -33,7 +35,10 @@ void sender_free(struct sender *s);
 /* Take a sealed batch (the batcher's on_sealed callback; arg is the sender). */
 void sender_submit(struct batch *batch, void *arg);
 
-/* Batches not yet delivered or dropped: queued, in flight or in backoff. */
+/* Shutdown: end a backoff now and send what waits, as fast as the
+ * backend's answers allow. */
+void sender_hurry(struct sender *s);
+/* Batches not yet delivered or dropped: queued or in flight. */
 unsigned sender_pending(const struct sender *s);
 /* Call idle(arg) whenever the sender becomes empty (for shutdown). */
 void sender_on_idle(struct sender *s, void (*idle)(void *arg), void *arg);

@@ -19,6 +19,7 @@
 struct transport_result {
     int transport_ok;   /* an answer was had (an HTTP status was read, a line written) */
     int permanent;      /* !transport_ok, and trying again cannot help */
+    int timed_out;      /* !transport_ok: no answer within the timeout */
     long status;        /* the HTTP status (200 for a line written) */
     char error[TRANSPORT_TEXT_LEN];       /* what went wrong when !transport_ok */
     char retry_after[64];                 /* the Retry-After header, or "" */
@@ -30,10 +31,11 @@ typedef void (*transport_done_fn)(const struct transport_result *result, void *a
 struct transport;
 
 struct transport_ops {
-    /* Send body (taken over: the transport frees it); done is called exactly
-     * once, later, from the event loop. Returns 0, or -1 (body freed, done
-     * never called). */
-    int (*post)(struct transport *t, struct buf *body, transport_done_fn done, void *arg);
+    /* Send body (taken over: the transport frees it), waiting at most
+     * timeout_ms for the answer; done is called exactly once, later, from
+     * the event loop. Returns 0, or -1 (body freed, done never called). */
+    int (*post)(struct transport *t, struct buf *body, long timeout_ms, transport_done_fn done,
+                void *arg);
     /* Abandon every request without calling done, and free t. */
     void (*free)(struct transport *t);
 };
@@ -42,10 +44,10 @@ struct transport {
     const struct transport_ops *ops;
 };
 
-static inline int transport_post(struct transport *t, struct buf *body, transport_done_fn done,
-                                 void *arg)
+static inline int transport_post(struct transport *t, struct buf *body, long timeout_ms,
+                                 transport_done_fn done, void *arg)
 {
-    return t->ops->post(t, body, done, arg);
+    return t->ops->post(t, body, timeout_ms, done, arg);
 }
 
 static inline void transport_free(struct transport *t)

@@ -48,6 +48,8 @@ struct tlm_client {
     unsigned char reply[TLM_CLIENT_REPLY_MAX];
     size_t reply_len;
     int64_t read_resume_ms; /* after a full read budget, no reading before this */
+    int64_t write_resume_ms; /* after {"deferred"}: no writing before this */
+    int64_t defer_delay_ms;  /* the next such pause: doubles while the agent defers */
     int probe;    /* reliable, after an error about a message: one entry in flight at a time */
     uint64_t rng; /* jitter */
 

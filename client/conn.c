@@ -48,6 +48,8 @@
 #define TLM_CONN_IOV 64
 #define TLM_CONN_READS 16 /* recv()s per tlm_conn_read: 64 KiB, all an agent leaves unread */
 #define TLM_CONN_READ_PAUSE_MS 2 /* then a breath for the senders (the clock ticks in ms) */
+#define TLM_CONN_DEFER_MIN_MS 50   /* after {"deferred"}, writing pauses this long, */
+#define TLM_CONN_DEFER_MAX_MS 1000 /* doubling up to this while the agent keeps deferring */
 
 static uint64_t tlm_conn_random(struct tlm_client *c)
 {
@@ -167,14 +169,16 @@ static enum tlm_conn_end tlm_conn_error(struct tlm_client *c, const struct scan_
     return TLM_CONN_REFUSED; /* max_connections, no_memory, or news to us */
 }
 
-/* One reply: {"ack": chunk}, {"ack": chunk, "rejected": n, "reason": r}, or
- * the last one, {"error": reason, "detail": text}. Returns 1 for an error
+/* One reply: {"ack": chunk}, {"ack": chunk, "rejected": n, "reason": r},
+ * {"deferred": chunk, "reason": "buffer_full"} (not taken: written again
+ * after a pause), or the last one, {"error": reason, "detail": text}. Returns 1 for an error
  * (*why: what it means for the events), else 0. Anything else, and acks
  * for no entry in flight, are ignored. */
 static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t len, int64_t now,
                           enum tlm_conn_end *why)
 {
     struct scan_item it, key, val, ack = {0}, reason = {0}, error = {0}, detail = {0};
+    struct scan_item deferred = {0};
     uint64_t rejected = 0;
     if (scan_item(p, len, &it) != 1 || it.type != SCAN_MAP)
         return 0;
@@ -190,6 +194,8 @@ static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t l
         pos += vlen;
         if (scan_item_is_str(&key, WIRE_KEY_ACK) && val.type == SCAN_STR)
             ack = val;
+        else if (scan_item_is_str(&key, WIRE_KEY_DEFERRED) && val.type == SCAN_STR)
+            deferred = val;
         else if (scan_item_is_str(&key, WIRE_KEY_REJECTED) && val.type == SCAN_UINT)
             rejected = val.u;
         else if (scan_item_is_str(&key, WIRE_KEY_REASON) && val.type == SCAN_STR)
@@ -203,8 +209,10 @@ static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t l
         *why = tlm_conn_error(c, &error, &detail);
         return 1;
     }
-    if (ack.type != SCAN_STR)
+    if (ack.type != SCAN_STR && deferred.type != SCAN_STR)
         return 0;
+    if (ack.type != SCAN_STR)
+        ack = deferred;
     struct tlm_queue *q = &c->queue;
     struct tlm_entry *e;
     TAILQ_FOREACH(e, &q->entries, link)
@@ -216,6 +224,17 @@ static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t l
     }
     if (e == NULL)
         return 0;
+    if (deferred.type == SCAN_STR) {
+        c->stats.deferred++;
+        tlm_queue_requeue(q, e);
+        if (c->defer_delay_ms < TLM_CONN_DEFER_MIN_MS)
+            c->defer_delay_ms = TLM_CONN_DEFER_MIN_MS;
+        c->write_resume_ms = now + c->defer_delay_ms;
+        c->defer_delay_ms = c->defer_delay_ms * 2 > TLM_CONN_DEFER_MAX_MS ? TLM_CONN_DEFER_MAX_MS
+                                                                          : c->defer_delay_ms * 2;
+        return 0;
+    }
+    c->defer_delay_ms = TLM_CONN_DEFER_MIN_MS;
     if (rejected > 0) {
         c->stats.dropped_rejected++;
         tlm_conn_copy_str(c->stats.last_reject_reason, sizeof c->stats.last_reject_reason, &reason);
@@ -289,10 +308,11 @@ static void tlm_conn_fail(struct tlm_client *c, int64_t now)
 
 /* Is there something to write now? While probing, only the first entry,
  * and only while it is the one entry on the connection. */
-static int tlm_conn_writable(const struct tlm_client *c)
+static int tlm_conn_writable(const struct tlm_client *c, int64_t now)
 {
     const struct tlm_queue *q = &c->queue;
-    return q->next != NULL && (!c->probe || q->next == TAILQ_FIRST(&q->entries));
+    return q->next != NULL && (q->off > 0 || now >= c->write_resume_ms) &&
+           (!c->probe || q->next == TAILQ_FIRST(&q->entries));
 }
 
 /* Account for n bytes written from the cursor on. */
@@ -331,7 +351,7 @@ static void tlm_conn_write(struct tlm_client *c, int64_t now)
 {
     struct tlm_queue *q = &c->queue;
     int most = c->probe ? 1 : TLM_CONN_IOV;
-    while (c->fd >= 0 && tlm_conn_writable(c)) {
+    while (c->fd >= 0 && tlm_conn_writable(c, now)) {
         struct iovec iov[TLM_CONN_IOV];
         int cnt = 0;
         size_t off = q->off;
@@ -394,9 +414,12 @@ void tlm_conn_plan(struct tlm_client *c, int64_t now, struct tlm_plan *plan)
     plan->deadline = TLM_CLIENT_NEVER;
     if (c->fd >= 0) {
         plan->events = now >= c->read_resume_ms ? POLLIN : 0;
-        if (tlm_conn_writable(c))
+        if (tlm_conn_writable(c, now))
             plan->events |= POLLOUT;
         plan->deadline = tlm_conn_ack_deadline(c);
+        if (c->queue.next != NULL && now < c->write_resume_ms &&
+            c->write_resume_ms < plan->deadline)
+            plan->deadline = c->write_resume_ms;
         if (now < c->read_resume_ms && c->read_resume_ms < plan->deadline)
             plan->deadline = c->read_resume_ms;
     } else if (c->queue.next != NULL) {

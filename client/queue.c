@@ -59,6 +59,25 @@ void tlm_queue_rewind(struct tlm_queue *q, int to_head)
     q->off = 0;
 }
 
+void tlm_queue_requeue(struct tlm_queue *q, struct tlm_entry *e)
+{
+    TAILQ_REMOVE(&q->entries, e, link);
+    struct tlm_entry *at = q->next;
+    if (at != NULL && q->off > 0)
+        at = TAILQ_NEXT(at, link); /* a started entry is finished first */
+    int at_cursor = at == q->next;
+    while (at != NULL && at->seq < e->seq) {
+        at = TAILQ_NEXT(at, link);
+        at_cursor = 0;
+    }
+    if (at != NULL)
+        TAILQ_INSERT_BEFORE(at, e, link);
+    else
+        TAILQ_INSERT_TAIL(&q->entries, e, link);
+    if (q->next == NULL || (at_cursor && q->off == 0))
+        q->next = e;
+}
+
 void tlm_queue_clear(struct tlm_queue *q)
 {
     struct tlm_entry *e;

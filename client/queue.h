@@ -49,6 +49,10 @@ void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e);
 /* Move the cursor back to the first entry (reliable: everything unacked is
  * written again), or to the start of `next` (fire-and-forget). */
 void tlm_queue_rewind(struct tlm_queue *q, int to_head);
+/* Put e (written whole, before the cursor) back to be written again: at the
+ * cursor, after entries put back before it with a lower seq, so that
+ * several put back in a row keep their order. */
+void tlm_queue_requeue(struct tlm_queue *q, struct tlm_entry *e);
 /* Free every entry. */
 void tlm_queue_clear(struct tlm_queue *q);
 

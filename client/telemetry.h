@@ -24,7 +24,9 @@
  *     the next one: the agent never sees a torn event followed by another.
  *   - Reliable mode (tlm_options.reliable): every event carries a `chunk` id
  *     and is kept until the agent acknowledges it; unacknowledged events are
- *     resent, in order, after a reconnect or after the ack timeout. Delivery
+ *     resent, in order, after a reconnect or after the ack timeout; one the
+ *     agent answers {"deferred": chunk} (not taken: its buffer was full) is
+ *     written again after a short pause (50 ms, doubling to 1 s). Delivery
  *     is at least once; the event's uuid lets the backend drop duplicates.
  *   - An event is given up only on the agent's word: when it closes the
  *     connection with an error about that message (too large, too deep, not
@@ -85,7 +87,7 @@ extern "C" {
 
 /* Defaults of tlm_options (a field left 0 takes these). */
 #define TLM_DEFAULT_SOCKET "/run/telemetry/agent.sock"
-#define TLM_DEFAULT_QUEUE_BYTES (256 * 1024)
+#define TLM_DEFAULT_QUEUE_BYTES (8 * 1024 * 1024)
 #define TLM_DEFAULT_MAX_EVENT_BYTES (1024 * 1024)
 #define TLM_DEFAULT_ACK_TIMEOUT_MS 5000
 #define TLM_DEFAULT_RECONNECT_MIN_MS 50
@@ -128,7 +130,8 @@ typedef struct tlm_client tlm_client;
  * you care about; a 0 field takes its default. */
 typedef struct tlm_options {
     size_t queue_bytes;         /* bound on the bytes of events held: queued and, in reliable
-                                   mode, sent but not yet acknowledged (default 256 KiB) */
+                                   mode, sent but not yet acknowledged (default 8 MiB: over
+                                   10 s of agent absence at 1,000 typical events a second) */
     size_t max_event_bytes;     /* largest event sent (default 1 MiB); match it to the agent's
                                    agent.max_message_bytes if that is lower */
     int reliable;               /* non-zero: chunk ids, acknowledgements, resends */
@@ -213,7 +216,9 @@ typedef struct tlm_stats {
                                     "" before any), truncated to fit */
     char last_error_detail[128]; /* its detail, for a person ("agent.max_connections = 1024
                                     are open"), truncated to fit */
-    uint64_t reserved_[8];
+    uint64_t deferred;           /* reliable: times the agent did not take an event for want
+                                    of room ({"deferred": chunk}) and it was queued again */
+    uint64_t reserved_[7];
 } tlm_stats;
 
 /* Copy the client's counters into *out. Errors: TLM_EINVAL (a NULL). */

@@ -73,6 +73,17 @@ void buf_rollback(struct buf *b, size_t mark)
     b->failed = 0;
 }
 
+void buf_shrink(struct buf *b)
+{
+    if (b->borrowed || b->len == 0 || b->len == b->cap)
+        return;
+    char *smaller = realloc(b->data, b->len);
+    if (smaller != NULL) {
+        b->data = smaller;
+        b->cap = b->len;
+    }
+}
+
 void buf_free(struct buf *b)
 {
     if (!b->borrowed)

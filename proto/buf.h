@@ -35,6 +35,8 @@ int buf_append_char(struct buf *b, char c);
 void buf_truncate(struct buf *b, size_t len);
 /* Shrink to `mark` and forget a failed append after it. */
 void buf_rollback(struct buf *b, size_t mark);
+/* Give back the capacity beyond len (kept if the allocator cannot). */
+void buf_shrink(struct buf *b);
 void buf_free(struct buf *b);
 
 #endif

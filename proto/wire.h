@@ -67,6 +67,7 @@
 #define WIRE_KEY_CHUNK "chunk"
 #define WIRE_KEY_ACK "ack"
 #define WIRE_KEY_REJECTED "rejected"
+#define WIRE_KEY_DEFERRED "deferred"
 #define WIRE_KEY_REASON "reason"
 #define WIRE_KEY_ERROR "error"
 #define WIRE_KEY_DETAIL "detail"

@@ -11,8 +11,9 @@ Promises, the same as the C library's:
 
 - capture() never blocks and never raises on agent trouble (absent,
   restarting, slow, socket full, garbage replies). It encodes the event,
-  puts the bytes on a bounded in-process queue (queue_bytes, 256 KiB by
-  default) and returns True; it returns False when the event is dropped,
+  puts the bytes on a bounded in-process queue (queue_bytes, 8 MiB by
+  default: over 10 s of agent absence at 1,000 typical events a second) and
+  returns True; it returns False when the event is dropped,
   and counts why: queue_full, invalid (an unsupported type, a bad field, an
   int out of the int64/uint64 range, nesting deeper than the agent takes),
   too_large (bigger than max_event_bytes or than the whole queue), rejected
@@ -41,7 +42,10 @@ Promises, the same as the C library's:
 - reliable=True adds a `chunk` id to every event; the agent answers
   {"ack": chunk} once the event is in its buffer. Events are kept until
   acknowledged and written again after a reconnect, or when no answer came
-  within ack_timeout seconds (on a new connection). Delivery to the agent is
+  within ack_timeout seconds (on a new connection); an event the agent
+  answers {"deferred": chunk} (its buffer was full, with
+  buffer.overflow = drop_newest) is written again first after a short
+  pause (50 ms, doubling to 1 s while it keeps deferring). Delivery to the agent is
   then at least once; "in its buffer" means in its memory, so an agent
   killed outright (SIGKILL, OOM) still loses the acked events it had not
   delivered yet. Without reliable, an event counts as sent once written to
@@ -88,6 +92,8 @@ _READ_BYTES = 64 * 1024
 _LONG_LIVED = 1.0  # a connection up this long resets the reconnect backoff
 _LINGER = 0.001  # the writer, woken for new events, waits this long for more
 _MAX_BREAKS = 8  # closes for a fault in an event (same as the C library) before it is dropped
+_DEFER_MIN = 0.05  # after {"deferred"} (the agent's buffer was full) writing pauses this long,
+_DEFER_MAX = 1.0   # doubling up to this while the agent keeps deferring
 # The agent's last reply before it closes a connection, {"error": reason, ...}:
 # these reasons mean a message on the connection was at fault; any other
 # (max_connections, no_memory) says nothing about the events.
@@ -491,7 +497,7 @@ _clients_lock = threading.Lock()
 class Client:
     """A connection to the agent with its own queue and writer thread.
 
-    Client(socket_path=None, queue_bytes=262144, reliable=False,
+    Client(socket_path=None, queue_bytes=8388608, reliable=False,
            ack_timeout=5.0, distinct_id=None, max_event_bytes=1048576,
            reconnect_min=0.05, reconnect_max=5.0, sndbuf=None,
            atexit_timeout=1.0)
@@ -502,7 +508,7 @@ class Client:
     with it in the default (unreliable) mode.
     """
 
-    def __init__(self, socket_path=None, queue_bytes=262144, reliable=False, ack_timeout=5.0,
+    def __init__(self, socket_path=None, queue_bytes=8388608, reliable=False, ack_timeout=5.0,
                  distinct_id=None, max_event_bytes=MAX_MESSAGE_BYTES, reconnect_min=0.05,
                  reconnect_max=5.0, sndbuf=None, atexit_timeout=1.0):
         if socket_path is None:
@@ -553,7 +559,10 @@ class Client:
         self._seq = 0
         self._counts = dict.fromkeys(("attempted", "sent", "written", "acked", "resent", "connects",
                                       "disconnects", "connect_failures", "ack_timeouts",
-                                      "bad_replies", "internal_errors"), 0)
+                                      "deferred", "bad_replies", "internal_errors"), 0)
+        self._deferred_back = []  # entries the agent did not take, to resend
+        self._hold_until = 0.0  # no writing before this (the agent deferred an event)
+        self._defer_delay = _DEFER_MIN
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._rejected_reasons = collections.Counter()
         self._agent_errors = collections.Counter()
@@ -757,6 +766,9 @@ class Client:
         written    events written whole at least once (the C library's sent)
         acked      reliable: events the agent acknowledged as accepted
         resent     events written whole before, put back after a reconnect
+                   or a deferral
+        deferred   reliable: times the agent did not take an event (its
+                   buffer was full) and it was queued again
         queued_bytes, connects, disconnects, connect_failures, ack_timeouts,
         bad_replies (replies that are not a known ack), internal_errors,
         rejected_reasons (the agent's reason -> count), agent_errors (the
@@ -821,23 +833,25 @@ class Client:
             else:
                 self._connect()
             return
-        if not self._out_entries:
+        held = now < self._hold_until and not self._out_entries
+        if not self._out_entries and not held:
             self._refill()
         if self._out_entries:
             self._write()
             if self._sock is None:
                 return
-        timeout = None
+        timeout = self._hold_until - now if held else None
         if self._inflight:
             oldest = next(iter(self._inflight.values()))
-            timeout = oldest.written_at + self.ack_timeout - now
-            if timeout <= 0:
+            left = oldest.written_at + self.ack_timeout - now
+            timeout = left if timeout is None else min(timeout, left)
+            if left <= 0:
                 with self._lock:
                     self._counts["ack_timeouts"] += 1
                     self._last_error = "no ack within %.3g s" % self.ack_timeout
                 self._disconnect("ack timeout")
                 return
-        if not self._out_entries:
+        if not self._out_entries and not held:
             with self._lock:
                 if self._queue and not self._must_wait(self._queue[0]):
                     return  # refill at once
@@ -1096,6 +1110,13 @@ class Client:
                     error = self._agent_error_locked(reply)
                     break
                 self._reply_locked(reply)
+            if self._deferred_back:
+                # not taken for want of room: first in line again, after a pause
+                back = sorted(self._deferred_back, key=lambda e: e.seq)
+                self._deferred_back = []
+                self._queue.extendleft(reversed(back))
+                self._hold_until = time.monotonic() + self._defer_delay
+                self._defer_delay = min(_DEFER_MAX, self._defer_delay * 2)
             self._progress.notify_all()
         if error is not None:
             reason, detail = error
@@ -1112,6 +1133,14 @@ class Client:
         return reason, detail
 
     def _reply_locked(self, reply):
+        deferred = reply.get("deferred") if isinstance(reply, dict) else None
+        if isinstance(deferred, str) and deferred in self._inflight:
+            entry = self._inflight.pop(deferred)
+            self._answered_seq = max(self._answered_seq, entry.seq)
+            self._counts["deferred"] += 1
+            self._counts["resent"] += 1
+            self._deferred_back.append(entry)
+            return
         chunk = reply.get("ack") if isinstance(reply, dict) else None
         entry = self._inflight.pop(chunk, None) if isinstance(chunk, str) else None
         if entry is None:
@@ -1128,6 +1157,7 @@ class Client:
             self._finish_locked(entry, "rejected")
         else:
             self._counts["acked"] += 1
+            self._defer_delay = _DEFER_MIN
             self._finish_locked(entry, "sent")
 
 

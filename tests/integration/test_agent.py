@@ -195,10 +195,10 @@ def test_stdout_backend_prints_one_line_per_batch(make_agent):
     assert "secret-key-123" not in agent.stdout + agent.stderr
 
 
-def test_buffer_bound_drops_and_counts(collector, make_agent):
+def test_buffer_bound_drops_and_counts_with_drop_newest(collector, make_agent):
     collector.plan(action="hang", count=100)
     agent = make_agent({"backend": backend(collector, max_in_flight=1, timeout_ms=60000),
-                        "buffer": {"max_bytes": "64KiB"},
+                        "buffer": {"max_bytes": "64KiB", "overflow": "drop_newest"},
                         "batch": {"max_bytes": "16KiB", "max_age_ms": 20},
                         "events": {"max_event_bytes": "4KiB"}})
     send_events(agent, [dict(VALID, properties={"pad": "y" * 1000})] * 200)

@@ -257,16 +257,20 @@ def test_native_chunks_are_acked_in_order(make_agent, collector):
     assert agent.stats()["dropped_bad_chunk"] == 1
 
 
-def test_no_ack_while_the_buffer_is_full(make_agent, collector):
+def test_a_full_buffer_defers_native_events_and_leaves_forward_unanswered(make_agent,
+                                                                          collector):
     collector.plan(action="hang", count=1000)
     agent = make_agent({"backend": backend(collector, timeout_ms=60000, max_in_flight=1),
-                        "buffer": {"max_bytes": "65536"}, "events": {"max_event_bytes": "8192"},
+                        "buffer": {"max_bytes": "65536", "overflow": "drop_newest"},
+                        "events": {"max_event_bytes": "8192"},
                         "batch": {"max_age_ms": "20", "max_bytes": "16384"}})
     pad = "x" * 1000
     send_events(agent, [{"event": "project:created", "properties": {"pad": pad}}] * 200)
     with connect(agent) as s:
         s.sendall(msgpack.packb({"event": "project:created", "chunk": "full",
                                  "properties": {"pad": pad}}))
+        assert read_replies(s, 1) == [{"deferred": "full", "reason": "buffer_full"}]
+        s.sendall(msgpack.packb(["project:created", 1700000000, {"pad": pad}, {"chunk": "fwd"}]))
         assert_no_reply(s)
     agent.stop(check=False, timeout=30)
     assert agent.stats()["dropped_buffer_full"] > 0

@@ -253,27 +253,47 @@ def test_reliable_mode_waits_out_max_connections(collector, make_agent, clients)
     check_accounting(stats)
 
 
-def test_reliable_mode_resends_what_a_full_agent_did_not_take(collector, make_agent, clients):
-    # The backend hangs at first: the agent's 64 KiB buffer fills and events
-    # past it get no reply; they are resent after the ack timeout until the
-    # backend recovers and the buffer drains.
+def capture_while_the_backend_hangs(collector, make_agent, clients, buffer):
+    """150 reliable events of 1 KB into an agent with a 64 KiB buffer whose
+    backend hangs at first; returns (agent, client stats, every uuid
+    delivered, the uuids captured) once the client has flushed."""
     collector.plan(action="hang", count=2)
     agent = make_agent({
         "backend": backend(collector, timeout_ms=1000, max_in_flight=1),
-        "buffer": {"max_bytes": "65536"}, "events": {"max_event_bytes": "8192"},
+        "buffer": dict({"max_bytes": "65536"}, **buffer), "events": {"max_event_bytes": "8192"},
         "batch": {"max_age_ms": "20", "max_bytes": "16384"}})
-    client = clients(agent.socket, reliable=True, ack_timeout=0.5, queue_bytes=1 << 20)
+    client = clients(agent.socket, reliable=True, ack_timeout=30, queue_bytes=1 << 20)
     ids = [tc.uuid7() for _ in range(150)]
     for i, u in enumerate(ids):
         assert client.capture("project:created", {"seq": i, "pad": "b" * 1000}, uuid=u)
-    assert client.flush(60)
-    got = collector.wait_for_events(150, timeout=30)
+    assert client.flush(25)
     agent.stop()
-    assert {e["uuid"] for e in got} == set(ids)
     stats = client.stats()
-    assert stats["sent"] == 150 and stats["ack_timeouts"] >= 1 and stats["resent"] >= 1
-    assert agent.stats()["dropped_buffer_full"] >= 1
     check_accounting(stats)
+    assert stats["sent"] == 150 and stats["ack_timeouts"] == 0
+    return agent, stats, {e["uuid"] for e in collector.events()}, set(ids)
+
+
+def test_reliable_mode_resends_what_a_full_agent_did_not_take(collector, make_agent, clients):
+    # With overflow = drop_newest, events past the full buffer are answered
+    # {"deferred"}: the client writes them again after a short pause (well
+    # before its 30 s ack timeout) until the backend recovers.
+    agent, stats, delivered, ids = capture_while_the_backend_hangs(
+        collector, make_agent, clients, {"overflow": "drop_newest"})
+    assert delivered == ids
+    assert stats["deferred"] >= 1 and stats["resent"] >= stats["deferred"]
+    assert agent.stats()["dropped_buffer_full"] == stats["deferred"]
+
+
+def test_reliable_mode_waits_while_a_full_agent_stops_reading(collector, make_agent, clients):
+    # The default overflow = block: nothing is refused; the agent stops
+    # reading until the backend recovers, and every event arrives.
+    agent, stats, delivered, ids = capture_while_the_backend_hangs(
+        collector, make_agent, clients, {})
+    assert delivered == ids
+    assert stats["deferred"] == 0
+    agent_stats = agent.stats()
+    assert agent_stats.get("dropped_buffer_full", 0) == 0 and agent_stats["connections_paused"] >= 1
 
 
 # -- the agent going away under a steady producer ----------------------------

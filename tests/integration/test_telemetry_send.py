@@ -269,21 +269,24 @@ def test_wait_gives_up_when_the_agent_buffer_is_full(collector, make_agent):
     agent = make_agent({"backend": backend(collector, max_in_flight=1, timeout_ms=60000),
                         "buffer": {"max_bytes": "64KiB"}, "events": {"max_event_bytes": 4096},
                         "batch": {"max_age_ms": 20, "max_bytes": "16KiB"}})
-    # Fill the buffer with acknowledged events no larger than the tool's,
-    # until one gets no reply: from then on, no such event fits.
-    with connect(agent) as s:
-        s.settimeout(0.5)
-        unpacker = msgpack.Unpacker()
-        for i in range(5000):
-            s.sendall(msgpack.packb({"event": "debug-ping", "chunk": f"c{i}"}))
+    # Fill the buffer until the agent stops reading (buffer.overflow = block)
+    # and the socket takes no more; then let the last sealed batches settle.
+    filler = connect(agent)
+    filler.setblocking(False)
+    event = msgpack.packb({"event": "debug-ping", "properties": {"pad": "p" * 200}})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            filler.send(event * 64)
+        except BlockingIOError:
+            time.sleep(0.3)
             try:
-                while (reply := next(unpacker, None)) is None:
-                    unpacker.feed(s.recv(4096))
-            except socket.timeout:
+                filler.send(event * 64)
+            except BlockingIOError:
                 break
-            assert reply == {"ack": f"c{i}"}
-        else:
-            pytest.fail("the agent's buffer never filled")
+    else:
+        pytest.fail("the agent never stopped reading")
+    time.sleep(0.5)
     start = time.monotonic()
     r = run("--wait", "--timeout", "1500", "debug-ping", "last:=true", agent=agent)
     elapsed = time.monotonic() - start
@@ -292,6 +295,7 @@ def test_wait_gives_up_when_the_agent_buffer_is_full(collector, make_agent):
         in r.stderr
     assert "buffer may be full" in r.stderr
     assert 1.4 < elapsed < 6
+    filler.close()
 
 
 # ------------------------------------------------------------------ an absent agent

@@ -283,12 +283,13 @@ static void test_abort(void)
 }
 
 /* Bytes held by batches not yet released, open one included. */
+/* What the held batches have allocated: the budget must say exactly this. */
 static size_t held_bytes(const struct fixture *f)
 {
-    size_t total = f->b.open ? f->b.open->events.len : 0;
+    size_t total = f->b.open ? f->b.open->events.cap : 0;
     for (int i = 0; i < f->nsealed; i++)
         if (f->sealed[i] != NULL)
-            total += f->sealed[i]->events.len;
+            total += f->sealed[i]->events.cap;
     return total;
 }
 
@@ -299,11 +300,14 @@ static void release(struct fixture *f, int i, int delivered, enum drop_reason re
     f->sealed[i] = NULL;
 }
 
+/* buffer.overflow = drop_newest: past the bound events are refused, and the
+ * budget charges what the batches have allocated, not what they hold. */
 static void test_buffer_full(void)
 {
     struct fixture f;
     struct batch_limits limits = roomy;
     limits.max_events = 2;
+    limits.drop_when_full = 1;
     const size_t buffer_max_bytes = 400;
     if (!fixture_init(&f, &limits, buffer_max_bytes))
         return;
@@ -316,17 +320,19 @@ static void test_buffer_full(void)
         if (rc != BATCH_ADDED || added > 100)
             break;
         added++;
-        CHECK_LE(held_bytes(&f), buffer_max_bytes);
+        CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
     }
     CHECK_EQ_INT(rc, BATCH_BUFFER_FULL);
-    CHECK_EQ_INT(added, 6); /* three batches of 60 + 1 + 60 bytes: 363 fit, 424 would not */
-    CHECK_GT(held_bytes(&f) + 60 + 1, buffer_max_bytes);
+    CHECK_GT(added, 2);
+    CHECK_LE(f.budget.used, buffer_max_bytes + limits.max_body_bytes);
     check_unchanged(&f, &s);
     CHECK_EQ_UINT(account_now()->buffered, added);
+    CHECK_EQ_UINT(f.budget.peak, f.budget.used);
 
     /* the sender delivers the first batch: there is room again */
     uint32_t first = f.sealed[0]->count;
     release(&f, 0, 1, DROP_SHUTDOWN);
+    CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
     CHECK_EQ_UINT(account_now()->delivered, first);
     CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_DELIVERED), 1);
     CHECK_EQ_UINT(account_now()->buffered, added - first);
@@ -344,6 +350,87 @@ static void test_buffer_full(void)
     CHECK_EQ_UINT(account_now()->buffered + account_now()->delivered + account_dropped_total(),
                   added);
     fixture_destroy(&f);
+}
+
+static int rooms_called;
+static void count_room(void *arg)
+{
+    (void)arg;
+    rooms_called++;
+}
+
+/* buffer.overflow = block: the batcher always takes the event (the caller
+ * waited for room before it); the budget says it is full, and calls back
+ * once when usage is down to three quarters. */
+static void test_block_takes_and_calls_back(void)
+{
+    struct fixture f;
+    struct batch_limits limits = roomy;
+    limits.max_events = 2;
+    const size_t buffer_max_bytes = 400;
+    if (!fixture_init(&f, &limits, buffer_max_bytes))
+        return;
+    f.budget.on_room = count_room;
+    rooms_called = 0;
+    int added = 0;
+    while (!budget_full(&f.budget) && added < 100)
+        CHECK_EQ_INT(add_event(&f, added++, 60), BATCH_ADDED);
+    CHECK_EQ_INT(add_event(&f, added++, 60), BATCH_ADDED); /* taken, full or not */
+    CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
+    budget_wait(&f.budget);
+    for (int i = 0; i < f.nsealed && rooms_called == 0; i++) {
+        release(&f, i, 1, 0);
+        CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
+        if (rooms_called == 0)
+            CHECK_GT(f.budget.used, buffer_max_bytes - buffer_max_bytes / 4);
+    }
+    CHECK_EQ_INT(rooms_called, 1);
+    CHECK_LE(f.budget.used, buffer_max_bytes - buffer_max_bytes / 4);
+    for (int i = 0; i < f.nsealed; i++)
+        if (f.sealed[i] != NULL)
+            release(&f, i, 1, 0);
+    CHECK_EQ_INT(rooms_called, 1); /* once per wait */
+    fixture_destroy(&f);
+}
+
+/* A 413 halves a batch: each half holds its events whole, in order, even
+ * when their strings hold braces, commas and escaped quotes, and the budget
+ * follows. */
+static void test_split(void)
+{
+    struct fixture f;
+    struct batch_limits limits = roomy;
+    limits.max_events = 5;
+    if (!fixture_init(&f, &limits, ROOMY_BUFFER))
+        return;
+    static const char *const tricky[] = {"{\"i\":0,\"p\":\"},{\"}", "{\"i\":1,\"p\":[1,{\"a\":2}]}",
+                                         "{\"i\":2,\"p\":\"\\\"},\"}", "{\"i\":3}",
+                                         "{\"i\":4,\"p\":\"\\\\\"}"};
+    for (int i = 0; i < 5; i++) {
+        size_t mark;
+        struct buf *out = batcher_begin(&f.b, &mark);
+        buf_append_str(out, tricky[i]);
+        CHECK_EQ_INT(batcher_commit(&f.b, mark), BATCH_ADDED);
+    }
+    if (!CHECK_EQ_INT(f.nsealed, 1))
+        return;
+    struct batch *rest = NULL;
+    CHECK_EQ_INT(batch_split(f.sealed[0], &f.budget, &rest), 0);
+    check_batch_holds(f.sealed[0], 0, 2);
+    check_batch_holds(rest, 2, 3);
+    CHECK_EQ_UINT(f.budget.used, held_bytes(&f) + (rest ? rest->events.cap : 0));
+    struct batch *one = NULL;
+    CHECK_EQ_INT(batch_split(rest, &f.budget, &one), 0);
+    check_batch_holds(rest, 2, 1);
+    check_batch_holds(one, 3, 2);
+    struct batch *none = NULL;
+    CHECK_EQ_INT(batch_split(rest, &f.budget, &none), -1); /* one event cannot be halved */
+    CHECK(none == NULL);
+    batch_done(rest, &f.budget, 1, 0);
+    batch_done(one, &f.budget, 1, 0);
+    fixture_destroy(&f);
+    CHECK_EQ_UINT(account_now()->delivered, 5);
+    CHECK_EQ_UINT(f.budget.used, 0);
 }
 
 /* Shutting down drops the open batch's events as DROP_SHUTDOWN, and counts
@@ -377,6 +464,8 @@ int main(void)
     RUN(test_event_too_large);
     RUN(test_abort);
     RUN(test_buffer_full);
+    RUN(test_block_takes_and_calls_back);
+    RUN(test_split);
     RUN(test_destroy_counts_open_batch);
     return check_finish();
 }

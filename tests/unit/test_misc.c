@@ -444,7 +444,8 @@ static void test_config_defaults(void)
     CHECK_EQ_INT(cfg.batch_max_bytes, 524288);
     CHECK_EQ_INT(cfg.batch_max_age_ms, 1000);
     CHECK_EQ_INT(cfg.max_event_bytes, 32768);
-    CHECK_EQ_INT(cfg.buffer_max_bytes, 64 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.buffer_max_bytes, 8 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.buffer_overflow, OVERFLOW_BLOCK);
     CHECK_STR_EQ(cfg.url, "stdout");
     CHECK_STR_EQ(cfg.api_key, "");
     CHECK_EQ_INT(cfg.gzip, 1);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mp.h"
+#include "pack.h"
 #include "pipeline.h"
 #include "support.h"
 
@@ -49,7 +50,8 @@ static void on_sealed(struct batch *batch, void *arg)
 static int fixture_init(struct fixture *f, size_t buffer_max_bytes, size_t max_event_bytes)
 {
     char err[CONFIG_ERR_LEN];
-    char *env[] = {"TELEMETRY_AGENT_FORWARD_TAG_PREFIX=app.", NULL};
+    char *env[] = {"TELEMETRY_AGENT_FORWARD_TAG_PREFIX=app.",
+                   "TELEMETRY_AGENT_BUFFER_OVERFLOW=drop_newest", NULL};
     memset(f, 0, sizeof *f);
     account_reset();
     metrics_reset();
@@ -64,6 +66,7 @@ static int fixture_init(struct fixture *f, size_t buffer_max_bytes, size_t max_e
         .envelope_bytes = 100,
         .max_age_ms = 3600000,
         .max_event_bytes = max_event_bytes,
+        .drop_when_full = f->cfg.buffer_overflow == OVERFLOW_DROP_NEWEST,
     };
     f->base = event_base_new();
     return CHECK(f->base != NULL) &&
@@ -254,14 +257,28 @@ static void test_heartbeat(void)
     fixture_destroy(&f);
 }
 
-/* When the buffer is full the producer must resend: no reply at all, even
- * when some other event of the message was rejected for good. */
+/* With buffer.overflow = drop_newest and the buffer full, a native event
+ * is answered {"deferred": chunk, "reason": "buffer_full"} (its producer
+ * resends soon); a Forward message gets no reply at all, even when some
+ * other entry was rejected for good (a Fluent client resends it whole). */
 static void test_buffer_full(void)
 {
     struct fixture f;
     if (!fixture_init(&f, 64, 32768)) /* no event fits */
         return;
-    check_reply(&f, mp_build(&m, "{s:s, s:s}", "event", "e", "chunk", "b1"), NULL, 0, NULL);
+    struct pipeline_result res;
+    buf_rollback(&f.replies, 0);
+    pipeline_handle(&f.p, mp_build(&m, "{s:s, s:s}", "event", "e", "chunk", "b1"), "test", &res);
+    CHECK_EQ_INT(conn_reply_ack(&res, &f.replies), 1);
+    struct buf want = BUF_INIT;
+    pack_map(&want, 2);
+    pack_cstr(&want, "deferred");
+    pack_cstr(&want, "b1");
+    pack_cstr(&want, "reason");
+    pack_cstr(&want, "buffer_full");
+    CHECK_MEM_EQ(f.replies.data, f.replies.len, want.data, want.len);
+    buf_free(&want);
+    CHECK_EQ_UINT(metrics_get(METRIC_ACKS_SENT), 0);
     check_counters(1);
     CHECK_EQ_UINT(account_now()->dropped[DROP_BUFFER_FULL], 1);
     check_reply(&f, mp_build(&m, "[s, [[I, n], [I, {}]], {s:s}]", "app.e", T_SECS, T_SECS, "chunk",

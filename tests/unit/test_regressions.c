@@ -158,7 +158,7 @@ static void ignore_sealed(struct batch *batch, void *arg)
 static void batch_destroy_counts_empty_batch(void)
 {
     struct event_base *base = event_base_new();
-    struct batch_limits limits = {10, 1 << 20, 10, 1000, 100};
+    struct batch_limits limits = {10, 1 << 20, 10, 1000, 100, 0};
     struct budget budget;
     struct batcher b;
     budget_init(&budget, 1 << 20);

@@ -10,6 +10,8 @@ static const char *verdict_name(enum retry_verdict v)
     switch (v) {
     case RETRY_DELIVERED: return "delivered";
     case RETRY_AGAIN: return "again";
+    case RETRY_MISCONFIGURED: return "misconfigured";
+    case RETRY_SPLIT: return "split";
     case RETRY_DROP: return "drop";
     }
     return "?";
@@ -24,8 +26,10 @@ static void test_classify(void)
         {200, RETRY_DELIVERED}, {204, RETRY_DELIVERED}, {299, RETRY_DELIVERED},
         {100, RETRY_DROP},      {199, RETRY_DROP},      {300, RETRY_AGAIN},
         {301, RETRY_AGAIN},     {308, RETRY_AGAIN},     {399, RETRY_AGAIN},
-        {400, RETRY_DROP},      {401, RETRY_DROP},      {404, RETRY_DROP},
-        {413, RETRY_DROP},      {499, RETRY_DROP},      {408, RETRY_AGAIN},
+        {400, RETRY_DROP},      {401, RETRY_MISCONFIGURED}, {403, RETRY_MISCONFIGURED},
+        {404, RETRY_MISCONFIGURED}, {407, RETRY_MISCONFIGURED}, {402, RETRY_DROP},
+        {405, RETRY_DROP},      {422, RETRY_DROP},
+        {413, RETRY_SPLIT},     {499, RETRY_DROP},      {408, RETRY_AGAIN},
         {429, RETRY_AGAIN},     {500, RETRY_AGAIN},     {503, RETRY_AGAIN},
         {599, RETRY_AGAIN},
     };
