@@ -60,6 +60,7 @@ class Response:
     headers: tuple = ()  # extra (name, value) response headers
     content_type: str = "application/json"
     hang_timeout: float | None = None  # None: the collector's default
+    delay: float = 0.0  # respond: wait this long first
 
     def describe(self):
         """The JSON-friendly summary stored in a request record."""
@@ -77,7 +78,7 @@ DEFAULT_RESPONSE = Response()
 
 
 def make_response(status=200, *, body=None, retry_after=None, action="respond",
-                  headers=None, content_type="application/json", hang_timeout=None):
+                  headers=None, content_type="application/json", hang_timeout=None, delay=0.0):
     """Validate plan() arguments and build a Response."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
@@ -97,6 +98,7 @@ def make_response(status=200, *, body=None, retry_after=None, action="respond",
         headers=tuple((headers or {}).items()),
         content_type=content_type,
         hang_timeout=hang_timeout,
+        delay=delay,
     )
 
 
@@ -236,17 +238,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.handle_control(raw, framing_error)
             return
 
+        record = self._make_record(raw, chunked, framing_error)
         if framing_error:
             self.close_connection = True
             response = make_response(400, body={"error": framing_error})
         else:
-            response = self.collector._next_response()
-        self.collector._record(self._make_record(raw, chunked, framing_error, response))
+            response = self.collector._next_response(record)
+        record["response"] = response.describe()
+        self.collector._record(record)
         self.perform(response)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
-    def _make_record(self, raw, chunked, framing_error, response):
+    def _make_record(self, raw, chunked, framing_error):
         body, body_error = decode_body(raw, self.headers.get("Content-Encoding", ""))
         if framing_error:
             body, body_error = None, f"bad request framing: {framing_error}"
@@ -267,7 +271,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "json_error": json_error,
             "received_at": time.monotonic(),
             "connection": self.connection_id,
-            "response": response.describe(),
         }
 
     def perform(self, response):
@@ -280,6 +283,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.collector._stopping.wait(timeout)
             self.close_connection = True
         else:
+            if response.delay > 0:
+                self.collector._stopping.wait(response.delay)
             headers = list(response.headers)
             if response.retry_after is not None:
                 headers.append(("Retry-After", response.retry_after))
@@ -360,6 +365,12 @@ class Collector:
         self._stopping = threading.Event()  # hung handlers wait on this
         self._server = None
         self._thread = None
+        # When no plan covers a request: policy(record) -> Response or None
+        # (None: 200), e.g. a status that depends on the batch's size.
+        self.policy = None
+        # counting: keep no bodies (a million events would not fit in a
+        # test's memory); events_of() then sees only what count_event keeps.
+        self.count_event = None  # count_event(event) -> small value to keep
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -436,10 +447,12 @@ class Collector:
         with self._lock:
             return sum(entry.remaining for entry in self._plans)
 
-    def _next_response(self):
+    def _next_response(self, record):
         with self._lock:
             if not self._plans:
-                return DEFAULT_RESPONSE
+                policy = self.policy
+                answer = policy(record) if policy is not None else None
+                return answer if answer is not None else DEFAULT_RESPONSE
             entry = self._plans[0]
             entry.remaining -= 1
             if entry.remaining == 0:
@@ -453,6 +466,10 @@ class Collector:
         self._changed.notify_all()
 
     def _record(self, record):
+        if self.count_event is not None:
+            batch = record["json"].get("batch") if isinstance(record["json"], dict) else None
+            record["json"] = {"batch": [self.count_event(e) for e in batch or []]}
+            record["body"] = None
         with self._lock:
             record["seq"] = len(self._records) + 1
             self._records.append(record)
