@@ -16,8 +16,11 @@
  *     stats attempted=.. sent=.. acked=.. queued=.. dropped=.. connects=.. agent_errors=..
  *           error=REASON (the agent's last error reply, "-" if none)
  * Exits 0 if every send returned TLM_OK and the flush succeeded.
- * The environment may set PRODUCER_QUEUE_BYTES (default 4 MiB) and
- * PRODUCER_FLUSH_MS (default 30000).
+ * The environment may set PRODUCER_QUEUE_BYTES (default 4 MiB; 0 for the
+ * library's default) and PRODUCER_FLUSH_MS (default 30000). With
+ * PRODUCER_COUNT=N it sends exactly N events as fast as the queue takes
+ * them (waiting for room before each, as a producer that must not lose
+ * any would), SECONDS and RATE aside, and prints no "event" lines.
  */
 #include "telemetry.h"
 
@@ -67,6 +70,9 @@ int main(int argc, char **argv)
     const char *queue_bytes = getenv("PRODUCER_QUEUE_BYTES");
     const char *flush_ms = getenv("PRODUCER_FLUSH_MS");
     o.queue_bytes = queue_bytes ? (size_t)atol(queue_bytes) : 4 << 20;
+    const char *count_text = getenv("PRODUCER_COUNT");
+    int64_t count = count_text ? atoll(count_text) : -1;
+    size_t room_needed = (o.queue_bytes ? o.queue_bytes : TLM_DEFAULT_QUEUE_BYTES) - 4096;
     o.reconnect_max_ms = 200;
     o.reliable = argc > 3 && strcmp(argv[3], "reliable") == 0;
     if (argc > 4)
@@ -81,7 +87,15 @@ int main(int argc, char **argv)
     memset(pad, 'p', sizeof pad);
     double start = producer_now_ms(), next = start, slowest = 0;
     int failures = 0;
-    for (int64_t i = 0; producer_now_ms() - start < seconds * 1000.0; i++) {
+    for (int64_t i = 0; count >= 0 ? i < count : producer_now_ms() - start < seconds * 1000.0;
+         i++) {
+        if (count >= 0) {
+            tlm_stats now;
+            while (tlm_get_stats(c, &now) == TLM_OK && now.queued_bytes > room_needed) {
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+            }
+        }
         tlm_event *ev;
         if (tlm_event_new(&ev, name) != TLM_OK)
             return 2;
@@ -94,6 +108,8 @@ int main(int argc, char **argv)
         tlm_event_free(ev);
         slowest = took > slowest ? took : slowest;
         failures += st != TLM_OK;
+        if (count >= 0)
+            continue;
         pthread_mutex_lock(&producer_out);
         printf("event %" PRId64 " %.3f %s\n", i, t0, tlm_strerror(st));
         pthread_mutex_unlock(&producer_out);

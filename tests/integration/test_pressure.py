@@ -8,7 +8,7 @@ is lost, and received = delivered + buffered + dropped.
 import os
 import re
 import signal
-import socket
+import subprocess
 import threading
 import time
 
@@ -17,6 +17,7 @@ import pytest
 
 from collector import make_response
 from conftest import backend, connect
+from test_c_client import PRODUCER, Run
 
 SANITIZED = os.environ.get("TELEMETRY_TEST_SANITIZED") == "1"
 MIB = 1024 * 1024
@@ -110,6 +111,31 @@ def test_a_burst_far_faster_than_the_backend_is_delivered_whole(make_agent, coll
     if not SANITIZED:
         # buffer.max_bytes + one message + the documented constant (README)
         assert rss < 8 * MIB + 1 * MIB + 20 * MIB, f"peak RSS {rss} bytes"
+
+
+def test_a_burst_through_the_c_library_in_reliable_mode_is_delivered_whole(tmp_path,
+                                                                          make_agent, collector):
+    count_by_i(collector)
+    agent = make_agent({"backend": backend(collector)})
+    total = 1_000_000
+    out = tmp_path / "producer.txt"
+    with open(out, "w") as f:
+        proc = subprocess.Popen([PRODUCER, "0", "0", "reliable", "30000"], stdout=f,
+                                env=dict(os.environ, TELEMETRY_SOCKET=agent.socket,
+                                         PRODUCER_QUEUE_BYTES="0", PRODUCER_COUNT=str(total),
+                                         PRODUCER_FLUSH_MS="120000"))
+    assert proc.wait(timeout=300) == 0, out.read_text()[-2000:]
+    run = Run(out.read_text())
+    assert run.stats["attempted"] == run.stats["acked"] == total, run.stats
+    assert run.stats["dropped"] == 0 and run.stats["resent"] == 0, run.stats
+    collector.wait_for(lambda records: len(numbers(collector)) >= total, timeout=120,
+                       what="every event of the burst")
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(total))
+    stats = agent.stats()
+    assert stats["received"] == stats["delivered"] == total and stats["dropped"] == 0
+    balanced(stats)
+    assert buffer_peak(agent) <= 8 * MIB + 1 * MIB
 
 
 def outage_503(collector):

@@ -186,7 +186,8 @@ static void test_unpacker_out_of_memory_is_no_memory(void)
         !CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0))
         return;
     struct conn_set set;
-    conn_set_init(&set, f.base, &f.cfg, &f.pipeline);
+    if (!CHECK_EQ_INT(conn_set_init(&set, f.base, &f.cfg, &f.pipeline), 0))
+        return;
     if (!CHECK_EQ_INT(conn_open(&set, fds[0]), 0))
         return;
     static const unsigned char first[] = "\x82\xa5" "event\xa1" "e\xa5" "chunk\xa1" "1";
@@ -209,6 +210,7 @@ static void test_unpacker_out_of_memory_is_no_memory(void)
         msgpack_unpacked_destroy(&replies[i]);
     close(fds[1]);
     conn_set_drain(&set);
+    conn_set_destroy(&set);
     fixture_destroy(&f);
 }
 
