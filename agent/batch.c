@@ -33,7 +33,7 @@ static void batch_free(struct batch *batch)
 /* Charge the budget for what the batch has allocated now. */
 static void batch_recharge(struct batch *batch, struct budget *budget)
 {
-    size_t now = batch->events.cap;
+    size_t now = batch->events.cap + BATCH_OVERHEAD_BYTES;
     if (now > batch->charged)
         budget_charge(budget, now - batch->charged);
     else if (now < batch->charged)

@@ -26,6 +26,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a batch costs besides its events' bytes: the struct, the sender's
+ * record of it and the allocator's headers. Charged too, so that many tiny
+ * batches (batch.max_events = 1) stay within the bound. */
+#define BATCH_OVERHEAD_BYTES 256
+
 struct batch {
     struct buf events; /* JSON objects separated by commas */
     uint32_t count;
