@@ -1,0 +1,641 @@
+/*
+ * spool: segmented, checksummed log on disk (see spool.h).
+ */
+#define _GNU_SOURCE /* fdatasync, flock */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libdeflate.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SPOOL_MAGIC "TASPOOL"           /* + NUL: 8 bytes */
+#define SPOOL_CHECKPOINT_MAGIC "TACKPT1" /* + NUL */
+#define SPOOL_CHECKPOINT "checkpoint"
+#define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
+#define SPOOL_LOCK "LOCK"
+#define SPOOL_CHECKPOINT_BYTES 28       /* magic, segment, offset, CRC */
+
+struct spool {
+    int dirfd;
+    int lockfd;
+    char *dir;
+    uint64_t max_bytes;
+    uint64_t segment_bytes;
+    uint64_t first_segment;  /* oldest segment kept */
+    uint64_t tail_segment;   /* the one being written */
+    int tail_fd;
+    uint64_t tail_size;      /* bytes written to it */
+    uint64_t older_bytes;    /* bytes of the segments before it */
+    int dir_dirty;           /* a segment was created: sync the directory */
+    struct buf pending;      /* appended, not yet written (all for the tail) */
+    struct spool_pos checkpoint;
+    int read_fd;
+    uint64_t read_segment;
+    uint64_t read_size;      /* of the read segment (not the tail) */
+    uint64_t skipped;
+};
+
+static void spool_put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void spool_put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t spool_get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t spool_get64(const unsigned char *p)
+{
+    return (uint64_t)spool_get32(p) | (uint64_t)spool_get32(p + 4) << 32;
+}
+
+/* The record's CRC covers its length bytes and its payload. */
+static uint32_t spool_crc(const unsigned char *len_bytes, const void *payload, size_t len)
+{
+    uint32_t crc = libdeflate_crc32(0, len_bytes, 4);
+    return libdeflate_crc32(crc, payload, len);
+}
+
+static void spool_segment_name(uint64_t id, char *name, size_t size)
+{
+    snprintf(name, size, "%016" PRIx64 ".seg", id);
+}
+
+/* Is `name` a segment file's name? Its id in *id. */
+static int spool_parse_segment_name(const char *name, uint64_t *id)
+{
+    if (strlen(name) != 20 || strcmp(name + 16, ".seg") != 0)
+        return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = name[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = v << 4 | (uint64_t)d;
+    }
+    *id = v;
+    return 1;
+}
+
+static int spool_open_segment(struct spool *s, uint64_t id, int flags)
+{
+    char name[32];
+    spool_segment_name(id, name, sizeof name);
+    return openat(s->dirfd, name, flags | O_CLOEXEC, 0600);
+}
+
+static uint64_t spool_segment_size(struct spool *s, uint64_t id)
+{
+    char name[32];
+    struct stat st;
+    spool_segment_name(id, name, sizeof name);
+    return fstatat(s->dirfd, name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Write all of data at offset. Returns bytes written (short only on error). */
+static size_t spool_pwrite_all(int fd, const void *data, size_t len, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, (const char *)data + done, len - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            break;
+        }
+        done += (size_t)n;
+    }
+    return done;
+}
+
+static int spool_pread_all(int fd, void *data, size_t len, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)data + done, len - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (int)(done == len);
+}
+
+/* A new, empty segment with its header; it becomes the tail. */
+static int spool_new_segment(struct spool *s, uint64_t id)
+{
+    int fd = spool_open_segment(s, id, O_WRONLY | O_CREAT | O_TRUNC);
+    if (fd < 0)
+        return -1;
+    unsigned char head[SPOOL_HEADER_BYTES] = {0};
+    memcpy(head, SPOOL_MAGIC, 8);
+    spool_put32(head + 8, SPOOL_FORMAT_VERSION);
+    if (spool_pwrite_all(fd, head, sizeof head, 0) != sizeof head) {
+        int saved = errno;
+        close(fd);
+        char name[32];
+        spool_segment_name(id, name, sizeof name);
+        unlinkat(s->dirfd, name, 0);
+        errno = saved;
+        return -1;
+    }
+    if (s->tail_fd >= 0) {
+        close(s->tail_fd);
+        s->older_bytes += s->tail_size;
+    }
+    s->tail_fd = fd;
+    s->tail_segment = id;
+    s->tail_size = SPOOL_HEADER_BYTES;
+    s->dir_dirty = 1;
+    return 0;
+}
+
+/* Is there a valid record at `off` in data[0..len)? Its total size. */
+static size_t spool_valid_record(const unsigned char *data, size_t len, size_t off)
+{
+    if (len - off < SPOOL_RECORD_HEAD)
+        return 0;
+    uint32_t rlen = spool_get32(data + off);
+    if (rlen == 0 || rlen > SPOOL_RECORD_MAX || rlen > len - off - SPOOL_RECORD_HEAD)
+        return 0;
+    if (spool_crc(data + off, data + off + SPOOL_RECORD_HEAD, rlen) != spool_get32(data + off + 4))
+        return 0;
+    return SPOOL_RECORD_HEAD + rlen;
+}
+
+/* The first offset at or after `from` where a valid record starts in
+ * data[0..len), or len. */
+static size_t spool_resync(const unsigned char *data, size_t len, size_t from)
+{
+    for (size_t off = from; off < len; off++)
+        if (spool_valid_record(data, len, off) > 0)
+            return off;
+    return len;
+}
+
+/* Read a whole segment file into out. */
+static int spool_slurp(struct spool *s, uint64_t id, struct buf *out)
+{
+    int fd = spool_open_segment(s, id, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    buf_rollback(out, 0);
+    int ok = buf_reserve(out, (size_t)st.st_size) == 0 &&
+             spool_pread_all(fd, out->data, (size_t)st.st_size, 0) == 1;
+    close(fd);
+    if (!ok)
+        return -1;
+    out->len = (size_t)st.st_size;
+    return 0;
+}
+
+/* Checks a segment's header: 1 ours, 0 not a segment (torn or foreign), -1
+ * a newer format (*version says which). */
+static int spool_check_header(const unsigned char *data, size_t len, uint32_t *version)
+{
+    if (len < SPOOL_HEADER_BYTES || memcmp(data, SPOOL_MAGIC, 8) != 0)
+        return 0;
+    *version = spool_get32(data + 8);
+    return *version > SPOOL_FORMAT_VERSION ? -1 : 1;
+}
+
+static int spool_refuse(char *err, size_t errlen, const char *fmt, const char *dir,
+                        const char *what)
+{
+    snprintf(err, errlen, fmt, dir, what);
+    return -1;
+}
+
+/* Take the directory's lock, or say who holds it. */
+static int spool_lock(struct spool *s, char *err, size_t errlen)
+{
+    s->lockfd = openat(s->dirfd, SPOOL_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lockfd < 0)
+        return spool_refuse(err, errlen, "[spool] dir = '%s': cannot create its lock file: %s",
+                            s->dir, strerror(errno));
+    if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(s->lockfd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen, "[spool] dir = '%s' is in use by another agent (pid %s) "
+                 "(allowed: one agent per spool directory)", s->dir, pid[0] ? pid : "unknown");
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(s->lockfd, 0) == 0)
+        spool_pwrite_all(s->lockfd, pid, (size_t)n, 0);
+    return 0;
+}
+
+static int spool_compare_ids(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The ids of the segment files, sorted. */
+static int spool_list(struct spool *s, uint64_t **ids, size_t *count)
+{
+    int fd = dup(s->dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t n = 0, cap = 0;
+    uint64_t *list = NULL, id;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!spool_parse_segment_name(e->d_name, &id))
+            continue;
+        if (n == cap) {
+            uint64_t *more = realloc(list, (cap = cap ? cap * 2 : 16) * sizeof *list);
+            if (more == NULL) {
+                free(list);
+                closedir(d);
+                return -1;
+            }
+            list = more;
+        }
+        list[n++] = id;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(list, n, sizeof *list, spool_compare_ids);
+    *ids = list;
+    *count = n;
+    return 0;
+}
+
+static int spool_read_checkpoint(struct spool *s, struct spool_pos *pos)
+{
+    unsigned char b[SPOOL_CHECKPOINT_BYTES];
+    int fd = openat(s->dirfd, SPOOL_CHECKPOINT, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    int whole = spool_pread_all(fd, b, sizeof b, 0);
+    close(fd);
+    if (whole != 1 || memcmp(b, SPOOL_CHECKPOINT_MAGIC, 8) != 0 ||
+        libdeflate_crc32(0, b, 24) != spool_get32(b + 24))
+        return -1;
+    pos->segment = spool_get64(b + 8);
+    pos->offset = spool_get64(b + 16);
+    return 1;
+}
+
+static void spool_delete_segment(struct spool *s, uint64_t id)
+{
+    char name[32];
+    spool_segment_name(id, name, sizeof name);
+    unlinkat(s->dirfd, name, 0);
+}
+
+/* Find the valid end of the last segment and cut what is torn after it. */
+static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recovery *rec)
+{
+    struct buf data = BUF_INIT;
+    if (spool_slurp(s, id, &data) < 0) {
+        buf_free(&data);
+        return -1;
+    }
+    const unsigned char *p = (const unsigned char *)data.data;
+    size_t end = SPOOL_HEADER_BYTES, off = SPOOL_HEADER_BYTES;
+    while (off < data.len) {
+        size_t size = spool_valid_record(p, data.len, off);
+        if (size == 0) {
+            size_t next = spool_resync(p, data.len, off + 1);
+            if (next == data.len)
+                break;
+            off = next; /* corrupt in the middle: skipped when read */
+            continue;
+        }
+        off += size;
+        end = off;
+    }
+    rec->torn_bytes += data.len - end;
+    buf_free(&data);
+    s->tail_fd = spool_open_segment(s, id, O_WRONLY);
+    if (s->tail_fd < 0 || ftruncate(s->tail_fd, (off_t)end) < 0)
+        return -1;
+    s->tail_segment = id;
+    s->tail_size = end;
+    return 0;
+}
+
+struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_bytes,
+                         struct spool_recovery *rec, char *err, size_t errlen)
+{
+    memset(rec, 0, sizeof *rec);
+    struct spool *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->dir = strdup(dir)) == NULL) {
+        free(s);
+        snprintf(err, errlen, "[spool] dir = '%s': out of memory", dir);
+        return NULL;
+    }
+    s->max_bytes = max_bytes;
+    s->segment_bytes = segment_bytes;
+    s->tail_fd = s->read_fd = s->lockfd = s->dirfd = -1;
+    uint64_t *ids = NULL;
+    size_t count = 0;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        spool_refuse(err, errlen, "[spool] dir = '%s': cannot create it: %s", dir,
+                     strerror(errno));
+        goto fail;
+    }
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        spool_refuse(err, errlen, "[spool] dir = '%s': cannot open it: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (spool_lock(s, err, errlen) < 0)
+        goto fail;
+    if (spool_list(s, &ids, &count) < 0) {
+        spool_refuse(err, errlen, "[spool] dir = '%s': cannot list it: %s", dir, strerror(errno));
+        goto fail;
+    }
+    for (size_t i = 0; i < count; i++) {
+        unsigned char head[SPOOL_HEADER_BYTES];
+        uint32_t version = 0;
+        int fd = spool_open_segment(s, ids[i], O_RDONLY);
+        int whole = fd >= 0 ? spool_pread_all(fd, head, sizeof head, 0) : -1;
+        if (fd >= 0)
+            close(fd);
+        int kind = whole == 1 ? spool_check_header(head, sizeof head, &version) : 0;
+        if (kind < 0) {
+            snprintf(err, errlen, "[spool] dir = '%s': segment %016" PRIx64 ".seg is of format "
+                     "%" PRIu32 ", written by a newer agent (allowed: format %d or older)",
+                     dir, ids[i], version, SPOOL_FORMAT_VERSION);
+            goto fail;
+        }
+        if (kind == 0) { /* a header torn at creation: nothing in it was ever written */
+            rec->torn_bytes += spool_segment_size(s, ids[i]);
+            spool_delete_segment(s, ids[i]);
+            memmove(ids + i, ids + i + 1, (count - i - 1) * sizeof *ids);
+            count--;
+            i--;
+        }
+    }
+    struct spool_pos cp = {0, 0};
+    int have = spool_read_checkpoint(s, &cp);
+    if (have < 0)
+        rec->checkpoint_lost = 1;
+    if (have <= 0 || count == 0 || cp.segment < ids[0]) {
+        cp.segment = count > 0 ? ids[0] : 1;
+        cp.offset = SPOOL_HEADER_BYTES;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) { /* wholly confirmed before a crash */
+        if (ids[i] < cp.segment)
+            spool_delete_segment(s, ids[i]);
+        else
+            ids[kept++] = ids[i];
+    }
+    count = kept;
+    if (count == 0) {
+        if (spool_new_segment(s, cp.segment) < 0) {
+            spool_refuse(err, errlen, "[spool] dir = '%s': cannot create a segment: %s", dir,
+                         strerror(errno));
+            goto fail;
+        }
+        cp.offset = SPOOL_HEADER_BYTES;
+    } else {
+        for (size_t i = 0; i + 1 < count; i++)
+            s->older_bytes += spool_segment_size(s, ids[i]);
+        if (spool_recover_tail(s, ids[count - 1], rec) < 0) {
+            spool_refuse(err, errlen, "[spool] dir = '%s': cannot recover its last segment: %s",
+                         dir, strerror(errno));
+            goto fail;
+        }
+        if (cp.segment == s->tail_segment && cp.offset > s->tail_size)
+            cp.offset = s->tail_size; /* confirmed past a torn end: nothing is left */
+    }
+    s->first_segment = count > 0 ? ids[0] : cp.segment;
+    s->checkpoint = cp;
+    rec->segments = count > 0 ? count : 1;
+    rec->backlog_bytes = spool_bytes(s) - cp.offset; /* older segments are gone */
+    free(ids);
+    return s;
+fail:
+    free(ids);
+    spool_close(s);
+    return NULL;
+}
+
+void spool_close(struct spool *s)
+{
+    if (s == NULL)
+        return;
+    if (s->tail_fd >= 0)
+        close(s->tail_fd);
+    if (s->read_fd >= 0)
+        close(s->read_fd);
+    if (s->lockfd >= 0)
+        close(s->lockfd); /* releases the lock */
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    buf_free(&s->pending);
+    free(s->dir);
+    free(s);
+}
+
+enum spool_status spool_append(struct spool *s, const void *data, size_t len,
+                               struct spool_pos *end)
+{
+    size_t size = SPOOL_RECORD_HEAD + len;
+    /* the bound is on what is not yet confirmed (segments before the
+     * checkpoint are gone; the checkpoint's own segment starts at 0) */
+    uint64_t unconfirmed = spool_bytes(s) - s->checkpoint.offset;
+    if (len == 0 || len > SPOOL_RECORD_MAX || unconfirmed + size > s->max_bytes)
+        return SPOOL_FULL;
+    if (s->tail_size + s->pending.len + size > s->segment_bytes &&
+        s->tail_size + s->pending.len > SPOOL_HEADER_BYTES) {
+        if (spool_write(s) != SPOOL_OK || spool_new_segment(s, s->tail_segment + 1) < 0)
+            return SPOOL_IO;
+    }
+    unsigned char head[SPOOL_RECORD_HEAD];
+    spool_put32(head, (uint32_t)len);
+    spool_put32(head + 4, spool_crc(head, data, len));
+    size_t mark = s->pending.len;
+    buf_append(&s->pending, head, sizeof head);
+    buf_append(&s->pending, data, len);
+    if (s->pending.failed) {
+        buf_rollback(&s->pending, mark);
+        return SPOOL_FULL;
+    }
+    end->segment = s->tail_segment;
+    end->offset = s->tail_size + s->pending.len;
+    return SPOOL_OK;
+}
+
+enum spool_status spool_write(struct spool *s)
+{
+    if (s->pending.len == 0)
+        return SPOOL_OK;
+    size_t n = spool_pwrite_all(s->tail_fd, s->pending.data, s->pending.len, s->tail_size);
+    s->tail_size += n;
+    size_t left = s->pending.len - n;
+    memmove(s->pending.data, s->pending.data + n, left);
+    buf_truncate(&s->pending, left);
+    return left == 0 ? SPOOL_OK : SPOOL_IO;
+}
+
+enum spool_status spool_sync(struct spool *s)
+{
+    if (fdatasync(s->tail_fd) < 0)
+        return SPOOL_IO;
+    if (s->dir_dirty) {
+        if (fsync(s->dirfd) < 0)
+            return SPOOL_IO;
+        s->dir_dirty = 0;
+    }
+    return SPOOL_OK;
+}
+
+struct spool_pos spool_checkpoint(const struct spool *s)
+{
+    return s->checkpoint;
+}
+
+/* Make the segment `id` the one reads come from. */
+static int spool_read_from(struct spool *s, uint64_t id)
+{
+    if (s->read_fd >= 0 && s->read_segment == id)
+        return 0;
+    if (s->read_fd >= 0)
+        close(s->read_fd);
+    s->read_fd = spool_open_segment(s, id, O_RDONLY);
+    s->read_segment = id;
+    struct stat st;
+    if (s->read_fd < 0 || fstat(s->read_fd, &st) < 0)
+        return -1;
+    s->read_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* A record at *at failed its check: skip to the next valid one in the same
+ * segment, or to the segment's end. */
+static int spool_skip_corrupt(struct spool *s, struct spool_pos *at, uint64_t seg_end)
+{
+    struct buf rest = BUF_INIT;
+    size_t len = (size_t)(seg_end - at->offset);
+    if (buf_reserve(&rest, len) < 0 || spool_pread_all(s->read_fd, rest.data, len, at->offset) != 1) {
+        buf_free(&rest);
+        return -1;
+    }
+    size_t next = spool_resync((const unsigned char *)rest.data, len, 1);
+    buf_free(&rest);
+    s->skipped += next;
+    at->offset += next;
+    return 0;
+}
+
+int spool_read(struct spool *s, struct spool_pos *at, struct buf *out)
+{
+    for (;;) {
+        if (at->segment < s->first_segment) {
+            at->segment = s->first_segment;
+            at->offset = SPOOL_HEADER_BYTES;
+        }
+        if (at->segment != s->tail_segment && spool_read_from(s, at->segment) < 0)
+            return SPOOL_IO;
+        uint64_t seg_end = at->segment == s->tail_segment ? s->tail_size : s->read_size;
+        if (at->offset < SPOOL_HEADER_BYTES)
+            at->offset = SPOOL_HEADER_BYTES;
+        if (at->offset >= seg_end) {
+            if (at->segment >= s->tail_segment)
+                return 0;
+            at->segment++;
+            at->offset = SPOOL_HEADER_BYTES;
+            continue;
+        }
+        if (spool_read_from(s, at->segment) < 0)
+            return SPOOL_IO;
+        unsigned char head[SPOOL_RECORD_HEAD];
+        int got = spool_pread_all(s->read_fd, head, sizeof head, at->offset);
+        if (got < 0)
+            return SPOOL_IO;
+        uint32_t len = spool_get32(head);
+        if (got == 1 && len > 0 && len <= SPOOL_RECORD_MAX &&
+            at->offset + SPOOL_RECORD_HEAD + len <= seg_end) {
+            buf_rollback(out, 0);
+            if (buf_reserve(out, len) < 0)
+                return SPOOL_IO;
+            if (spool_pread_all(s->read_fd, out->data, len, at->offset + SPOOL_RECORD_HEAD) != 1)
+                return SPOOL_IO;
+            if (spool_crc(head, out->data, len) == spool_get32(head + 4)) {
+                out->len = len;
+                at->offset += SPOOL_RECORD_HEAD + len;
+                return 1;
+            }
+        }
+        if (spool_skip_corrupt(s, at, seg_end) < 0)
+            return SPOOL_IO;
+    }
+}
+
+enum spool_status spool_confirm(struct spool *s, struct spool_pos upto)
+{
+    unsigned char b[SPOOL_CHECKPOINT_BYTES];
+    memcpy(b, SPOOL_CHECKPOINT_MAGIC, 8);
+    spool_put64(b + 8, upto.segment);
+    spool_put64(b + 16, upto.offset);
+    spool_put32(b + 24, libdeflate_crc32(0, b, 24));
+    int fd = openat(s->dirfd, SPOOL_CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return SPOOL_IO;
+    int ok = spool_pwrite_all(fd, b, sizeof b, 0) == sizeof b && fdatasync(fd) == 0;
+    close(fd);
+    if (!ok || renameat(s->dirfd, SPOOL_CHECKPOINT_TMP, s->dirfd, SPOOL_CHECKPOINT) < 0 ||
+        fsync(s->dirfd) < 0)
+        return SPOOL_IO;
+    s->checkpoint = upto;
+    while (s->first_segment < upto.segment && s->first_segment < s->tail_segment) {
+        s->older_bytes -= spool_segment_size(s, s->first_segment);
+        if (s->read_fd >= 0 && s->read_segment == s->first_segment) {
+            close(s->read_fd);
+            s->read_fd = -1;
+        }
+        spool_delete_segment(s, s->first_segment);
+        s->first_segment++;
+    }
+    return SPOOL_OK;
+}
+
+uint64_t spool_bytes(const struct spool *s)
+{
+    return s->older_bytes + s->tail_size + s->pending.len;
+}
+
+uint64_t spool_skipped(const struct spool *s)
+{
+    return s->skipped;
+}

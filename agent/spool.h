@@ -1,0 +1,89 @@
+/*
+ * spool: the on-disk log of accepted events (spool.dir), the storage layer
+ * of the disk spool.
+ *
+ * The log is a sequence of segment files, NNNNNNNNNNNNNNNN.seg (hex,
+ * increasing), each a 16-byte header (magic "TASPOOL\0", format version,
+ * zero) and then records: a 4-byte little-endian length, a 4-byte CRC-32 of
+ * the length bytes and the payload, and the payload (one event's JSON, as
+ * the backend will get it). Records never span segments. A checkpoint file
+ * says where the first record not yet confirmed by the backend starts;
+ * segments wholly before it are deleted. A lock (flock on LOCK) keeps a
+ * second agent out of the directory.
+ *
+ * Appends are gathered in memory and written by spool_write(), made
+ * durable by spool_sync(); a writer calls them off the event loop or in
+ * small doses. Recovery at open only re-reads the last segment (a crash can
+ * tear only the tail): a torn or corrupt tail is truncated and counted.
+ * Older segments are checked as they are read: a record whose checksum
+ * fails is skipped up to the next valid record, and counted.
+ */
+#ifndef TA_SPOOL_H
+#define TA_SPOOL_H
+
+#include "buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPOOL_FORMAT_VERSION 1
+#define SPOOL_HEADER_BYTES 16
+#define SPOOL_RECORD_HEAD 8               /* length + CRC */
+#define SPOOL_RECORD_MAX (16u * 1024 * 1024) /* a longer length is corruption */
+
+struct spool;
+
+/* A place in the log: a segment and a byte offset in it. */
+struct spool_pos {
+    uint64_t segment;
+    uint64_t offset;
+};
+
+/* What opening found and repaired. */
+struct spool_recovery {
+    uint64_t segments;        /* segment files kept */
+    uint64_t backlog_bytes;   /* bytes from the checkpoint to the end */
+    uint64_t torn_bytes;      /* cut from the tail of the last segment */
+    int checkpoint_lost;      /* the checkpoint was unreadable: reading starts at the beginning */
+};
+
+enum spool_status {
+    SPOOL_OK = 0,
+    SPOOL_FULL = -1,  /* unconfirmed bytes would pass spool.max_bytes: nothing was taken */
+    SPOOL_IO = -2,    /* a write, sync or read failed (errno says why; ENOSPC a full disk) */
+};
+
+/* Open (creating it if needed) the spool in dir. Returns the spool, or NULL
+ * with a message naming the directory, the problem and what is allowed in
+ * err (another agent holds it, a segment of a newer format, permissions). */
+struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_bytes,
+                         struct spool_recovery *rec, char *err, size_t errlen);
+void spool_close(struct spool *s);
+
+/* Queue one record (taken whole or not at all); *end is where the log will
+ * end once it is written. */
+enum spool_status spool_append(struct spool *s, const void *data, size_t len,
+                               struct spool_pos *end);
+/* Write what was appended. SPOOL_IO leaves it queued, to be tried again. */
+enum spool_status spool_write(struct spool *s);
+/* Make what was written durable (fdatasync, and the directory after a new
+ * segment). */
+enum spool_status spool_sync(struct spool *s);
+
+/* The first record not yet confirmed (where reading starts after open). */
+struct spool_pos spool_checkpoint(const struct spool *s);
+/* Read the record at *at (which must be written) into out (replaced), and
+ * move *at past it. Returns 1, 0 at the end of what is written, or
+ * SPOOL_IO. Corrupt records are skipped and counted (spool_skipped). */
+int spool_read(struct spool *s, struct spool_pos *at, struct buf *out);
+/* The backend confirmed everything before upto: persist the checkpoint and
+ * delete the segments wholly before it. */
+enum spool_status spool_confirm(struct spool *s, struct spool_pos upto);
+
+/* Bytes of segment files on disk from the checkpoint's segment on, and
+ * what is queued but not yet written. */
+uint64_t spool_bytes(const struct spool *s);
+/* Bytes skipped as corrupt while reading. */
+uint64_t spool_skipped(const struct spool *s);
+
+#endif

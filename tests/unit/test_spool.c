@@ -1,0 +1,335 @@
+/*
+ * spool: the on-disk log, against real files in a temporary directory:
+ * records across segments, reopening, checkpoints and segment deletion,
+ * torn tails at many offsets, corrupt records in the middle, the lock, a
+ * newer format, a full spool and a lost checkpoint.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEGMENT_BYTES 4096
+#define MAX_BYTES (64u * 1024 * 1024)
+
+static char dir[64];
+
+static void fresh_dir(void)
+{
+    char cmd[128];
+    if (dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        CHECK_EQ_INT(system(cmd), 0);
+    }
+    snprintf(dir, sizeof dir, "/tmp/spool-test-XXXXXX");
+    if (!CHECK(mkdtemp(dir) != NULL))
+        exit(1);
+}
+
+/* Record i: "record <i>" padded with i % 97 dots, so sizes vary. */
+static size_t record_text(int i, char *out, size_t size)
+{
+    int n = snprintf(out, size, "{\"record\":%d,\"pad\":\"", i);
+    for (int k = 0; k < i % 97; k++)
+        out[n++] = '.';
+    n += snprintf(out + n, size - (size_t)n, "\"}");
+    return (size_t)n;
+}
+
+static struct spool *open_spool(struct spool_recovery *rec)
+{
+    char err[512];
+    struct spool *s = spool_open(dir, MAX_BYTES, SEGMENT_BYTES, rec, err, sizeof err);
+    if (!CHECK(s != NULL))
+        fprintf(stderr, "    %s\n", err);
+    return s;
+}
+
+static void append_records(struct spool *s, int from, int to, struct spool_pos *ends)
+{
+    char text[256];
+    for (int i = from; i < to; i++) {
+        size_t len = record_text(i, text, sizeof text);
+        struct spool_pos end;
+        CHECK_EQ_INT(spool_append(s, text, len, &end), SPOOL_OK);
+        if (ends != NULL)
+            ends[i] = end;
+    }
+    CHECK_EQ_INT(spool_write(s), SPOOL_OK);
+    CHECK_EQ_INT(spool_sync(s), SPOOL_OK);
+}
+
+/* Read every record from *at on and CHECK they are `want` (ids), in order. */
+static void check_reads(struct spool *s, struct spool_pos at, const int *want, int n)
+{
+    struct buf out = BUF_INIT;
+    char text[256];
+    int got = 0, rc;
+    while ((rc = spool_read(s, &at, &out)) == 1) {
+        if (got < n) {
+            size_t len = record_text(want[got], text, sizeof text);
+            check_context("record #%d (id %d)", got, want[got]);
+            CHECK_MEM_EQ(out.data, out.len, text, len);
+            check_context(NULL);
+        }
+        got++;
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(got, n);
+    buf_free(&out);
+}
+
+static void check_reads_range(struct spool *s, struct spool_pos at, int from, int to)
+{
+    int *ids = malloc(sizeof *ids * (size_t)(to - from + 1));
+    for (int i = from; i < to; i++)
+        ids[i - from] = i;
+    check_reads(s, at, ids, to - from);
+    free(ids);
+}
+
+static int count_segments(void)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        n += strstr(e->d_name, ".seg") != NULL;
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+static void segment_path(uint64_t id, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%016llx.seg", dir, (unsigned long long)id);
+}
+
+static void test_records_across_segments_and_reopen(void)
+{
+    fresh_dir();
+    struct spool_recovery rec;
+    struct spool *s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_UINT(rec.backlog_bytes, 0);
+    static struct spool_pos ends[600];
+    append_records(s, 0, 600, ends);
+    CHECK_GT(count_segments(), 5);
+    check_reads_range(s, spool_checkpoint(s), 0, 600);
+    uint64_t bytes = spool_bytes(s);
+    spool_close(s);
+
+    s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_UINT(rec.torn_bytes, 0);
+    CHECK_EQ_UINT(spool_bytes(s), bytes);
+    CHECK_EQ_UINT(rec.backlog_bytes, bytes - SPOOL_HEADER_BYTES);
+    check_reads_range(s, spool_checkpoint(s), 0, 600);
+
+    /* the backend confirmed the first 400: their whole segments go */
+    int before = count_segments();
+    CHECK_EQ_INT(spool_confirm(s, ends[399]), SPOOL_OK);
+    CHECK_LT(count_segments(), before);
+    CHECK_LT(spool_bytes(s), bytes);
+    check_reads_range(s, spool_checkpoint(s), 400, 600);
+    append_records(s, 600, 650, NULL); /* and appending goes on */
+    spool_close(s);
+
+    s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_UINT(rec.checkpoint_lost, 0);
+    check_reads_range(s, spool_checkpoint(s), 400, 650);
+    spool_close(s);
+}
+
+/* A crash mid-write leaves the last segment cut anywhere: recovery keeps
+ * every whole record before the cut, drops the rest, counts it, and the
+ * log goes on from there. */
+static void test_torn_tail_at_every_kind_of_offset(void)
+{
+    static const int cuts[] = {1, 3, 7, 8, 9, 20, -1}; /* bytes into the last record */
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        fresh_dir();
+        struct spool_recovery rec;
+        struct spool *s = open_spool(&rec);
+        if (s == NULL)
+            return;
+        static struct spool_pos ends[40];
+        append_records(s, 0, 40, ends);
+        spool_close(s);
+        /* the last record starts where record 38 ends */
+        struct spool_pos last = ends[38];
+        uint64_t cut = cuts[c] < 0 ? ends[39].offset - 1 : last.offset + (uint64_t)cuts[c];
+        char path[128];
+        segment_path(last.segment, path, sizeof path);
+        check_context("cut %d bytes into the last record", cuts[c]);
+        CHECK_EQ_INT(truncate(path, (off_t)cut), 0);
+        s = open_spool(&rec);
+        if (s == NULL)
+            return;
+        CHECK_EQ_UINT(rec.torn_bytes, cut - last.offset);
+        check_reads_range(s, spool_checkpoint(s), 0, 39);
+        append_records(s, 100, 101, NULL);
+        int want[40];
+        for (int i = 0; i < 39; i++)
+            want[i] = i;
+        want[39] = 100;
+        check_reads(s, spool_checkpoint(s), want, 40);
+        check_context(NULL);
+        spool_close(s);
+    }
+}
+
+/* A record damaged in the middle of the log is skipped (and counted); every
+ * record around it is delivered, in an older segment and in the last one. */
+static void test_corrupt_records_in_the_middle_are_skipped(void)
+{
+    fresh_dir();
+    struct spool_recovery rec;
+    struct spool *s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    static struct spool_pos ends[300];
+    append_records(s, 0, 300, ends);
+    spool_close(s);
+    int victims[] = {5, 298}; /* one in the first segment, one in the last */
+    for (int v = 0; v < 2; v++) {
+        struct spool_pos at = ends[victims[v] - 1];
+        char path[128];
+        segment_path(ends[victims[v]].segment, path, sizeof path);
+        if (at.segment != ends[victims[v]].segment)
+            at.offset = SPOOL_HEADER_BYTES;
+        int fd = open(path, O_RDWR);
+        char byte;
+        CHECK_EQ_INT(pread(fd, &byte, 1, (off_t)at.offset + 12), 1);
+        byte ^= 0x5a;
+        CHECK_EQ_INT(pwrite(fd, &byte, 1, (off_t)at.offset + 12), 1);
+        close(fd);
+    }
+    s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_UINT(rec.torn_bytes, 0); /* valid records follow: not a torn tail */
+    int want[298], n = 0;
+    for (int i = 0; i < 300; i++)
+        if (i != 5 && i != 298)
+            want[n++] = i;
+    check_reads(s, spool_checkpoint(s), want, n);
+    CHECK_GT(spool_skipped(s), 0);
+    spool_close(s);
+}
+
+static void test_a_second_agent_is_refused(void)
+{
+    fresh_dir();
+    struct spool_recovery rec;
+    struct spool *s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    char err[512], pid[32];
+    struct spool *second = spool_open(dir, MAX_BYTES, SEGMENT_BYTES, &rec, err, sizeof err);
+    CHECK(second == NULL);
+    CHECK_CONTAINS(err, "in use by another agent");
+    snprintf(pid, sizeof pid, "pid %d", (int)getpid());
+    CHECK_CONTAINS(err, pid);
+    CHECK_CONTAINS(err, dir);
+    spool_close(second);
+    spool_close(s);
+    s = open_spool(&rec); /* the lock goes with the first */
+    spool_close(s);
+}
+
+static void test_a_newer_format_is_refused(void)
+{
+    fresh_dir();
+    char path[128];
+    segment_path(7, path, sizeof path);
+    unsigned char head[SPOOL_HEADER_BYTES] = "TASPOOL";
+    head[8] = SPOOL_FORMAT_VERSION + 1;
+    FILE *f = fopen(path, "wb");
+    fwrite(head, 1, sizeof head, f);
+    fclose(f);
+    char err[512];
+    struct spool_recovery rec;
+    CHECK(spool_open(dir, MAX_BYTES, SEGMENT_BYTES, &rec, err, sizeof err) == NULL);
+    CHECK_CONTAINS(err, "0000000000000007.seg");
+    CHECK_CONTAINS(err, "newer");
+    CHECK_CONTAINS(err, "allowed: format 1");
+}
+
+static void test_a_full_spool_takes_nothing(void)
+{
+    fresh_dir();
+    char err[512];
+    struct spool_recovery rec;
+    struct spool *s = spool_open(dir, 1000, SEGMENT_BYTES, &rec, err, sizeof err);
+    if (!CHECK(s != NULL))
+        return;
+    char text[256];
+    struct spool_pos end;
+    int taken = 0;
+    enum spool_status st;
+    while ((st = spool_append(s, text, record_text(90, text, sizeof text), &end)) == SPOOL_OK)
+        taken++;
+    CHECK_EQ_INT(st, SPOOL_FULL);
+    CHECK_GT(taken, 5);
+    CHECK_LE(spool_bytes(s) - SPOOL_HEADER_BYTES, 1000);
+    CHECK_EQ_INT(spool_write(s), SPOOL_OK);
+    int want[64];
+    for (int i = 0; i < taken && i < 64; i++)
+        want[i] = 90;
+    check_reads(s, spool_checkpoint(s), want, taken);
+    /* confirming everything makes room again */
+    CHECK_EQ_INT(spool_confirm(s, end), SPOOL_OK);
+    CHECK_EQ_INT(spool_append(s, text, record_text(90, text, sizeof text), &end), SPOOL_OK);
+    spool_close(s);
+}
+
+static void test_a_lost_checkpoint_rereads_from_the_start(void)
+{
+    fresh_dir();
+    struct spool_recovery rec;
+    struct spool *s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    static struct spool_pos ends[20];
+    append_records(s, 0, 20, ends);
+    CHECK_EQ_INT(spool_confirm(s, ends[9]), SPOOL_OK);
+    spool_close(s);
+    char path[128];
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    FILE *f = fopen(path, "r+b");
+    fputs("garbage", f);
+    fclose(f);
+    s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_INT(rec.checkpoint_lost, 1);
+    check_reads_range(s, spool_checkpoint(s), 0, 20); /* duplicates, never a loss */
+    spool_close(s);
+}
+
+int main(void)
+{
+    RUN(test_records_across_segments_and_reopen);
+    RUN(test_torn_tail_at_every_kind_of_offset);
+    RUN(test_corrupt_records_in_the_middle_are_skipped);
+    RUN(test_a_second_agent_is_refused);
+    RUN(test_a_newer_format_is_refused);
+    RUN(test_a_full_spool_takes_nothing);
+    RUN(test_a_lost_checkpoint_rereads_from_the_start);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    return check_finish();
+}
