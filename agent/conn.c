@@ -218,6 +218,8 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_pause(struct conn *c)
 {
     struct conn_set *set = c->set;
+    if (c->paused)
+        return;
     c->paused = 1;
     c->backlog = 1;
     TAILQ_INSERT_TAIL(&set->waiting, c, wait_entry);

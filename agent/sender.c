@@ -40,10 +40,12 @@ struct delivery {
     TAILQ_ENTRY(delivery) entry;
     struct sender *sender;
     struct batch *batch;
-    uint64_t seq;            /* order of sealing; halves of a split share it */
+    uint64_t seq;            /* order: sealed batch n has n << 32; a split hands its */
+    uint64_t width;          /* second half seq + width / 2, and both halves half the width */
     uint32_t attempts;
     int64_t first_attempt_ms;
     int64_t sent_ms;         /* when the current attempt was posted */
+    int64_t timeout_ms;      /* the timeout it was posted with */
     size_t body_charged;     /* bytes of the request body in flight */
 };
 
@@ -100,7 +102,7 @@ static void sender_finish(struct delivery *d, int delivered, enum drop_reason re
     free(d);
 }
 
-/* Into the ready queue at its place by seq (after equal ones). */
+/* Into the ready queue at its place by seq (seqs are all different). */
 static void sender_queue(struct sender *s, struct delivery *d)
 {
     struct delivery *after = TAILQ_LAST(&s->ready, delivery_list);
@@ -215,30 +217,36 @@ static void sender_split(struct sender *s, struct delivery *d, const char *why)
         sender_finish(d, 0, DROP_BACKEND_REJECTED);
         return;
     }
-    if ((second = calloc(1, sizeof *second)) == NULL ||
+    if (d->width < 2 || (second = calloc(1, sizeof *second)) == NULL ||
         batch_split(d->batch, s->budget, &rest) < 0) {
-        free(second);
-        log_limited(&s->retry_log, LOG_ERROR, "backend %s; out of memory splitting the batch; "
-                    "it is retried whole", why);
+        if (d->width >= 2)
+            free(second);
         sender_queue(s, d);
+        sender_back_off(s, "could not split a batch the backend found too large (out of "
+                        "memory); it is retried whole", "", 0);
         return;
     }
     log_limited(&s->retry_log, LOG_WARN, "backend %s; sending the batch of %u events as two",
                 why, d->batch->count + rest->count);
     metrics_add(METRIC_BATCHES_SPLIT, 1);
+    d->width /= 2;
     *second = *d;
     second->batch = rest;
+    second->seq = d->seq + d->width;
     sender_queue(s, d);
     sender_queue(s, second);
 }
 
-/* A timed-out request: the backend is slower than the timeout. */
-static void sender_slow_backend(struct sender *s)
+/* A request posted with `timeout_ms` timed out: the backend is slower than
+ * that. Requests that timed out together double it once. */
+static void sender_slow_backend(struct sender *s, int64_t timeout_ms)
 {
+    metrics_add(METRIC_REQUESTS_TIMED_OUT, 1);
+    if (timeout_ms < s->timeout_ms)
+        return;
     int64_t longer = s->timeout_ms * 2;
     if (longer > s->cfg->timeout_max_ms)
         longer = s->cfg->timeout_max_ms;
-    metrics_add(METRIC_REQUESTS_TIMED_OUT, 1);
     if (longer != s->timeout_ms)
         log_warn("backend: no answer within %lld ms: it is slower than that; the next requests "
                  "wait up to %lld ms (backend.timeout_max_ms = %lld)", (long long)s->timeout_ms,
@@ -270,7 +278,7 @@ static void sender_done(const struct transport_result *result, void *arg)
                  http_status_text(result->status), result->body_start);
     } else {
         if (result->timed_out)
-            sender_slow_backend(s);
+            sender_slow_backend(s, d->timeout_ms);
         snprintf(why, sizeof why, "request failed: %s", result->error);
     }
     enum retry_verdict verdict =
@@ -314,6 +322,7 @@ static int sender_attempt(struct sender *s, struct delivery *d)
     d->body_charged = body.cap;
     budget_charge(s->budget, d->body_charged);
     d->sent_ms = clock_monotonic_ms();
+    d->timeout_ms = s->timeout_ms;
     TAILQ_INSERT_TAIL(&s->inflight, d, entry);
     s->in_flight++;
     if (transport_post(s->transport, &body, (long)s->timeout_ms, sender_done, d) < 0) {
@@ -355,7 +364,8 @@ void sender_submit(struct batch *batch, void *arg)
     }
     d->sender = s;
     d->batch = batch;
-    d->seq = s->next_seq++;
+    d->seq = s->next_seq++ << 32;
+    d->width = UINT64_C(1) << 32;
     sender_queue(s, d);
     sender_pump(s);
 }

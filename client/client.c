@@ -390,8 +390,7 @@ tlm_status tlm_send_raw(tlm_client *c, const void *data, size_t len)
 
 static int tlm_client_flushed(const struct tlm_client *c, uint64_t target)
 {
-    const struct tlm_entry *head = TAILQ_FIRST(&c->queue.entries);
-    return head == NULL || head->seq >= target;
+    return tlm_queue_done_before(&c->queue, target);
 }
 
 static void tlm_client_wait_progress(struct tlm_client *c, int64_t ms)

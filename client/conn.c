@@ -350,7 +350,8 @@ static int tlm_conn_broken(ssize_t n)
 static void tlm_conn_write(struct tlm_client *c, int64_t now)
 {
     struct tlm_queue *q = &c->queue;
-    int most = c->probe ? 1 : TLM_CONN_IOV;
+    /* probing, or finishing a started entry during a deferral pause: one */
+    int most = c->probe || now < c->write_resume_ms ? 1 : TLM_CONN_IOV;
     while (c->fd >= 0 && tlm_conn_writable(c, now)) {
         struct iovec iov[TLM_CONN_IOV];
         int cnt = 0;

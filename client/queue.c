@@ -12,6 +12,7 @@ void tlm_queue_init(struct tlm_queue *q)
     q->off = 0;
     q->bytes = 0;
     q->count = 0;
+    q->displaced = 0;
 }
 
 struct tlm_entry *tlm_queue_entry_new(size_t cap)
@@ -24,6 +25,7 @@ struct tlm_entry *tlm_queue_entry_new(size_t cap)
     e->written_ms = 0;
     e->losses = 0;
     e->written_once = 0;
+    e->displaced = 0;
     e->chunk[0] = '\0';
     e->chunk_len = 0;
     return e;
@@ -49,6 +51,7 @@ void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e)
     TAILQ_REMOVE(&q->entries, e, link);
     q->bytes -= e->len;
     q->count--;
+    q->displaced -= e->displaced != 0;
     free(e);
 }
 
@@ -76,6 +79,21 @@ void tlm_queue_requeue(struct tlm_queue *q, struct tlm_entry *e)
         TAILQ_INSERT_TAIL(&q->entries, e, link);
     if (q->next == NULL || (at_cursor && q->off == 0))
         q->next = e;
+    if (!e->displaced) { /* the others keep the order they were sent in */
+        e->displaced = 1;
+        q->displaced++;
+    }
+}
+
+int tlm_queue_done_before(const struct tlm_queue *q, uint64_t target)
+{
+    const struct tlm_entry *e = TAILQ_FIRST(&q->entries);
+    if (q->displaced == 0) /* sorted: the head is the oldest */
+        return e == NULL || e->seq >= target;
+    for (; e != NULL; e = TAILQ_NEXT(e, link))
+        if (e->seq < target)
+            return 0;
+    return 1;
 }
 
 void tlm_queue_clear(struct tlm_queue *q)

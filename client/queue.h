@@ -24,6 +24,7 @@ struct tlm_entry {
     int64_t written_ms;  /* when it was last written whole (monotonic) */
     unsigned losses;     /* agent errors about a message it was blamed for (conn.c) */
     int written_once;    /* counted in stats.sent */
+    int displaced;       /* requeued: may be behind entries of a higher seq */
     char chunk[TLM_QUEUE_CHUNK_MAX + 1];
     size_t chunk_len;    /* 0: no chunk (fire-and-forget) */
     unsigned char data[];
@@ -37,6 +38,7 @@ struct tlm_queue {
     size_t off;             /* bytes of next already written */
     size_t bytes;           /* sum of len over entries */
     uint64_t count;
+    uint64_t displaced;     /* requeued entries held; while 0 the list is sorted by seq */
 };
 
 void tlm_queue_init(struct tlm_queue *q);
@@ -51,8 +53,11 @@ void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e);
 void tlm_queue_rewind(struct tlm_queue *q, int to_head);
 /* Put e (written whole, before the cursor) back to be written again: at the
  * cursor, after entries put back before it with a lower seq, so that
- * several put back in a row keep their order. */
+ * several put back in a row keep their order. Entries written after it
+ * now come first: it is counted as displaced until it leaves. */
 void tlm_queue_requeue(struct tlm_queue *q, struct tlm_entry *e);
+/* Is every entry of a seq below `target` gone? */
+int tlm_queue_done_before(const struct tlm_queue *q, uint64_t target);
 /* Free every entry. */
 void tlm_queue_clear(struct tlm_queue *q);
 

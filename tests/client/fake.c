@@ -227,15 +227,23 @@ struct fake_walk {
     int close; /* the policy said to close */
 };
 
-static void fake_reply(int fd, const msgpack_object *chunk, int reject)
+static void fake_reply(int fd, const msgpack_object *chunk, enum fake_action act)
 {
+    int reject = act == FAKE_REJECT, defer = act == FAKE_DEFER;
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, reject ? 3 : 1);
-    msgpack_pack_str_with_body(&pk, "ack", 3);
+    msgpack_pack_map(&pk, reject ? 3 : defer ? 2 : 1);
+    if (defer)
+        msgpack_pack_str_with_body(&pk, "deferred", 8);
+    else
+        msgpack_pack_str_with_body(&pk, "ack", 3);
     msgpack_pack_object(&pk, *chunk);
+    if (defer) {
+        msgpack_pack_str_with_body(&pk, "reason", 6);
+        msgpack_pack_str_with_body(&pk, "buffer_full", 11);
+    }
     if (reject) {
         msgpack_pack_str_with_body(&pk, "rejected", 8);
         msgpack_pack_uint32(&pk, 1);
@@ -295,7 +303,7 @@ static void fake_message(const msgpack_object *obj, void *arg)
         return;
     }
     if (chunk != NULL && act != FAKE_SILENT)
-        fake_reply(w->conn->fd, chunk, act == FAKE_REJECT);
+        fake_reply(w->conn->fd, chunk, act);
 }
 
 static void fake_conn_end(struct fake_agent *a, struct fake_conn *c)

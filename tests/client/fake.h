@@ -73,7 +73,8 @@ tlm_client *fake_client(const char *path, tlm_options o);
 
 /* FAKE_ERROR: {"error": <fake_agent_error's reason>, "detail": ...}, then
  * close (the replies to the messages before it are written first). */
-enum fake_action { FAKE_ACK, FAKE_SILENT, FAKE_REJECT, FAKE_CLOSE, FAKE_ERROR };
+/* FAKE_DEFER: {"deferred": chunk, "reason": "buffer_full"} (not taken). */
+enum fake_action { FAKE_ACK, FAKE_SILENT, FAKE_REJECT, FAKE_CLOSE, FAKE_ERROR, FAKE_DEFER };
 
 struct fake_message {
     int conn;     /* 1, 2, ...: which connection it came on */

@@ -63,8 +63,51 @@ static void test_reconnect_with_the_same_fd_number_wakes_the_thread(void)
     rmdir(dir);
 }
 
+static struct tlm_entry *queued(struct tlm_queue *q, uint64_t seq)
+{
+    struct tlm_entry *e = tlm_queue_entry_new(1);
+    e->seq = seq;
+    e->len = 1;
+    tlm_queue_push(q, e);
+    return e;
+}
+
+/* A deferred entry goes back to the write cursor, behind entries written
+ * after it: the queue is then out of seq order, and "is everything before
+ * seq N gone?" must still see it (a flush must not return early). */
+static void test_requeue_keeps_order_and_flush_sees_it(void)
+{
+    struct tlm_queue q;
+    tlm_queue_init(&q);
+    struct tlm_entry *a = queued(&q, 1), *b = queued(&q, 2), *c = queued(&q, 3);
+    queued(&q, 4);
+    q.next = TAILQ_NEXT(c, link); /* 1, 2, 3 written; 4 not yet */
+    CHECK_EQ_INT(tlm_queue_done_before(&q, 1), 1);
+    CHECK_EQ_INT(tlm_queue_done_before(&q, 2), 0);
+    tlm_queue_requeue(&q, a); /* 1 deferred */
+    tlm_queue_requeue(&q, c); /* then 3 */
+    static const uint64_t order[] = {2, 1, 3, 4};
+    int k = 0;
+    struct tlm_entry *e;
+    TAILQ_FOREACH(e, &q.entries, link)
+        CHECK_EQ_UINT(e->seq, order[k++]);
+    CHECK(q.next == a); /* writing resumes with 1, then 3, then 4 */
+    CHECK_EQ_UINT(q.displaced, 2);
+    tlm_queue_remove(&q, b); /* 2 acked */
+    CHECK_EQ_INT(tlm_queue_done_before(&q, 2), 0); /* 1 is still there */
+    tlm_queue_remove(&q, a);
+    CHECK_EQ_INT(tlm_queue_done_before(&q, 2), 1);
+    CHECK_EQ_INT(tlm_queue_done_before(&q, 4), 0);
+    CHECK_EQ_UINT(q.displaced, 1);
+    tlm_queue_remove(&q, c);
+    CHECK_EQ_UINT(q.displaced, 0); /* sorted again: 4 */
+    CHECK_EQ_INT(tlm_queue_done_before(&q, 4), 1);
+    tlm_queue_clear(&q);
+}
+
 int main(void)
 {
     RUN(test_reconnect_with_the_same_fd_number_wakes_the_thread);
+    RUN(test_requeue_keeps_order_and_flush_sees_it);
     return check_finish();
 }

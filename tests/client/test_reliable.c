@@ -114,6 +114,47 @@ static void test_missing_ack_resent(void)
     fake_agent_stop(&agent);
 }
 
+/* The agent's buffer is full: event 0 is deferred three times while the
+ * later ones are taken. It is written again on the same connection after
+ * a pause that doubles from 50 ms while deferrals come without an ack in
+ * between, and a flush returns only once it is
+ * acked, although every entry written after it was acked before. */
+static enum fake_action defer_0_three_times(const struct fake_message *m, void *arg)
+{
+    (void)arg;
+    return m->i == 0 && m->seen < 3 ? FAKE_DEFER : FAKE_ACK;
+}
+
+static void test_deferred_resent_after_a_pause(void)
+{
+    if (!CHECK_EQ_INT(fake_agent_start(&agent, defer_0_three_times, NULL), 0))
+        return;
+    tlm_client *c = open_reliable(0, 5000);
+    int64_t t0 = fake_now_ms();
+    CHECK_EQ_INT(fake_send_range(c, 0, 10, 100), 0);
+    CHECK_EQ_INT(tlm_flush(c, 5000), TLM_OK);
+    int64_t took = fake_now_ms() - t0;
+    CHECK_GE(took, 190);  /* pauses of 50, 50 (the acks of 1..9 reset it) and 100 ms */
+    CHECK_LT(took, 4000); /* not the 5 s ack timeout */
+    tlm_stats st;
+    check_accounting(c, &st);
+    CHECK_EQ_UINT(st.acked, 10);
+    CHECK_EQ_UINT(st.queued, 0);
+    CHECK_EQ_UINT(st.deferred, 3);
+    CHECK_EQ_UINT(st.disconnects, 0);
+    int n;
+    struct fake_message *log = fake_agent_log(&agent, &n);
+    int zeros = 0;
+    for (int k = 0; k < n; k++) {
+        zeros += log[k].i == 0;
+        CHECK_EQ_INT(log[k].conn, 1);
+    }
+    CHECK_EQ_INT(zeros, 4);
+    free(log);
+    tlm_close(c);
+    fake_agent_stop(&agent);
+}
+
 /* Every third event is refused: counted as rejected, never resent. */
 static enum fake_action reject_every_third(const struct fake_message *m, void *arg)
 {
@@ -329,6 +370,7 @@ int main(void)
 {
     RUN(test_all_acked);
     RUN(test_missing_ack_resent);
+    RUN(test_deferred_resent_after_a_pause);
     RUN(test_rejected_not_resent);
     RUN(test_close_mid_stream);
     RUN(test_flush_timeout_and_bound);
