@@ -3,7 +3,9 @@
  */
 #include "support.h"
 
+#include "account.h"
 #include "encode.h"
+#include "metrics.h"
 #include "registry.h"
 
 #include <stdio.h>
@@ -125,4 +127,16 @@ struct registry *registry_from_names(const char *names)
         fprintf(stderr, "registry_from_names: %s\n", err);
     tmp_file_remove(path);
     return r;
+}
+
+int fresh_config(struct config *cfg, char **env)
+{
+    char err[CONFIG_ERR_LEN];
+    account_reset();
+    metrics_reset();
+    if (config_load(cfg, NULL, env, err, sizeof err) < 0) {
+        fprintf(stderr, "    the configuration does not load: %s\n", err);
+        return 0;
+    }
+    return 1;
 }

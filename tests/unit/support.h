@@ -7,6 +7,7 @@
 #define UNIT_SUPPORT_H
 
 #include "buf.h"
+#include "config.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -35,6 +36,9 @@ const char *uuid_v7_problem(const char *text, int64_t ms);
  * tmp_file_remove), or NULL. */
 char *tmp_file(const char *contents);
 void tmp_file_remove(char *path);
+/* The default configuration with env (NULL-terminated "NAME=value") over
+ * it, the counters zeroed. Returns 1, or 0 (saying why on stderr): CHECK it. */
+int fresh_config(struct config *cfg, char **env);
 /* A registry loaded from a temporary file holding `names` (one a line), or
  * NULL (after saying why on stderr). */
 struct registry *registry_from_names(const char *names);

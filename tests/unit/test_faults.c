@@ -7,6 +7,7 @@
 #include "account.h"
 #include "batch.h"
 #include "check.h"
+#include "support.h"
 #include "config.h"
 #include "conn.h"
 #include "listener.h"
@@ -81,17 +82,13 @@ static void on_sealed(struct batch *batch, void *arg)
 
 static int fixture_init(struct fixture *f, char *socket_path)
 {
-    char err[CONFIG_ERR_LEN], socket_env[200];
+    char socket_env[200];
     snprintf(socket_env, sizeof socket_env, "TELEMETRY_AGENT_AGENT_SOCKET=%s",
              socket_path ? socket_path : "/nonexistent/agent.sock");
     char *env[] = {socket_env, NULL};
     memset(f, 0, sizeof *f);
-    account_reset();
-    metrics_reset();
-    if (!CHECK_EQ_INT(config_load(&f->cfg, NULL, env, err, sizeof err), 0)) {
-        fprintf(stderr, "    %s\n", err);
+    if (!CHECK(fresh_config(&f->cfg, env)))
         return 0;
-    }
     struct batch_limits limits = {.max_events = 100, .max_body_bytes = 1 << 20,
                                   .envelope_bytes = 100, .max_age_ms = 3600000,
                                   .max_event_bytes = 1 << 15};

@@ -70,14 +70,9 @@ struct fixture {
 
 static int fixture_init(struct fixture *f, char **env)
 {
-    char err[CONFIG_ERR_LEN];
     memset(f, 0, sizeof *f);
-    account_reset();
-    metrics_reset();
-    if (!CHECK_EQ_INT(config_load(&f->cfg, NULL, env, err, sizeof err), 0)) {
-        fprintf(stderr, "    %s\n", err);
+    if (!CHECK(fresh_config(&f->cfg, env)))
         return 0;
-    }
     budget_init(&f->budget, 1 << 20);
     f->base = event_base_new();
     f->transport.base.ops = &fake_ops;
