@@ -952,6 +952,10 @@ class Client:
                                         % (_MAX_BREAKS, why))
                     self._progress.notify_all()
             self._counts["resent"] += sum(1 for e in back if e.written_at)
+            # deferred entries put back earlier wait at the front: keep seq order
+            while self._queue and self._queue[0].written_at:
+                back.append(self._queue.popleft())
+            back.sort(key=lambda e: e.seq)
             self._queue.extendleft(reversed(back))
 
     def _culprit(self):
