@@ -8,6 +8,8 @@
  */
 #include "forward.h"
 
+#include "metrics.h"
+
 #include "timestamp.h"
 
 #include <libdeflate.h>
@@ -78,6 +80,23 @@ static int forward_is_time_with_metadata(const msgpack_object *time)
             time->via.array.ptr[1].type == MSGPACK_OBJECT_NIL);
 }
 
+/* Fluent Bit frames groups of records (OpenTelemetry resources and scopes)
+ * with markers: entries [[-1 or -2, metadata], attributes], the time an
+ * integer or an EventTime of those seconds. They are not events. */
+static int forward_is_group_marker(const msgpack_object *time)
+{
+    if (!forward_is_time_with_metadata(time))
+        return 0;
+    const msgpack_object *t = &time->via.array.ptr[0];
+    if (t->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return t->via.i64 == -1 || t->via.i64 == -2;
+    if (t->type != MSGPACK_OBJECT_EXT || t->via.ext.type != 0 || t->via.ext.size != 8)
+        return 0;
+    const unsigned char *p = (const unsigned char *)t->via.ext.ptr;
+    uint32_t secs = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return secs == UINT32_MAX || secs == UINT32_MAX - 1;
+}
+
 /* One [time, record] pair (or Message mode's time and record) -> event. */
 static int forward_event(const struct forward_decoder *d, const msgpack_object *tag,
                          const msgpack_object *time, const msgpack_object *record,
@@ -123,6 +142,10 @@ static void forward_entry(const struct forward_decoder *d, const msgpack_object 
 {
     struct analytics_event ev;
     struct refusal r;
+    if (forward_is_group_marker(time)) {
+        metrics_add(METRIC_FORWARD_GROUP_MARKERS, 1);
+        return;
+    }
     if (forward_event(d, tag, time, record, &ev, &r) < 0)
         fn(arg, NULL, &r);
     else

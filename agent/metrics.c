@@ -27,6 +27,7 @@ static const char *const metric_names[METRIC_COUNT] = {
     [METRIC_REQUESTS_TIMED_OUT] = "requests_timed_out",
     [METRIC_CONNECTIONS_PAUSED] = "connections_paused",
     [METRIC_BATCHES_SPLIT] = "batches_split",
+    [METRIC_FORWARD_GROUP_MARKERS] = "forward_group_markers",
 };
 
 void metrics_add(enum metric m, uint64_t n)
@@ -77,7 +78,7 @@ void metrics_format_summary(char *out, size_t outlen)
                                        METRIC_BATCHES_DELIVERED, METRIC_BATCHES_DROPPED,
                                        METRIC_REQUESTS_SENT, METRIC_REQUESTS_FAILED,
                                        METRIC_REQUESTS_TIMED_OUT, METRIC_CONNECTIONS_PAUSED,
-                                       METRIC_BATCHES_SPLIT};
+                                       METRIC_BATCHES_SPLIT, METRIC_FORWARD_GROUP_MARKERS};
     for (size_t i = 0; i < sizeof more / sizeof more[0] && n < outlen; i++)
         n += (size_t)snprintf(out + n, outlen - n, " %s=%" PRIu64, metrics_name(more[i]),
                               counters[more[i]]);

@@ -24,6 +24,7 @@ enum metric {
     METRIC_REQUESTS_TIMED_OUT,            /* not answered within the timeout */
     METRIC_CONNECTIONS_PAUSED,            /* times a producer waited for room in the buffer */
     METRIC_BATCHES_SPLIT,                 /* halved after a 413 */
+    METRIC_FORWARD_GROUP_MARKERS,         /* Fluent Bit group start/end entries, skipped */
     METRIC_COUNT
 };
 

@@ -276,6 +276,29 @@ def test_a_full_buffer_defers_native_events_and_leaves_forward_unanswered(make_a
     assert agent.stats()["dropped_buffer_full"] > 0
 
 
+def test_an_acking_fluent_client_waits_out_a_full_buffer(make_agent, collector):
+    # buffer.overflow = block: the agent stops reading the Fluent client
+    # while its 64 KiB buffer is full behind a stalled backend; the client's
+    # acks come late, never a refusal, and every record arrives once.
+    collector.plan(action="hang", count=1, hang_timeout=2)
+    agent = make_agent({"backend": backend(collector, timeout_ms=1000, max_in_flight=1),
+                        "buffer": {"max_bytes": "65536"}, "events": {"max_event_bytes": "8192"},
+                        "batch": {"max_age_ms": "20", "max_bytes": "16384"},
+                        "forward": {"tag_prefix": "orchest."}})
+    events = [{"label": "project:created", "record": {"n": i, "pad": "x" * 300}}
+              for i in range(300)]
+    out = subprocess.run(["node", FLUENT_CLIENT, agent.socket, "Message", "orchest",
+                          json.dumps(events)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"acked": 300, "errors": []}
+    collector.wait_for_events(300, timeout=20)
+    agent.stop()
+    got = sorted(e["properties"]["n"] for e in collector.events())
+    assert got == list(range(300))
+    stats = agent.stats()
+    assert stats["connections_paused"] >= 1 and stats["dropped"] == 0
+
+
 def test_unread_acks_pause_only_that_producer(make_agent, collector):
     agent = forward_agent(make_agent, collector)
     count = 100000  # megabytes of replies: more than the socket buffers hold

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "encode.h"
 #include "forward.h"
+#include "metrics.h"
 #include "mp.h"
 #include "registry.h"
 #include "support.h"
@@ -361,6 +362,21 @@ static void test_entries_with_metadata(void)
     check_refused(0, DROP_BAD_TIMESTAMP);
     check_event(1, "fluent", T_MS + 1000);
     decode(mp_build(&m, "[s, [[[I, {}, i], {s:i}]]]", "fluent", T_SECS, 1, "i", 0));
+    check_message_ok(1);
+    check_refused(0, DROP_BAD_TIMESTAMP);
+
+    /* group markers (start as an EventTime of -1 s, end as the integer -2)
+     * frame the records: skipped and counted, not events, not refusals */
+    static const unsigned char group_start[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+    uint64_t markers = metrics_get(METRIC_FORWARD_GROUP_MARKERS);
+    decode_ok(mp_build(&m, "[s, [[[e, {s:s}], {s:s}], [[I, {}], {s:i}], [[i, {}], {}]], {s:s}]",
+                       "fluent", 0, group_start, sizeof group_start, "resource", "r", "scope",
+                       "s", T_SECS, "i", 0, -2, "chunk", "fb5"),
+              1, "fb5");
+    check_entries_from(0, 1);
+    CHECK_EQ_UINT(metrics_get(METRIC_FORWARD_GROUP_MARKERS), markers + 2);
+    /* a negative time in the old [time, record] form is still no time */
+    decode(mp_build(&m, "[s, [[i, {s:i}]]]", "fluent", -1, "i", 0));
     check_message_ok(1);
     check_refused(0, DROP_BAD_TIMESTAMP);
 }
