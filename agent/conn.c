@@ -50,25 +50,17 @@ struct conn {
 
 int conn_reply_ack(const struct pipeline_result *res, struct buf *out)
 {
-    if (res->chunk == NULL || (res->deferred > 0 && res->forward))
+    int deferred = res->deferred > 0;
+    if (res->chunk == NULL || (deferred && res->forward))
         return 0;
     size_t mark = out->len;
-    if (res->deferred > 0) {
-        pack_map(out, 2);
-        pack_cstr(out, WIRE_KEY_DEFERRED);
-        pack_str(out, res->chunk->via.str.ptr, res->chunk->via.str.size);
+    pack_map(out, deferred ? 2 : res->rejected > 0 ? 3 : 1);
+    pack_cstr(out, deferred ? WIRE_KEY_DEFERRED : WIRE_KEY_ACK);
+    pack_str(out, res->chunk->via.str.ptr, res->chunk->via.str.size);
+    if (deferred) {
         pack_cstr(out, WIRE_KEY_REASON);
         pack_cstr(out, reason_name(DROP_BUFFER_FULL));
-        if (out->failed) {
-            buf_rollback(out, mark);
-            return -1;
-        }
-        return 1;
-    }
-    pack_map(out, res->rejected > 0 ? 3 : 1);
-    pack_cstr(out, WIRE_KEY_ACK);
-    pack_str(out, res->chunk->via.str.ptr, res->chunk->via.str.size);
-    if (res->rejected > 0) {
+    } else if (res->rejected > 0) {
         pack_cstr(out, WIRE_KEY_REJECTED);
         pack_uint(out, res->rejected);
         pack_cstr(out, WIRE_KEY_REASON);
@@ -78,7 +70,8 @@ int conn_reply_ack(const struct pipeline_result *res, struct buf *out)
         buf_rollback(out, mark);
         return -1;
     }
-    metrics_add(METRIC_ACKS_SENT, 1);
+    if (!deferred)
+        metrics_add(METRIC_ACKS_SENT, 1);
     return 1;
 }
 

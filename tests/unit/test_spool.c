@@ -52,6 +52,28 @@ static struct spool *open_spool(struct spool_recovery *rec)
     return s;
 }
 
+static void append_records(struct spool *s, int from, int to, struct spool_pos *ends);
+
+/* A spool in a fresh directory, or NULL (CHECKed). */
+static struct spool *fresh_spool(struct spool_recovery *rec)
+{
+    fresh_dir();
+    return open_spool(rec);
+}
+
+/* A fresh log of records 0..n-1, closed; ends[i] where record i ends.
+ * Returns 1, or 0 if it could not be made. */
+static int fresh_log(int n, struct spool_pos *ends)
+{
+    struct spool_recovery rec;
+    struct spool *s = fresh_spool(&rec);
+    if (s == NULL)
+        return 0;
+    append_records(s, 0, n, ends);
+    spool_close(s);
+    return 1;
+}
+
 static void append_records(struct spool *s, int from, int to, struct spool_pos *ends)
 {
     char text[256];
@@ -114,9 +136,8 @@ static void segment_path(uint64_t id, char *path, size_t size)
 
 static void test_records_across_segments_and_reopen(void)
 {
-    fresh_dir();
     struct spool_recovery rec;
-    struct spool *s = open_spool(&rec);
+    struct spool *s = fresh_spool(&rec);
     if (s == NULL)
         return;
     CHECK_EQ_UINT(rec.backlog_bytes, 0);
@@ -159,14 +180,9 @@ static void test_torn_tail_at_every_kind_of_offset(void)
 {
     static const int cuts[] = {1, 3, 7, 8, 9, 20, -1}; /* bytes into the last record */
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
-        fresh_dir();
-        struct spool_recovery rec;
-        struct spool *s = open_spool(&rec);
-        if (s == NULL)
-            return;
         static struct spool_pos ends[40];
-        append_records(s, 0, 40, ends);
-        spool_close(s);
+        if (!fresh_log(40, ends))
+            return;
         /* the last record starts where record 38 ends */
         struct spool_pos last = ends[38];
         uint64_t cut = cuts[c] < 0 ? ends[39].offset - 1 : last.offset + (uint64_t)cuts[c];
@@ -174,7 +190,8 @@ static void test_torn_tail_at_every_kind_of_offset(void)
         segment_path(last.segment, path, sizeof path);
         check_context("cut %d bytes into the last record", cuts[c]);
         CHECK_EQ_INT(truncate(path, (off_t)cut), 0);
-        s = open_spool(&rec);
+        struct spool_recovery rec;
+        struct spool *s = open_spool(&rec);
         if (s == NULL)
             return;
         CHECK_EQ_UINT(rec.torn_bytes, cut - last.offset);
@@ -194,14 +211,9 @@ static void test_torn_tail_at_every_kind_of_offset(void)
  * record around it is delivered, in an older segment and in the last one. */
 static void test_corrupt_records_in_the_middle_are_skipped(void)
 {
-    fresh_dir();
-    struct spool_recovery rec;
-    struct spool *s = open_spool(&rec);
-    if (s == NULL)
-        return;
     static struct spool_pos ends[300];
-    append_records(s, 0, 300, ends);
-    spool_close(s);
+    if (!fresh_log(300, ends))
+        return;
     int victims[] = {5, 298}; /* one in the first segment, one in the last */
     for (int v = 0; v < 2; v++) {
         struct spool_pos at = ends[victims[v] - 1];
@@ -216,7 +228,8 @@ static void test_corrupt_records_in_the_middle_are_skipped(void)
         CHECK_EQ_INT(pwrite(fd, &byte, 1, (off_t)at.offset + 12), 1);
         close(fd);
     }
-    s = open_spool(&rec);
+    struct spool_recovery rec;
+    struct spool *s = open_spool(&rec);
     if (s == NULL)
         return;
     CHECK_EQ_UINT(rec.torn_bytes, 0); /* valid records follow: not a torn tail */
@@ -231,9 +244,8 @@ static void test_corrupt_records_in_the_middle_are_skipped(void)
 
 static void test_a_second_agent_is_refused(void)
 {
-    fresh_dir();
     struct spool_recovery rec;
-    struct spool *s = open_spool(&rec);
+    struct spool *s = fresh_spool(&rec);
     if (s == NULL)
         return;
     char err[512], pid[32];
@@ -297,9 +309,8 @@ static void test_a_full_spool_takes_nothing(void)
 
 static void test_a_lost_checkpoint_rereads_from_the_start(void)
 {
-    fresh_dir();
     struct spool_recovery rec;
-    struct spool *s = open_spool(&rec);
+    struct spool *s = fresh_spool(&rec);
     if (s == NULL)
         return;
     static struct spool_pos ends[20];
