@@ -21,7 +21,7 @@
 #define SPOOL_CHECKPOINT "checkpoint"
 #define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
 #define SPOOL_LOCK "LOCK"
-#define SPOOL_CHECKPOINT_BYTES 28       /* magic, segment, offset, CRC */
+#define SPOOL_CHECKPOINT_HEAD 36        /* magic, segment, offset, index, state length */
 
 struct spool {
     int dirfd;
@@ -33,6 +33,9 @@ struct spool {
     uint64_t tail_segment;   /* the one being written */
     int tail_fd;
     uint64_t tail_size;      /* bytes written to it */
+    uint64_t tail_first;     /* index of its first record */
+    uint64_t next_index;     /* of the next record appended */
+    uint64_t written_index;  /* after the last record written */
     uint64_t older_bytes;    /* bytes of the segments before it */
     int dir_dirty;           /* a segment was created: sync the directory */
     struct buf pending;      /* appended, not yet written (all for the tail) */
@@ -65,10 +68,11 @@ static uint64_t spool_get64(const unsigned char *p)
     return (uint64_t)spool_get32(p) | (uint64_t)spool_get32(p + 4) << 32;
 }
 
-/* The record's CRC covers its length bytes and its payload. */
-static uint32_t spool_crc(const unsigned char *len_bytes, const void *payload, size_t len)
+/* The record's CRC covers its length, its index and its payload. */
+static uint32_t spool_crc(const unsigned char *head, const void *payload, size_t len)
 {
-    uint32_t crc = libdeflate_crc32(0, len_bytes, 4);
+    uint32_t crc = libdeflate_crc32(0, head, 4);
+    crc = libdeflate_crc32(crc, head + 8, 8);
     return libdeflate_crc32(crc, payload, len);
 }
 
@@ -152,6 +156,7 @@ static int spool_new_segment(struct spool *s, uint64_t id)
     unsigned char head[SPOOL_HEADER_BYTES] = {0};
     memcpy(head, SPOOL_MAGIC, 8);
     spool_put32(head + 8, SPOOL_FORMAT_VERSION);
+    spool_put64(head + 16, s->next_index);
     if (spool_pwrite_all(fd, head, sizeof head, 0) != sizeof head) {
         int saved = errno;
         close(fd);
@@ -168,6 +173,7 @@ static int spool_new_segment(struct spool *s, uint64_t id)
     s->tail_fd = fd;
     s->tail_segment = id;
     s->tail_size = SPOOL_HEADER_BYTES;
+    s->tail_first = s->next_index;
     s->dir_dirty = 1;
     return 0;
 }
@@ -296,20 +302,29 @@ static int spool_list(struct spool *s, uint64_t **ids, size_t *count)
     return 0;
 }
 
-static int spool_read_checkpoint(struct spool *s, struct spool_pos *pos)
+/* Read the checkpoint and its state blob. Returns 1, 0 if there is none,
+ * -1 if it is unreadable. */
+static int spool_read_checkpoint(struct spool *s, struct spool_pos *pos, struct buf *state)
 {
-    unsigned char b[SPOOL_CHECKPOINT_BYTES];
+    unsigned char b[SPOOL_CHECKPOINT_HEAD + SPOOL_STATE_MAX + 4];
     int fd = openat(s->dirfd, SPOOL_CHECKPOINT, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
-    int whole = spool_pread_all(fd, b, sizeof b, 0);
+    ssize_t n = pread(fd, b, sizeof b, 0);
     close(fd);
-    if (whole != 1 || memcmp(b, SPOOL_CHECKPOINT_MAGIC, 8) != 0 ||
-        libdeflate_crc32(0, b, 24) != spool_get32(b + 24))
+    if (n < SPOOL_CHECKPOINT_HEAD + 4 || memcmp(b, SPOOL_CHECKPOINT_MAGIC, 8) != 0)
+        return -1;
+    uint32_t state_len = spool_get32(b + 32);
+    if (state_len > SPOOL_STATE_MAX || (size_t)n != SPOOL_CHECKPOINT_HEAD + state_len + 4 ||
+        libdeflate_crc32(0, b, SPOOL_CHECKPOINT_HEAD + state_len) !=
+            spool_get32(b + SPOOL_CHECKPOINT_HEAD + state_len))
         return -1;
     pos->segment = spool_get64(b + 8);
     pos->offset = spool_get64(b + 16);
-    return 1;
+    pos->index = spool_get64(b + 24);
+    buf_rollback(state, 0);
+    buf_append(state, b + SPOOL_CHECKPOINT_HEAD, state_len);
+    return state->failed ? -1 : 1;
 }
 
 static void spool_delete_segment(struct spool *s, uint64_t id)
@@ -317,6 +332,17 @@ static void spool_delete_segment(struct spool *s, uint64_t id)
     char name[32];
     spool_segment_name(id, name, sizeof name);
     unlinkat(s->dirfd, name, 0);
+}
+
+/* The index of segment id's first record, from its header (0 if unreadable). */
+static uint64_t spool_first_index(struct spool *s, uint64_t id)
+{
+    unsigned char head[SPOOL_HEADER_BYTES];
+    int fd = spool_open_segment(s, id, O_RDONLY);
+    int whole = fd >= 0 ? spool_pread_all(fd, head, sizeof head, 0) : 0;
+    if (fd >= 0)
+        close(fd);
+    return whole == 1 ? spool_get64(head + 16) : 0;
 }
 
 /* Find the valid end of the last segment and cut what is torn after it. */
@@ -329,6 +355,7 @@ static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recover
     }
     const unsigned char *p = (const unsigned char *)data.data;
     size_t end = SPOOL_HEADER_BYTES, off = SPOOL_HEADER_BYTES;
+    uint64_t first = spool_get64(p + 16), next_index = first;
     while (off < data.len) {
         size_t size = spool_valid_record(p, data.len, off);
         if (size == 0) {
@@ -338,6 +365,7 @@ static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recover
             off = next; /* corrupt in the middle: skipped when read */
             continue;
         }
+        next_index = spool_get64(p + off + 8) + 1;
         off += size;
         end = off;
     }
@@ -348,6 +376,8 @@ static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recover
         return -1;
     s->tail_segment = id;
     s->tail_size = end;
+    s->tail_first = first;
+    s->next_index = s->written_index = next_index;
     return 0;
 }
 
@@ -404,13 +434,16 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
             i--;
         }
     }
-    struct spool_pos cp = {0, 0};
-    int have = spool_read_checkpoint(s, &cp);
-    if (have < 0)
+    struct spool_pos cp = {0, 0, 0};
+    int have = spool_read_checkpoint(s, &cp, &rec->state);
+    if (have < 0) {
         rec->checkpoint_lost = 1;
+        buf_rollback(&rec->state, 0);
+    }
     if (have <= 0 || count == 0 || cp.segment < ids[0]) {
         cp.segment = count > 0 ? ids[0] : 1;
         cp.offset = SPOOL_HEADER_BYTES;
+        cp.index = count > 0 ? spool_first_index(s, ids[0]) : have > 0 ? cp.index : 0;
     }
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) { /* wholly confirmed before a crash */
@@ -421,6 +454,7 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
     }
     count = kept;
     if (count == 0) {
+        s->next_index = s->written_index = cp.index;
         if (spool_new_segment(s, cp.segment) < 0) {
             spool_refuse(err, errlen, "[spool] dir = '%s': cannot create a segment: %s", dir,
                          strerror(errno));
@@ -435,13 +469,17 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
                          dir, strerror(errno));
             goto fail;
         }
-        if (cp.segment == s->tail_segment && cp.offset > s->tail_size)
-            cp.offset = s->tail_size; /* confirmed past a torn end: nothing is left */
+        if (cp.segment == s->tail_segment && cp.offset >= s->tail_size) {
+            cp.offset = s->tail_size; /* confirmed up to (or past a torn) end */
+            cp.index = s->next_index;
+        }
     }
     s->first_segment = count > 0 ? ids[0] : cp.segment;
     s->checkpoint = cp;
     rec->segments = count > 0 ? count : 1;
     rec->backlog_bytes = spool_bytes(s) - cp.offset; /* older segments are gone */
+    rec->checkpoint = cp;
+    rec->end_index = s->next_index;
     free(ids);
     return s;
 fail:
@@ -483,6 +521,7 @@ enum spool_status spool_append(struct spool *s, const void *data, size_t len,
     }
     unsigned char head[SPOOL_RECORD_HEAD];
     spool_put32(head, (uint32_t)len);
+    spool_put64(head + 8, s->next_index);
     spool_put32(head + 4, spool_crc(head, data, len));
     size_t mark = s->pending.len;
     buf_append(&s->pending, head, sizeof head);
@@ -493,6 +532,7 @@ enum spool_status spool_append(struct spool *s, const void *data, size_t len,
     }
     end->segment = s->tail_segment;
     end->offset = s->tail_size + s->pending.len;
+    end->index = ++s->next_index;
     return SPOOL_OK;
 }
 
@@ -505,7 +545,10 @@ enum spool_status spool_write(struct spool *s)
     size_t left = s->pending.len - n;
     memmove(s->pending.data, s->pending.data + n, left);
     buf_truncate(&s->pending, left);
-    return left == 0 ? SPOOL_OK : SPOOL_IO;
+    if (left > 0)
+        return SPOOL_IO;
+    s->written_index = s->next_index;
+    return SPOOL_OK;
 }
 
 enum spool_status spool_sync(struct spool *s)
@@ -558,12 +601,26 @@ static int spool_skip_corrupt(struct spool *s, struct spool_pos *at, uint64_t se
     return 0;
 }
 
-int spool_read(struct spool *s, struct spool_pos *at, struct buf *out)
+/* Reading reached segment `id` at *at: records before its first one that
+ * were never read were lost (a corrupt end of the previous segment). */
+static void spool_enter_segment(struct spool *s, struct spool_pos *at, uint64_t *lost)
 {
+    uint64_t first = at->segment == s->tail_segment ? s->tail_first
+                                                    : spool_first_index(s, at->segment);
+    if (first > at->index) {
+        *lost += first - at->index;
+        at->index = first;
+    }
+}
+
+int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost)
+{
+    *lost = 0;
     for (;;) {
         if (at->segment < s->first_segment) {
             at->segment = s->first_segment;
             at->offset = SPOOL_HEADER_BYTES;
+            spool_enter_segment(s, at, lost);
         }
         if (at->segment != s->tail_segment && spool_read_from(s, at->segment) < 0)
             return SPOOL_IO;
@@ -575,6 +632,7 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out)
                 return 0;
             at->segment++;
             at->offset = SPOOL_HEADER_BYTES;
+            spool_enter_segment(s, at, lost);
             continue;
         }
         if (spool_read_from(s, at->segment) < 0)
@@ -591,9 +649,12 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out)
                 return SPOOL_IO;
             if (spool_pread_all(s->read_fd, out->data, len, at->offset + SPOOL_RECORD_HEAD) != 1)
                 return SPOOL_IO;
-            if (spool_crc(head, out->data, len) == spool_get32(head + 4)) {
+            uint64_t index = spool_get64(head + 8);
+            if (spool_crc(head, out->data, len) == spool_get32(head + 4) && index >= at->index) {
                 out->len = len;
+                *lost += index - at->index;
                 at->offset += SPOOL_RECORD_HEAD + len;
+                at->index = index + 1;
                 return 1;
             }
         }
@@ -602,17 +663,26 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out)
     }
 }
 
-enum spool_status spool_confirm(struct spool *s, struct spool_pos upto)
+enum spool_status spool_confirm(struct spool *s, struct spool_pos upto, const void *state,
+                                size_t state_len)
 {
-    unsigned char b[SPOOL_CHECKPOINT_BYTES];
+    unsigned char b[SPOOL_CHECKPOINT_HEAD + SPOOL_STATE_MAX + 4];
+    if (state_len > SPOOL_STATE_MAX)
+        state_len = SPOOL_STATE_MAX;
     memcpy(b, SPOOL_CHECKPOINT_MAGIC, 8);
     spool_put64(b + 8, upto.segment);
     spool_put64(b + 16, upto.offset);
-    spool_put32(b + 24, libdeflate_crc32(0, b, 24));
+    spool_put64(b + 24, upto.index);
+    spool_put32(b + 32, (uint32_t)state_len);
+    if (state_len > 0)
+        memcpy(b + SPOOL_CHECKPOINT_HEAD, state, state_len);
+    size_t size = SPOOL_CHECKPOINT_HEAD + state_len;
+    spool_put32(b + size, libdeflate_crc32(0, b, size));
+    size += 4;
     int fd = openat(s->dirfd, SPOOL_CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return SPOOL_IO;
-    int ok = spool_pwrite_all(fd, b, sizeof b, 0) == sizeof b && fdatasync(fd) == 0;
+    int ok = spool_pwrite_all(fd, b, size, 0) == size && fdatasync(fd) == 0;
     close(fd);
     if (!ok || renameat(s->dirfd, SPOOL_CHECKPOINT_TMP, s->dirfd, SPOOL_CHECKPOINT) < 0 ||
         fsync(s->dirfd) < 0)
@@ -628,6 +698,11 @@ enum spool_status spool_confirm(struct spool *s, struct spool_pos upto)
         s->first_segment++;
     }
     return SPOOL_OK;
+}
+
+uint64_t spool_written_index(const struct spool *s)
+{
+    return s->written_index;
 }
 
 uint64_t spool_bytes(const struct spool *s)

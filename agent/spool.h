@@ -3,13 +3,17 @@
  * of the disk spool.
  *
  * The log is a sequence of segment files, NNNNNNNNNNNNNNNN.seg (hex,
- * increasing), each a 16-byte header (magic "TASPOOL\0", format version,
- * zero) and then records: a 4-byte little-endian length, a 4-byte CRC-32 of
- * the length bytes and the payload, and the payload (one event's JSON, as
- * the backend will get it). Records never span segments. A checkpoint file
- * says where the first record not yet confirmed by the backend starts;
- * segments wholly before it are deleted. A lock (flock on LOCK) keeps a
- * second agent out of the directory.
+ * increasing), each a 24-byte header (magic "TASPOOL\0", format version,
+ * zero, the index of its first record) and then records: a 4-byte
+ * little-endian length, a 4-byte CRC-32 (of the length, the index and the
+ * payload), the record's 8-byte index (records are numbered from 0, one
+ * more each, for the life of the directory) and the payload (one event's
+ * JSON, as the backend will get it). Records never span segments. A
+ * checkpoint file says where the first record not yet confirmed by the
+ * backend starts, and keeps a small blob of the caller's state with it
+ * (the agent's counters); segments wholly before it are deleted. A lock
+ * (flock on LOCK) keeps a second agent out of the directory. Indexes tell
+ * how many records a corrupt stretch held.
  *
  * Appends are gathered in memory and written by spool_write(), made
  * durable by spool_sync(); a writer calls them off the event loop or in
@@ -27,16 +31,19 @@
 #include <stdint.h>
 
 #define SPOOL_FORMAT_VERSION 1
-#define SPOOL_HEADER_BYTES 16
-#define SPOOL_RECORD_HEAD 8               /* length + CRC */
+#define SPOOL_HEADER_BYTES 24
+#define SPOOL_RECORD_HEAD 16              /* length, CRC, index */
+#define SPOOL_STATE_MAX 4096              /* the caller's blob kept with the checkpoint */
 #define SPOOL_RECORD_MAX (16u * 1024 * 1024) /* a longer length is corruption */
 
 struct spool;
 
-/* A place in the log: a segment and a byte offset in it. */
+/* A place in the log: a segment, a byte offset in it, and the index of
+ * the record that starts there (or would). */
 struct spool_pos {
     uint64_t segment;
     uint64_t offset;
+    uint64_t index;
 };
 
 /* What opening found and repaired. */
@@ -45,6 +52,10 @@ struct spool_recovery {
     uint64_t backlog_bytes;   /* bytes from the checkpoint to the end */
     uint64_t torn_bytes;      /* cut from the tail of the last segment */
     int checkpoint_lost;      /* the checkpoint was unreadable: reading starts at the beginning */
+    struct spool_pos checkpoint; /* where reading starts */
+    uint64_t end_index;       /* the index the next record appended gets */
+    struct buf state;         /* the blob saved with the checkpoint (empty: none); the
+                               * caller frees it */
 };
 
 enum spool_status {
@@ -74,11 +85,16 @@ enum spool_status spool_sync(struct spool *s);
 struct spool_pos spool_checkpoint(const struct spool *s);
 /* Read the record at *at (which must be written) into out (replaced), and
  * move *at past it. Returns 1, 0 at the end of what is written, or
- * SPOOL_IO. Corrupt records are skipped and counted (spool_skipped). */
-int spool_read(struct spool *s, struct spool_pos *at, struct buf *out);
-/* The backend confirmed everything before upto: persist the checkpoint and
+ * SPOOL_IO. Corrupt records are skipped (spool_skipped counts the bytes);
+ * *lost is set to how many records they held (0 mostly). */
+int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost);
+/* The backend confirmed everything before upto: persist the checkpoint,
+ * with state (at most SPOOL_STATE_MAX bytes, kept for the next open), and
  * delete the segments wholly before it. */
-enum spool_status spool_confirm(struct spool *s, struct spool_pos upto);
+enum spool_status spool_confirm(struct spool *s, struct spool_pos upto, const void *state,
+                                size_t state_len);
+/* The index after the last record written (not just appended). */
+uint64_t spool_written_index(const struct spool *s);
 
 /* Bytes of segment files on disk from the checkpoint's segment on, and
  * what is queued but not yet written. */

@@ -49,6 +49,7 @@ static struct spool *open_spool(struct spool_recovery *rec)
     struct spool *s = spool_open(dir, MAX_BYTES, SEGMENT_BYTES, rec, err, sizeof err);
     if (!CHECK(s != NULL))
         fprintf(stderr, "    %s\n", err);
+    buf_free(&rec->state);
     return s;
 }
 
@@ -88,13 +89,17 @@ static void append_records(struct spool *s, int from, int to, struct spool_pos *
     CHECK_EQ_INT(spool_sync(s), SPOOL_OK);
 }
 
-/* Read every record from *at on and CHECK they are `want` (ids), in order. */
-static void check_reads(struct spool *s, struct spool_pos at, const int *want, int n)
+/* Read every record from *at on and CHECK they are `want` (ids), in order,
+ * and that the records reported lost to corruption are want_lost. */
+static void check_reads(struct spool *s, struct spool_pos at, const int *want, int n,
+                        uint64_t want_lost)
 {
     struct buf out = BUF_INIT;
     char text[256];
     int got = 0, rc;
-    while ((rc = spool_read(s, &at, &out)) == 1) {
+    uint64_t lost, lost_total = 0;
+    while ((rc = spool_read(s, &at, &out, &lost)) == 1) {
+        lost_total += lost;
         if (got < n) {
             size_t len = record_text(want[got], text, sizeof text);
             check_context("record #%d (id %d)", got, want[got]);
@@ -105,6 +110,7 @@ static void check_reads(struct spool *s, struct spool_pos at, const int *want, i
     }
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT(got, n);
+    CHECK_EQ_INT(lost_total, want_lost); /* the records corruption took, told by the indexes */
     buf_free(&out);
 }
 
@@ -113,7 +119,7 @@ static void check_reads_range(struct spool *s, struct spool_pos at, int from, in
     int *ids = malloc(sizeof *ids * (size_t)(to - from + 1));
     for (int i = from; i < to; i++)
         ids[i - from] = i;
-    check_reads(s, at, ids, to - from);
+    check_reads(s, at, ids, to - from, 0);
     free(ids);
 }
 
@@ -158,7 +164,7 @@ static void test_records_across_segments_and_reopen(void)
 
     /* the backend confirmed the first 400: their whole segments go */
     int before = count_segments();
-    CHECK_EQ_INT(spool_confirm(s, ends[399]), SPOOL_OK);
+    CHECK_EQ_INT(spool_confirm(s, ends[399], NULL, 0), SPOOL_OK);
     CHECK_LT(count_segments(), before);
     CHECK_LT(spool_bytes(s), bytes);
     check_reads_range(s, spool_checkpoint(s), 400, 600);
@@ -201,7 +207,7 @@ static void test_torn_tail_at_every_kind_of_offset(void)
         for (int i = 0; i < 39; i++)
             want[i] = i;
         want[39] = 100;
-        check_reads(s, spool_checkpoint(s), want, 40);
+        check_reads(s, spool_checkpoint(s), want, 40, 0);
         check_context(NULL);
         spool_close(s);
     }
@@ -237,7 +243,7 @@ static void test_corrupt_records_in_the_middle_are_skipped(void)
     for (int i = 0; i < 300; i++)
         if (i != 5 && i != 298)
             want[n++] = i;
-    check_reads(s, spool_checkpoint(s), want, n);
+    check_reads(s, spool_checkpoint(s), want, n, 2);
     CHECK_GT(spool_skipped(s), 0);
     spool_close(s);
 }
@@ -300,9 +306,9 @@ static void test_a_full_spool_takes_nothing(void)
     int want[64];
     for (int i = 0; i < taken && i < 64; i++)
         want[i] = 90;
-    check_reads(s, spool_checkpoint(s), want, taken);
+    check_reads(s, spool_checkpoint(s), want, taken, 0);
     /* confirming everything makes room again */
-    CHECK_EQ_INT(spool_confirm(s, end), SPOOL_OK);
+    CHECK_EQ_INT(spool_confirm(s, end, NULL, 0), SPOOL_OK);
     CHECK_EQ_INT(spool_append(s, text, record_text(90, text, sizeof text), &end), SPOOL_OK);
     spool_close(s);
 }
@@ -315,7 +321,7 @@ static void test_a_lost_checkpoint_rereads_from_the_start(void)
         return;
     static struct spool_pos ends[20];
     append_records(s, 0, 20, ends);
-    CHECK_EQ_INT(spool_confirm(s, ends[9]), SPOOL_OK);
+    CHECK_EQ_INT(spool_confirm(s, ends[9], NULL, 0), SPOOL_OK);
     spool_close(s);
     char path[128];
     snprintf(path, sizeof path, "%s/checkpoint", dir);
