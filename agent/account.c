@@ -14,7 +14,7 @@ const struct account *account_now(void)
 
 const char *account_source_name(enum event_source source)
 {
-    static const char *const names[SOURCE_COUNT] = {"native", "forward", "http"};
+    static const char *const names[SOURCE_COUNT] = {"native", "forward", "http", "recovered"};
     return (unsigned)source < SOURCE_COUNT ? names[source] : "unknown";
 }
 
@@ -65,6 +65,18 @@ int account_balanced(void)
 {
     return account_received_total() ==
            ledger.delivered + ledger.buffered + account_dropped_total();
+}
+
+void account_restore(const struct account *saved)
+{
+    ledger = *saved;
+    ledger.buffered = account_received_total() - ledger.delivered - account_dropped_total();
+}
+
+void account_recovered(uint64_t n)
+{
+    ledger.received[SOURCE_RECOVERED] += n;
+    ledger.buffered += n;
 }
 
 void account_reset(void)

@@ -16,7 +16,9 @@
 #include <stdint.h>
 
 /* Where events come from. */
-enum event_source { SOURCE_NATIVE, SOURCE_FORWARD, SOURCE_HTTP, SOURCE_COUNT };
+/* SOURCE_RECOVERED: events found in the spool at start that the counters
+ * saved with it had not seen (received just before a crash). */
+enum event_source { SOURCE_NATIVE, SOURCE_FORWARD, SOURCE_HTTP, SOURCE_RECOVERED, SOURCE_COUNT };
 
 struct account {
     uint64_t received[SOURCE_COUNT];
@@ -44,6 +46,11 @@ uint64_t account_received_total(void);
 uint64_t account_dropped_total(void);
 /* Does the equation above hold? */
 int account_balanced(void);
+/* Take up counters saved by an earlier run (spool mode); buffered is what
+ * the others leave. */
+void account_restore(const struct account *saved);
+/* n events found in the spool that the restored counters had not seen. */
+void account_recovered(uint64_t n);
 /* Forget everything (for tests). */
 void account_reset(void);
 

@@ -44,14 +44,27 @@ static void batch_recharge(struct batch *batch, struct budget *budget)
 void batch_done(struct batch *batch, struct budget *budget, int delivered,
                 enum drop_reason reason)
 {
+    struct batch_ticket *t = batch->ticket;
     budget_release(budget, batch->charged);
-    if (delivered) {
+    metrics_add(delivered ? METRIC_BATCHES_DELIVERED : METRIC_BATCHES_DROPPED, 1);
+    if (t != NULL) {
+        if (delivered)
+            t->delivered += batch->count;
+        else
+            t->dropped[reason] += batch->count;
+    } else if (delivered) {
         account_delivered(batch->count);
-        metrics_add(METRIC_BATCHES_DELIVERED, 1);
     } else {
         account_dropped(reason, batch->count);
-        metrics_add(METRIC_BATCHES_DROPPED, 1);
     }
+    batch_free(batch);
+    if (t != NULL && --t->parts == 0)
+        t->done(t);
+}
+
+void batch_release(struct batch *batch, struct budget *budget)
+{
+    budget_release(budget, batch->charged);
     batch_free(batch);
 }
 
@@ -109,7 +122,13 @@ static void batcher_count_event(struct batcher *b)
 {
     struct batch *batch = b->open;
     batch_recharge(batch, b->budget);
-    account_buffered();
+    if (b->origin != NULL) {
+        batch->end = b->origin->end;
+        batch->lost += b->origin->lost;
+        batch->spool_bytes += b->origin->bytes;
+    } else {
+        account_buffered();
+    }
     if (batch->count++ == 0) {
         struct timeval tv = {b->limits.max_age_ms / 1000, (b->limits.max_age_ms % 1000) * 1000};
         if (evtimer_add(b->age_timer, &tv) < 0) {
@@ -193,6 +212,9 @@ int batch_split(struct batch *batch, struct budget *budget, struct batch **secon
     }
     rest->count = batch->count - keep;
     batch->count = keep;
+    rest->ticket = batch->ticket;
+    if (rest->ticket != NULL)
+        rest->ticket->parts++;
     buf_truncate(&batch->events, end);
     buf_shrink(&batch->events);
     batch_recharge(batch, budget);

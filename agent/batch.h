@@ -14,6 +14,12 @@
  * event is encoded until batch_done(). With drop_when_full an event that
  * does not fit the budget is refused; otherwise the caller has waited for
  * room before the event and the event is always taken.
+ *
+ * With the disk spool (spooler.c) events reach the batcher from the log:
+ * the feeder says where each came from (batcher.origin), a batch knows
+ * where in the log it ends, and its delivery is reported to its ticket
+ * rather than counted here: the log is confirmed in order, so a batch's
+ * events are counted delivered when every batch before it is done too.
  */
 #ifndef TA_BATCH_H
 #define TA_BATCH_H
@@ -21,6 +27,7 @@
 #include "budget.h"
 #include "buf.h"
 #include "reason.h"
+#include "spool.h"
 
 #include <event2/event.h>
 #include <stddef.h>
@@ -31,10 +38,31 @@
  * batches (batch.max_events = 1) stay within the bound. */
 #define BATCH_OVERHEAD_BYTES 256
 
+/* Spool mode: what becomes of a sealed batch (and of its halves after a
+ * split), reported to the spooler instead of being counted at once. */
+struct batch_ticket {
+    unsigned parts;                       /* batches of it not yet done */
+    uint64_t delivered;
+    uint64_t dropped[DROP_REASON_COUNT];
+    void (*done)(struct batch_ticket *t); /* every part is done */
+};
+
+/* Spool mode: where the event being fed comes from in the log. */
+struct batch_origin {
+    struct spool_pos end; /* where its record ends */
+    uint64_t lost;        /* records before it that corruption took */
+    uint64_t bytes;       /* its record's size on disk */
+};
+
 struct batch {
     struct buf events; /* JSON objects separated by commas */
     uint32_t count;
     size_t charged;    /* bytes charged to the budget */
+    /* spool mode */
+    struct spool_pos end;        /* where its last event's record ends */
+    uint64_t lost;               /* records lost to corruption among its events */
+    uint64_t spool_bytes;        /* its records' size on disk */
+    struct batch_ticket *ticket; /* set when sealed */
 };
 
 struct batch_limits {
@@ -62,6 +90,8 @@ struct batcher {
     struct event *age_timer;
     batch_sealed_fn on_sealed;
     void *arg;
+    const struct batch_origin *origin; /* spool mode: set by the feeder for each event
+                                        * (which was counted when it was spooled) */
 };
 
 int batcher_init(struct batcher *b, struct event_base *base, const struct batch_limits *limits,
@@ -85,8 +115,12 @@ void batcher_seal(struct batcher *b);
 int batch_split(struct batch *batch, struct budget *budget, struct batch **second);
 
 /* The batch leaves the agent: delivered, or dropped for reason. Counts its
- * events, releases its bytes from the budget and frees it. */
+ * events (or tells its ticket), releases its bytes from the budget and
+ * frees it. */
 void batch_done(struct batch *batch, struct budget *budget, int delivered,
                 enum drop_reason reason);
+/* Free a batch that stays in the spool (shutdown): nothing is counted and
+ * its ticket is not done. */
+void batch_release(struct batch *batch, struct budget *budget);
 
 #endif

@@ -28,6 +28,8 @@ void budget_charge(struct budget *b, size_t bytes)
 void budget_release(struct budget *b, size_t bytes)
 {
     b->used = bytes > b->used ? 0 : b->used - bytes;
+    if (b->on_release != NULL)
+        b->on_release(b->release_arg);
     if (b->wanted && b->used <= b->max - b->max / 4) {
         b->wanted = 0;
         if (b->on_room != NULL)

@@ -21,6 +21,8 @@ struct budget {
     int wanted;                  /* someone waits for room */
     void (*on_room)(void *arg);  /* called when there is room again after budget_wait */
     void *room_arg;
+    void (*on_release)(void *arg); /* called after every release (the spool reads ahead) */
+    void *release_arg;
 };
 
 void budget_init(struct budget *b, size_t max);

@@ -36,6 +36,7 @@ struct config_key {
 static const char *const config_log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const config_formats[] = {"posthog", NULL};
 static const char *const config_overflows[] = {"block", "drop_newest", NULL};
+static const char *const config_fsyncs[] = {"always", "interval", "never", NULL};
 
 #define KIB INT64_C(1024)
 #define MIB (KIB * 1024)
@@ -79,6 +80,20 @@ static const struct config_key config_keys[] = {
     {"buffer", "overflow", CT_CHOICE, OFF(buffer_overflow), "block", 0, 0, config_overflows, 0,
      "when it is full: block stops reading producers until there is room again; drop_newest "
      "drops new events (counted as buffer_full)"},
+    {"spool", "dir", CT_STRING, OFF(spool_dir), "", 0, 0, NULL, 0,
+     "directory of the disk spool (created, one agent each): accepted events are written "
+     "there before they are acknowledged and kept until the backend confirms them; empty "
+     "keeps them in memory only"},
+    {"spool", "max_bytes", CT_BYTES, OFF(spool_max_bytes), "1073741824", 1 * MIB, 1024 * GIB,
+     NULL, 0, "disk for undelivered events; when it is full buffer.overflow applies"},
+    {"spool", "segment_bytes", CT_BYTES, OFF(spool_segment_bytes), "16777216", 64 * KIB,
+     1 * GIB, NULL, 0, "size of each spool file; a file is deleted once all of it is delivered"},
+    {"spool", "fsync", CT_CHOICE, OFF(spool_fsync), "interval", 0, 0, config_fsyncs, 0,
+     "when acknowledged events are forced to disk: always (each write, before its acks), "
+     "interval (every fsync_interval_ms, acks wait for it) or never (acks after the write: "
+     "safe against a crash of the agent, not of the machine)"},
+    {"spool", "fsync_interval_ms", CT_INT, OFF(spool_fsync_interval_ms), "50", 1, 60000, NULL, 0,
+     "with fsync = interval: the longest an acknowledgement waits for the disk"},
     {"backend", "url", CT_STRING, OFF(url), "stdout", 0, 0, NULL, 0,
      "http:// or https:// URL batches are POSTed to; stdout prints each batch as a line"},
     {"backend", "format", CT_CHOICE, OFF(format), "posthog", 0, 0, config_formats, 0,
@@ -559,6 +574,13 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         return config_refuse(err, errlen, "[buffer] max_bytes = %" PRId64 " is not allowed "
                              "(allowed: at least [batch] max_bytes = %" PRId64 ")",
                              cfg->buffer_max_bytes, cfg->batch_max_bytes);
+    if (cfg->spool_dir[0] != '\0' && cfg->spool_dir[0] != '/')
+        return config_refuse(err, errlen, "[spool] dir = '%s' is not allowed (allowed: an "
+                             "absolute path, or empty for no spool)", cfg->spool_dir);
+    if (cfg->spool_segment_bytes > cfg->spool_max_bytes / 4)
+        return config_refuse(err, errlen, "[spool] segment_bytes = %" PRId64 " is not allowed "
+                             "(allowed: at most a quarter of max_bytes = %" PRId64 ")",
+                             cfg->spool_segment_bytes, cfg->spool_max_bytes);
     if (cfg->timeout_max_ms < cfg->timeout_ms)
         return config_refuse(err, errlen, "[backend] timeout_max_ms = %" PRId64 " is not allowed "
                              "(allowed: at least timeout_ms = %" PRId64 ")",

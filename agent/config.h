@@ -19,6 +19,7 @@
 
 enum backend_format { BACKEND_FORMAT_POSTHOG };
 enum buffer_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP_NEWEST };
+enum spool_fsync { FSYNC_ALWAYS, FSYNC_INTERVAL, FSYNC_NEVER };
 
 struct config {
     /* [agent] */
@@ -41,6 +42,12 @@ struct config {
     /* [buffer] */
     int64_t buffer_max_bytes;
     int64_t buffer_overflow; /* enum buffer_overflow */
+    /* [spool] */
+    char *spool_dir;
+    int64_t spool_max_bytes;
+    int64_t spool_segment_bytes;
+    int64_t spool_fsync; /* enum spool_fsync */
+    int64_t spool_fsync_interval_ms;
     /* [backend] */
     char *url;
     int64_t format; /* enum backend_format */

@@ -31,6 +31,13 @@
 #define CONN_WORK_PER_WAKEUP 16384 /* messages + events; kilobytes of gzip can hold millions */
 #define CONN_WORK_TO_DRAIN (16 * CONN_WORK_PER_WAKEUP) /* at shutdown */
 #define CONN_MAX_UNSENT_REPLIES (64 * 1024) /* then stop reading until the producer reads */
+#define CONN_DRAIN_SYNC_MS 5000  /* at shutdown: how long acks may wait for the spool */
+
+/* Replies in held[..end) wait until the spool is durable before index. */
+struct conn_hold {
+    uint64_t index;
+    size_t end;
+};
 
 struct conn {
     TAILQ_ENTRY(conn) entry;
@@ -41,6 +48,10 @@ struct conn {
     struct stream in;
     struct buf replies;  /* acknowledgements not yet written */
     size_t replies_sent; /* of replies.len */
+    struct buf held;     /* replies waiting for the spool (they go after `replies`) */
+    struct conn_hold *holds;
+    size_t nholds, holds_cap;
+    TAILQ_ENTRY(conn) hold_entry; /* in set->holding while nholds > 0 */
     int reading;         /* read_ev is added */
     int backlog;         /* complete messages may still wait in `in` */
     int closing;         /* no more input: close once the replies are written */
@@ -90,10 +101,68 @@ int conn_reply_error(struct buf *out, const char *reason, const char *detail)
     return 0;
 }
 
+/* Where the next reply goes: behind those held for the spool, while
+ * anything staged is not durable yet; otherwise straight to the replies. */
+static struct buf *conn_reply_buf(struct conn *c)
+{
+    struct spooler *sp = c->set->spooler;
+    if (sp == NULL || (c->nholds == 0 && spooler_durable(sp) >= spooler_staged(sp)))
+        return &c->replies;
+    return &c->held;
+}
+
+/* The reply just appended to c->held from `mark` on waits for what is
+ * staged now. Returns 0, or -1 when out of memory (the reply taken back). */
+static int conn_hold(struct conn *c, size_t mark)
+{
+    uint64_t index = spooler_staged(c->set->spooler);
+    if (c->nholds > 0 && c->holds[c->nholds - 1].index == index) {
+        c->holds[c->nholds - 1].end = c->held.len;
+        return 0;
+    }
+    if (c->nholds == c->holds_cap) {
+        size_t cap = c->holds_cap ? c->holds_cap * 2 : 8;
+        struct conn_hold *more = realloc(c->holds, cap * sizeof *more);
+        if (more == NULL) {
+            buf_rollback(&c->held, mark);
+            return -1;
+        }
+        c->holds = more;
+        c->holds_cap = cap;
+    }
+    if (c->nholds == 0)
+        TAILQ_INSERT_TAIL(&c->set->holding, c, hold_entry);
+    c->holds[c->nholds++] = (struct conn_hold){index, c->held.len};
+    return 0;
+}
+
+/* Move the held replies whose events are now durable to the replies. */
+static void conn_release_held(struct conn *c, uint64_t durable)
+{
+    size_t k = 0;
+    while (k < c->nholds && c->holds[k].index <= durable)
+        k++;
+    if (k == 0)
+        return;
+    size_t bytes = c->holds[k - 1].end;
+    if (buf_append(&c->replies, c->held.data, bytes) < 0)
+        return; /* out of memory: tried again when more is durable */
+    memmove(c->held.data, c->held.data + bytes, c->held.len - bytes);
+    buf_truncate(&c->held, c->held.len - bytes);
+    memmove(c->holds, c->holds + k, (c->nholds - k) * sizeof *c->holds);
+    c->nholds -= k;
+    for (size_t i = 0; i < c->nholds; i++)
+        c->holds[i].end -= bytes;
+    if (c->nholds == 0)
+        TAILQ_REMOVE(&c->set->holding, c, hold_entry);
+}
+
 static void conn_close(struct conn *c)
 {
     struct conn_set *set = c->set;
     TAILQ_REMOVE(&set->open, c, entry);
+    if (c->nholds > 0)
+        TAILQ_REMOVE(&set->holding, c, hold_entry);
     if (c->paused)
         TAILQ_REMOVE(&set->waiting, c, wait_entry);
     set->count--;
@@ -102,6 +171,8 @@ static void conn_close(struct conn *c)
     event_free(c->more_ev);
     stream_destroy(&c->in);
     buf_free(&c->replies);
+    buf_free(&c->held);
+    free(c->holds);
     close(c->fd);
     log_debug("%s: closed", c->name);
     free(c);
@@ -161,7 +232,7 @@ static int conn_flush_replies(struct conn *c)
         return -1;
     }
     size_t unsent = c->replies.len - c->replies_sent;
-    if (c->closing && unsent == 0) {
+    if (c->closing && unsent == 0 && c->held.len == 0) {
         conn_close(c);
         return -1;
     }
@@ -171,7 +242,8 @@ static int conn_flush_replies(struct conn *c)
         conn_close(c);
         return -1;
     }
-    conn_set_reading(c, !c->closing && !c->paused && unsent < CONN_MAX_UNSENT_REPLIES);
+    conn_set_reading(c, !c->closing && !c->paused &&
+                            unsent + c->held.len < CONN_MAX_UNSENT_REPLIES);
     if (c->reading && c->backlog && evtimer_add(c->more_ev, &now) < 0)
         log_limited(&c->set->log, LOG_ERROR, "%s: cannot schedule its next turn; it goes on "
                     "when it next sends", c->name);
@@ -195,7 +267,10 @@ static int conn_reject(struct conn *c, const char *reason, const char *why)
 {
     metrics_add(METRIC_CONNECTIONS_CLOSED_BAD_INPUT, 1);
     log_limited(&c->set->log, LOG_WARN, "%s: closing: %s", c->name, why);
-    conn_reply_error(&c->replies, reason, why); /* out of memory: closed without it */
+    struct buf *out = conn_reply_buf(c);
+    size_t mark = out->len;
+    if (conn_reply_error(out, reason, why) == 0 && out == &c->held)
+        conn_hold(c, mark); /* out of memory: closed without it */
     return conn_finish(c);
 }
 
@@ -204,6 +279,12 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_flush_replies(arg);
+}
+
+/* Full, or others wait for room in it: a new message waits behind them. */
+static int conn_budget_short(const struct budget *b)
+{
+    return b != NULL && (budget_full(b) || b->wanted);
 }
 
 /* No room in the budget: stop reading until there is (conn_resume_cb);
@@ -217,6 +298,8 @@ static void conn_pause(struct conn *c)
     c->backlog = 1;
     TAILQ_INSERT_TAIL(&set->waiting, c, wait_entry);
     budget_wait(set->budget);
+    if (set->disk != NULL)
+        budget_wait(set->disk);
     metrics_add(METRIC_CONNECTIONS_PAUSED, 1);
 }
 
@@ -237,7 +320,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
             return conn_flush_replies(c);
         }
         if (c->set->cfg->buffer_overflow == OVERFLOW_BLOCK && !c->set->draining &&
-            (budget_full(c->set->budget) || c->set->budget->wanted)) {
+            (conn_budget_short(c->set->budget) || conn_budget_short(c->set->disk))) {
             /* full, or others wait for room: wait behind them */
             conn_pause(c);
             return conn_flush_replies(c);
@@ -246,7 +329,10 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
         case STREAM_OBJECT:
             pipeline_handle(c->set->pipeline, &obj, c->name, &result);
             *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
-            if (conn_reply_ack(&result, &c->replies) < 0)
+            struct buf *out = conn_reply_buf(c);
+            size_t mark = out->len;
+            int wrote = conn_reply_ack(&result, out);
+            if (wrote < 0 || (wrote > 0 && out == &c->held && conn_hold(c, mark) < 0))
                 return conn_reject(c, WIRE_ERROR_NO_MEMORY,
                                    "out of memory for its acknowledgements");
             continue;
@@ -340,6 +426,19 @@ static void conn_room_cb(void *arg)
     event_active(set->resume_ev, 0, 0);
 }
 
+/* More of the spool is durable: the acknowledgements that waited for it go. */
+static void conn_durable_cb(void *arg)
+{
+    struct conn_set *set = arg;
+    uint64_t durable = spooler_durable(set->spooler);
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&set->holding); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, hold_entry);
+        conn_release_held(c, durable);
+        conn_flush_replies(c);
+    }
+}
+
 int conn_set_init(struct conn_set *set, struct event_base *base, const struct config *cfg,
                   struct pipeline *pipeline)
 {
@@ -348,13 +447,21 @@ int conn_set_init(struct conn_set *set, struct event_base *base, const struct co
     set->cfg = cfg;
     set->pipeline = pipeline;
     set->budget = pipeline->batcher->budget;
+    set->spooler = pipeline->spooler;
     TAILQ_INIT(&set->open);
     TAILQ_INIT(&set->waiting);
+    TAILQ_INIT(&set->holding);
     set->resume_ev = event_new(base, -1, 0, conn_resume_cb, set);
     if (set->resume_ev == NULL)
         return -1;
     set->budget->on_room = conn_room_cb;
     set->budget->room_arg = set;
+    if (set->spooler != NULL) {
+        set->disk = spooler_disk(set->spooler);
+        set->disk->on_room = conn_room_cb;
+        set->disk->room_arg = set;
+        spooler_on_durable(set->spooler, conn_durable_cb, set);
+    }
     return 0;
 }
 
@@ -362,6 +469,10 @@ void conn_set_destroy(struct conn_set *set)
 {
     if (set->budget != NULL && set->budget->on_room == conn_room_cb)
         set->budget->on_room = NULL;
+    if (set->disk != NULL && set->disk->on_room == conn_room_cb)
+        set->disk->on_room = NULL;
+    if (set->spooler != NULL)
+        spooler_on_durable(set->spooler, NULL, NULL);
     if (set->resume_ev != NULL)
         event_free(set->resume_ev);
     set->resume_ev = NULL;
@@ -423,11 +534,18 @@ void conn_set_drain(struct conn_set *set)
         TAILQ_REMOVE(&set->waiting, c, wait_entry);
         c->paused = 0;
     }
-    while ((c = TAILQ_FIRST(&set->open)) != NULL) {
+    struct conn *next;
+    for (c = TAILQ_FIRST(&set->open); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, entry);
         if (!c->closing)
             c->reading = 1; /* drain even a connection paused for unread replies */
-        if (conn_read(c, CONN_READS_TO_DRAIN, CONN_WORK_TO_DRAIN) == 0 &&
-            conn_flush_replies(c) == 0)
-            conn_close(c); /* replies the socket could not take are lost: the producer resends */
+        conn_read(c, CONN_READS_TO_DRAIN, CONN_WORK_TO_DRAIN);
     }
+    /* acknowledgements held for the spool go once it has what they cover */
+    if (set->spooler != NULL && spooler_flush(set->spooler, CONN_DRAIN_SYNC_MS) < 0)
+        log_error("spool: not everything producers sent before the shutdown could be made "
+                  "durable; those events are not acknowledged");
+    while ((c = TAILQ_FIRST(&set->open)) != NULL)
+        if (conn_flush_replies(c) == 0)
+            conn_close(c); /* replies the socket could not take are lost: the producer resends */
 }

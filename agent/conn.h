@@ -18,6 +18,11 @@
  * (see budget.h). Acknowledgements it owes are written while it waits. The
  * producer's writes then fill the socket buffer, and its client library
  * queues or its blocking write waits: nothing is dropped.
+ *
+ * With the disk spool, an acknowledgement is held until the spool has made
+ * the message's events durable (spooler.h), and every reply after it waits
+ * behind it, so replies keep their order. The disk's budget
+ * (spool.max_bytes) pauses producers as the memory's does.
  */
 #ifndef TA_CONN_H
 #define TA_CONN_H
@@ -39,7 +44,10 @@ struct conn_set {
     const struct config *cfg;
     struct pipeline *pipeline;
     struct budget *budget;
+    struct spooler *spooler;     /* NULL: no spool */
+    struct budget *disk;         /* the spool's budget, or NULL */
     TAILQ_HEAD(, conn) open;
+    TAILQ_HEAD(, conn) holding;  /* with replies held for the spool */
     TAILQ_HEAD(, conn) waiting;  /* paused for room in the budget, oldest first */
     struct event *resume_ev;     /* activated when the budget has room again */
     int draining;                /* shutdown: read what was sent, room or not */

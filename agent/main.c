@@ -3,12 +3,16 @@
  *
  *   listener -> conn -> pipeline -> batcher -> sender -> transport
  *
+ * or, with [spool] dir set,
+ *
+ *   listener -> conn -> pipeline -> spooler (disk) -> batcher -> sender -> transport
+ *
  * Each stage is made before the one that feeds it, and is handed to it:
  * nothing is patched after construction. Start-up fails early and clearly
  * (config, registry, socket). Shutdown on SIGTERM, SIGINT or SIGQUIT: stop
  * accepting, read what connections already sent, seal the open batch,
  * deliver for up to agent.shutdown_grace_ms, report what could not be
- * delivered, exit 0. A second signal ends the wait. Every other signal a
+ * delivered (with a spool: what stays on disk for the next start), exit 0. A second signal ends the wait. Every other signal a
  * process manager or a person may send is logged and ignored.
  */
 #define _GNU_SOURCE /* sigabbrev_np */
@@ -23,6 +27,7 @@
 #include "pipeline.h"
 #include "registry.h"
 #include "sender.h"
+#include "spooler.h"
 #include "transport.h"
 #include "version.h"
 
@@ -54,6 +59,7 @@ struct agent {
     struct registry *registry;
     struct budget budget;
     struct sender *sender;
+    struct spooler *spooler; /* NULL: no disk spool */
     struct batcher batcher;
     int batcher_ready;
     struct pipeline pipeline;
@@ -89,10 +95,17 @@ static void main_finish(struct agent *a)
     event_base_loopexit(a->base, NULL);
 }
 
+/* Nothing left to deliver: nothing queued for the backend and, with a
+ * spool, nothing left in it either. */
+static int main_delivered_all(const struct agent *a)
+{
+    return sender_pending(a->sender) == 0 && (a->spooler == NULL || account_now()->buffered == 0);
+}
+
 static void main_idle_cb(void *arg)
 {
     struct agent *a = arg;
-    if (a->stopping)
+    if (a->stopping && main_delivered_all(a))
         main_finish(a);
 }
 
@@ -118,10 +131,12 @@ static void main_stop_cb(evutil_socket_t sig, short what, void *arg)
     log_info("SIG%s: shutting down; delivering buffered events for up to %lld ms",
              sigabbrev_np(sig), (long long)a->cfg.shutdown_grace_ms);
     listener_shutdown(a->listener);
+    if (a->spooler != NULL)
+        spooler_stopping(a->spooler);
     batcher_seal(&a->batcher);
     sender_hurry(a->sender);
     sender_on_idle(a->sender, main_idle_cb, a);
-    if (sender_pending(a->sender) == 0) {
+    if (main_delivered_all(a)) {
         main_finish(a);
         return;
     }
@@ -215,20 +230,31 @@ static int main_start(struct agent *a)
         log_error("cannot set up delivery to the backend");
         return -1;
     }
+    int spooled = a->cfg.spool_dir[0] != '\0';
+    if (spooled && (a->spooler = spooler_open(a->base, &a->cfg, &a->budget, err, sizeof err)) ==
+                       NULL) {
+        log_error("%s", err);
+        return -1;
+    }
+    /* events from the spool were checked when they were accepted */
     struct batch_limits limits = {
         .max_events = (uint32_t)a->cfg.batch_max_events,
         .max_body_bytes = (size_t)a->cfg.batch_max_bytes,
         .envelope_bytes = envelope,
         .max_age_ms = a->cfg.batch_max_age_ms,
-        .max_event_bytes = (size_t)a->cfg.max_event_bytes,
-        .drop_when_full = a->cfg.buffer_overflow == OVERFLOW_DROP_NEWEST,
+        .max_event_bytes = spooled ? SIZE_MAX : (size_t)a->cfg.max_event_bytes,
+        .drop_when_full = !spooled && a->cfg.buffer_overflow == OVERFLOW_DROP_NEWEST,
     };
-    if (batcher_init(&a->batcher, a->base, &limits, &a->budget, sender_submit, a->sender) < 0) {
+    if (batcher_init(&a->batcher, a->base, &limits, &a->budget,
+                     spooled ? spooler_sealed : sender_submit,
+                     spooled ? (void *)a->spooler : (void *)a->sender) < 0) {
         log_error("cannot set up batching");
         return -1;
     }
     a->batcher_ready = 1;
-    if (pipeline_init(&a->pipeline, &a->cfg, a->registry, &a->batcher) < 0) {
+    if (spooled)
+        spooler_feed(a->spooler, &a->batcher, a->sender);
+    if (pipeline_init(&a->pipeline, &a->cfg, a->registry, &a->batcher, a->spooler) < 0) {
         log_error("out of memory");
         return -1;
     }
@@ -292,6 +318,7 @@ static void main_stop(struct agent *a, int started)
     }
     if (a->batcher_ready)
         batcher_destroy(&a->batcher);
+    spooler_close(a->spooler); /* the last checkpoint, with the final counters */
     if (a->pipeline_ready)
         pipeline_destroy(&a->pipeline);
     if (started)

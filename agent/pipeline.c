@@ -10,11 +10,13 @@
 #include <stdio.h>
 
 int pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
-                  struct batcher *batcher)
+                  struct batcher *batcher, struct spooler *spooler)
 {
     p->cfg = cfg;
     p->registry = registry;
     p->batcher = batcher;
+    p->spooler = spooler;
+    p->scratch = (struct buf)BUF_INIT;
     p->defaults.properties = cfg->properties;
     p->defaults.distinct_id = cfg->distinct_id;
     p->reject_log = (struct log_limit){0};
@@ -26,6 +28,7 @@ int pipeline_init(struct pipeline *p, const struct config *cfg, const struct reg
 void pipeline_destroy(struct pipeline *p)
 {
     forward_destroy(&p->forward);
+    buf_free(&p->scratch);
 }
 
 /* An event leaves here: count and log it, and note it for the ack. */
@@ -43,11 +46,51 @@ static void pipeline_drop(struct pipeline *p, const struct refusal *r, const cha
                 r->detail);
 }
 
-/* Encode a valid event into the open batch. */
+static void pipeline_too_large(struct pipeline *p, const struct analytics_event *ev,
+                               struct refusal *r)
+{
+    char name[128];
+    refuse(r, DROP_TOO_LARGE, "event '%s' encodes to more than %lld bytes (events.max_event_bytes)",
+           log_escape(name, sizeof name, ev->name, ev->name_len, 24),
+           (long long)p->cfg->max_event_bytes);
+}
+
+/* Spool mode: encode a valid event and stage it for the spool. */
+static void pipeline_spool(struct pipeline *p, const struct analytics_event *ev,
+                           const char *peer, struct pipeline_result *res)
+{
+    struct refusal r;
+    buf_rollback(&p->scratch, 0);
+    if (encode_event(&p->scratch, ev, &p->defaults, clock_wall_ms(), &r) < 0) {
+        pipeline_drop(p, &r, peer, res);
+        return;
+    }
+    if (p->scratch.len > (size_t)p->cfg->max_event_bytes) {
+        pipeline_too_large(p, ev, &r);
+        pipeline_drop(p, &r, peer, res);
+        return;
+    }
+    if (spooler_stage(p->spooler, p->scratch.data, p->scratch.len,
+                      p->cfg->buffer_overflow == OVERFLOW_DROP_NEWEST) < 0) {
+        refuse(&r, DROP_BUFFER_FULL, "undelivered events fill spool.max_bytes = %lld or the "
+               "memory for writing them (buffer.max_bytes = %lld)",
+               (long long)p->cfg->spool_max_bytes, (long long)p->cfg->buffer_max_bytes);
+        pipeline_drop(p, &r, peer, res);
+        return;
+    }
+    account_buffered();
+    res->accepted++;
+}
+
+/* Encode a valid event into the open batch (or the spool). */
 static void pipeline_accept(struct pipeline *p, const struct analytics_event *ev,
                             const char *peer, struct pipeline_result *res)
 {
     struct refusal r;
+    if (p->spooler != NULL && p->cfg->enabled) {
+        pipeline_spool(p, ev, peer, res);
+        return;
+    }
     if (!p->cfg->enabled) {
         account_refused(DROP_DISABLED); /* accepted and discarded, by design */
         res->accepted++;
@@ -71,15 +114,12 @@ static void pipeline_accept(struct pipeline *p, const struct analytics_event *ev
         pipeline_drop(p, &r, peer, res);
         return;
     }
-    char name[128];
     switch (batcher_commit(p->batcher, mark)) {
     case BATCH_ADDED:
         res->accepted++;
         return;
     case BATCH_EVENT_TOO_LARGE:
-        refuse(&r, DROP_TOO_LARGE, "event '%s' encodes to more than %lld bytes "
-               "(events.max_event_bytes)", log_escape(name, sizeof name, ev->name, ev->name_len, 24),
-               (long long)p->cfg->max_event_bytes);
+        pipeline_too_large(p, ev, &r);
         break;
     case BATCH_BUFFER_FULL:
         refuse(&r, DROP_BUFFER_FULL, "undelivered events fill buffer.max_bytes = %lld",

@@ -3,8 +3,10 @@
  * the connection that read it and the batch it lands in: tell native events
  * (maps) from Fluent Forward messages (arrays, forward.c), count every event
  * in it, check each (decode.c), encode and enrich it into the open batch
- * (encode.c, batch.c), count and log whatever is refused, and say what the
- * producer's acknowledgement must report (the connection writes it).
+ * (encode.c, batch.c) or, with the disk spool, into the spool (spooler.c),
+ * count and log whatever is refused, and say what the producer's
+ * acknowledgement must report (the connection writes it, once the spool
+ * has made the events durable).
  */
 #ifndef TA_PIPELINE_H
 #define TA_PIPELINE_H
@@ -15,6 +17,7 @@
 #include "forward.h"
 #include "log.h"
 #include "registry.h"
+#include "spooler.h"
 
 #include <msgpack.h>
 
@@ -22,6 +25,8 @@ struct pipeline {
     const struct config *cfg;
     const struct registry *registry; /* NULL: any name */
     struct batcher *batcher;
+    struct spooler *spooler;  /* NULL: events go straight to the batcher */
+    struct buf scratch;       /* spool mode: one event's JSON */
     struct encode_defaults defaults;
     struct forward_decoder forward;
     struct log_limit reject_log, full_log;
@@ -37,9 +42,10 @@ struct pipeline_result {
     int forward;                 /* a Fluent Forward message (else a native event) */
 };
 
-/* Returns 0, or -1 when out of memory. */
+/* Events go to spooler, or (NULL) to batcher. Returns 0, or -1 when out
+ * of memory. */
 int pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
-                  struct batcher *batcher);
+                  struct batcher *batcher, struct spooler *spooler);
 void pipeline_destroy(struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,

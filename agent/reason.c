@@ -15,6 +15,8 @@ static const char *const reason_names[DROP_REASON_COUNT] = {
     [DROP_BACKEND_REJECTED] = "backend_rejected",
     [DROP_RETRY_EXPIRED] = "retry_expired",
     [DROP_SHUTDOWN] = "shutdown",
+    [DROP_SPOOL_CORRUPT] = "spool_corrupt",
+    [DROP_CRASH] = "crash",
 };
 
 const char *reason_name(enum drop_reason reason)

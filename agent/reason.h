@@ -25,6 +25,9 @@ enum drop_reason {
     DROP_BACKEND_REJECTED, /* the backend refused the batch for good (4xx) */
     DROP_RETRY_EXPIRED,    /* backend.retry_max_elapsed_ms passed */
     DROP_SHUTDOWN,         /* still undelivered when the shutdown grace ran out */
+    DROP_SPOOL_CORRUPT,    /* its record in the spool was damaged on disk */
+    DROP_CRASH,            /* accepted, not yet in the spool when the agent was killed:
+                            * never acknowledged */
     DROP_REASON_COUNT
 };
 

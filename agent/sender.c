@@ -410,7 +410,12 @@ static void sender_drop_list(struct sender *s, struct delivery_list *list)
     while ((d = TAILQ_FIRST(list)) != NULL) {
         TAILQ_REMOVE(list, d, entry);
         budget_release(s->budget, d->body_charged);
-        sender_finish(d, 0, DROP_SHUTDOWN);
+        if (d->batch->ticket != NULL) { /* it stays in the spool for the next start */
+            batch_release(d->batch, s->budget);
+            free(d);
+        } else {
+            sender_finish(d, 0, DROP_SHUTDOWN);
+        }
     }
 }
 

@@ -42,7 +42,8 @@ void sender_hurry(struct sender *s);
 unsigned sender_pending(const struct sender *s);
 /* Call idle(arg) whenever the sender becomes empty (for shutdown). */
 void sender_on_idle(struct sender *s, void (*idle)(void *arg), void *arg);
-/* Drop everything still pending as DROP_SHUTDOWN. Returns events dropped. */
+/* Drop everything still pending as DROP_SHUTDOWN (batches from the spool
+ * are only let go: they stay on disk). Returns events dropped. */
 uint64_t sender_abandon(struct sender *s);
 
 #endif

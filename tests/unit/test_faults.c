@@ -97,7 +97,7 @@ static int fixture_init(struct fixture *f, char *socket_path)
     return CHECK(f->base != NULL) &&
            CHECK_EQ_INT(batcher_init(&f->batcher, f->base, &limits, &f->budget, on_sealed, f),
                         0) &&
-           CHECK_EQ_INT(pipeline_init(&f->pipeline, &f->cfg, NULL, &f->batcher), 0);
+           CHECK_EQ_INT(pipeline_init(&f->pipeline, &f->cfg, NULL, &f->batcher, NULL), 0);
 }
 
 static void fixture_destroy(struct fixture *f)

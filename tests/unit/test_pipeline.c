@@ -71,7 +71,7 @@ static int fixture_init(struct fixture *f, size_t buffer_max_bytes, size_t max_e
     f->base = event_base_new();
     return CHECK(f->base != NULL) &&
            CHECK_EQ_INT(batcher_init(&f->b, f->base, &limits, &f->budget, on_sealed, f), 0) &&
-           CHECK_EQ_INT(pipeline_init(&f->p, &f->cfg, NULL, &f->b), 0);
+           CHECK_EQ_INT(pipeline_init(&f->p, &f->cfg, NULL, &f->b, NULL), 0);
 }
 
 static void fixture_destroy(struct fixture *f)

@@ -1,0 +1,801 @@
+/*
+ * spooler: the spool thread and its hand-offs with the loop (see spooler.h).
+ *
+ * Fields are in three groups: the loop's, the thread's, and those between
+ * them, guarded by `lock`. The loop hands over staged records (inbox), asks
+ * for records to read (want_read), for a checkpoint (want_confirm) and, at
+ * shutdown, for a sync now (want_sync). The thread answers with how much
+ * of the inbox is written (consumed_bytes), how far the log is durable,
+ * records read (records_ready, then chunk and recs are the loop's until it
+ * asks again), and the last failure; it pokes the loop through a pipe.
+ */
+#define _GNU_SOURCE /* pipe2 */
+#include "spooler.h"
+
+#include "account.h"
+#include "clock.h"
+#include "log.h"
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SPOOLER_READ_BYTES (256 * 1024) /* read ahead per hand-over */
+#define SPOOLER_READ_RECORDS 4096
+#define SPOOLER_RETRY_MS 250            /* after a failed write, or a full spool */
+#define SPOOLER_CONFIRM_EVERY_MS 100    /* checkpoints at most this often */
+#define SPOOLER_SAVE_EVERY_MS 1000      /* counters saved this often while they change */
+#define SPOOLER_LOUD_EVERY_MS 30000
+#define SPOOLER_STAGE_HEAD 4            /* a staged record: its length, then the JSON */
+#define SPOOLER_STATE_VERSION 1
+
+/* One record read for the loop: its JSON's length in chunk, and origin. */
+struct spooler_record {
+    uint32_t len;
+    struct batch_origin origin;
+};
+
+struct spooler_ticket {
+    struct batch_ticket base; /* first: batches point at it */
+    TAILQ_ENTRY(spooler_ticket) entry;
+    struct spooler *sp;
+    struct spool_pos end;
+    uint64_t lost;
+    uint64_t bytes;
+    int done;
+};
+
+TAILQ_HEAD(spooler_tickets, spooler_ticket);
+
+struct spooler {
+    /* the loop's */
+    struct event_base *base;
+    const struct config *cfg;
+    struct budget *memory;
+    struct budget disk;
+    struct batcher *batcher;
+    struct sender *sender;
+    struct event *news_ev, *feed_ev, *save_timer;
+    struct spooler_tickets tickets; /* sealed batches, in log order */
+    struct spool_pos confirmed;     /* the log is delivered (or dropped) up to here */
+    uint64_t staged_index;          /* the index the next staged record gets */
+    uint64_t staged_bytes;          /* ever staged (charged to memory) */
+    uint64_t released_bytes;        /* of those, released when written */
+    uint64_t durable_seen;
+    uint64_t saved_received, saved_dropped; /* counters at the last save */
+    int feeding;                    /* a read is asked for, or being fed */
+    int stopping;
+    int failing, full_logged;
+    uint64_t feed_lost;             /* read from the log, lost for want of memory */
+    struct log_limit feed_log;
+    int64_t loud_ms;
+    void (*on_durable)(void *arg);
+    void *durable_arg;
+
+    /* between the two, under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t work;    /* for the thread */
+    pthread_cond_t settled; /* for spooler_flush: a round is over */
+    struct buf inbox;       /* staged records */
+    int want_read, records_ready;
+    int want_confirm;
+    struct spool_pos confirm_pos;
+    uint64_t state[4 + SOURCE_COUNT + 1 + DROP_REASON_COUNT];
+    int want_sync, stop;
+    uint64_t consumed_bytes; /* of the inbox's bytes, written to the log */
+    uint64_t durable_index;  /* the log is durable before this record */
+    uint64_t written_index;  /* ... and written before this one */
+    int io_errno;            /* the last write, sync or read failed (0: it worked) */
+    const char *io_what;
+    int spool_full;          /* at spool.max_bytes: waiting for confirmations */
+    int notify[2];
+    pthread_t thread;
+    int thread_started;
+
+    /* the thread's */
+    struct spool *spool;
+    struct buf unwritten;   /* taken from the inbox, not yet appended */
+    uint64_t appended;      /* inbox bytes appended, not yet written */
+    struct spool_pos read_at;
+    uint64_t carry_lost;    /* records lost at a segment's end, told with the next */
+    struct buf record, chunk;
+    struct spooler_record *recs;
+    size_t nrecs;
+    int64_t last_sync_ms, last_confirm_ms, retry_at_ms;
+    int dirty;              /* written since the last sync */
+};
+
+static void spooler_ask(struct spooler *sp);
+
+/* ---- the thread ---- */
+
+static void spooler_failed(struct spooler *sp, const char *what, int err)
+{
+    pthread_mutex_lock(&sp->lock);
+    sp->io_errno = err ? err : EIO;
+    sp->io_what = what;
+    pthread_mutex_unlock(&sp->lock);
+    sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
+}
+
+/* Append and write what was taken from the inbox. Returns 1 if the log grew. */
+static int spooler_write(struct spooler *sp)
+{
+    size_t off = 0;
+    int full = 0;
+    while (off + SPOOLER_STAGE_HEAD <= sp->unwritten.len) {
+        uint32_t len;
+        memcpy(&len, sp->unwritten.data + off, sizeof len);
+        struct spool_pos end;
+        enum spool_status st =
+            spool_append(sp->spool, sp->unwritten.data + off + SPOOLER_STAGE_HEAD, len, &end);
+        if (st == SPOOL_FULL) {
+            full = 1;
+            break;
+        }
+        if (st != SPOOL_OK) {
+            spooler_failed(sp, "starting a new file in", errno);
+            break;
+        }
+        off += SPOOLER_STAGE_HEAD + len;
+        sp->appended += SPOOLER_STAGE_HEAD + len;
+    }
+    memmove(sp->unwritten.data, sp->unwritten.data + off, sp->unwritten.len - off);
+    buf_truncate(&sp->unwritten, sp->unwritten.len - off);
+    if (full)
+        sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
+    pthread_mutex_lock(&sp->lock);
+    sp->spool_full = full;
+    pthread_mutex_unlock(&sp->lock);
+    if (sp->appended == 0)
+        return 0;
+    if (spool_write(sp->spool) != SPOOL_OK) {
+        spooler_failed(sp, "writing to", errno);
+        return 0;
+    }
+    pthread_mutex_lock(&sp->lock);
+    sp->consumed_bytes += sp->appended;
+    sp->written_index = spool_written_index(sp->spool);
+    if (sp->unwritten.len == 0 && !full)
+        sp->io_errno = 0;
+    pthread_mutex_unlock(&sp->lock);
+    sp->appended = 0;
+    sp->dirty = 1;
+    return 1;
+}
+
+/* Sync as spool.fsync says (now, if `now`). */
+static void spooler_sync(struct spooler *sp, int now)
+{
+    int64_t t = clock_monotonic_ms();
+    uint64_t written = spool_written_index(sp->spool);
+    if (sp->cfg->spool_fsync != FSYNC_NEVER && sp->dirty) {
+        if (!now && sp->cfg->spool_fsync == FSYNC_INTERVAL &&
+            t - sp->last_sync_ms < sp->cfg->spool_fsync_interval_ms)
+            return;
+        if (spool_sync(sp->spool) != SPOOL_OK) {
+            spooler_failed(sp, "syncing", errno);
+            return;
+        }
+        sp->last_sync_ms = t;
+    }
+    sp->dirty = 0;
+    pthread_mutex_lock(&sp->lock);
+    sp->durable_index = written;
+    pthread_mutex_unlock(&sp->lock);
+}
+
+/* Read records for the loop, up to a hand-over's worth. */
+static void spooler_read(struct spooler *sp)
+{
+    buf_rollback(&sp->chunk, 0);
+    sp->nrecs = 0;
+    while (sp->nrecs < SPOOLER_READ_RECORDS && sp->chunk.len < SPOOLER_READ_BYTES) {
+        uint64_t lost;
+        int rc = spool_read(sp->spool, &sp->read_at, &sp->record, &lost);
+        sp->carry_lost += lost;
+        if (rc == 0)
+            break;
+        if (rc < 0 || buf_append(&sp->chunk, sp->record.data, sp->record.len) < 0) {
+            spooler_failed(sp, "reading", rc < 0 ? errno : ENOMEM);
+            break;
+        }
+        struct spooler_record *r = &sp->recs[sp->nrecs++];
+        r->len = (uint32_t)sp->record.len;
+        r->origin.end = sp->read_at;
+        r->origin.lost = sp->carry_lost;
+        r->origin.bytes = SPOOL_RECORD_HEAD + sp->record.len;
+        sp->carry_lost = 0;
+    }
+    if (sp->nrecs > 0) {
+        pthread_mutex_lock(&sp->lock);
+        sp->want_read = 0;
+        sp->records_ready = 1;
+        pthread_mutex_unlock(&sp->lock);
+    }
+}
+
+/* Is there work for the thread? (under lock) When not, *deadline_ms is
+ * when there will be (0: only when asked). */
+static int spooler_has_work(struct spooler *sp, int64_t *deadline_ms)
+{
+    int64_t now = clock_monotonic_ms();
+    int64_t deadline = 0;
+    int waiting_data = sp->unwritten.len > 0 || sp->appended > 0;
+    if (sp->stop || sp->inbox.len > 0 || sp->want_sync)
+        return 1;
+    if (sp->want_read && spool_written_index(sp->spool) > sp->read_at.index)
+        return 1;
+    if (waiting_data) {
+        if (now >= sp->retry_at_ms)
+            return 1;
+        deadline = sp->retry_at_ms;
+    }
+    if (sp->dirty) {
+        int64_t due = sp->last_sync_ms + sp->cfg->spool_fsync_interval_ms;
+        if (now >= due)
+            return 1;
+        if (deadline == 0 || due < deadline)
+            deadline = due;
+    }
+    if (sp->want_confirm) {
+        int64_t due = sp->last_confirm_ms + SPOOLER_CONFIRM_EVERY_MS;
+        if (now >= due)
+            return 1;
+        if (deadline == 0 || due < deadline)
+            deadline = due;
+    }
+    *deadline_ms = deadline;
+    return 0;
+}
+
+static void spooler_wait(struct spooler *sp)
+{
+    int64_t deadline;
+    while (!spooler_has_work(sp, &deadline)) {
+        if (deadline == 0) {
+            pthread_cond_wait(&sp->work, &sp->lock);
+            continue;
+        }
+        int64_t wait_ms = deadline - clock_monotonic_ms();
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
+    }
+}
+
+static void spooler_poke(struct spooler *sp)
+{
+    char x = 1;
+    if (write(sp->notify[1], &x, 1) < 0 && errno != EAGAIN)
+        return; /* the loop hears at its next poke */
+}
+
+static void *spooler_thread(void *arg)
+{
+    struct spooler *sp = arg;
+    pthread_mutex_lock(&sp->lock);
+    for (;;) {
+        spooler_wait(sp);
+        int stop = sp->stop, sync_now = sp->want_sync || stop;
+        int confirm = sp->want_confirm &&
+                      (stop || clock_monotonic_ms() - sp->last_confirm_ms >= SPOOLER_CONFIRM_EVERY_MS);
+        struct spool_pos pos = sp->confirm_pos;
+        uint64_t state[sizeof sp->state / sizeof sp->state[0]];
+        memcpy(state, sp->state, sizeof state);
+        buf_append(&sp->unwritten, sp->inbox.data, sp->inbox.len); /* failed: retried */
+        if (!sp->unwritten.failed)
+            buf_rollback(&sp->inbox, 0);
+        sp->unwritten.failed = 0;
+        sp->want_sync = 0;
+        if (confirm)
+            sp->want_confirm = 0;
+        int want_read = sp->want_read;
+        pthread_mutex_unlock(&sp->lock);
+
+        if (sp->unwritten.len > 0 || sp->appended > 0)
+            spooler_write(sp);
+        spooler_sync(sp, sync_now);
+        if (confirm) {
+            sp->last_confirm_ms = clock_monotonic_ms();
+            if (spool_confirm(sp->spool, pos, state, sizeof state) != SPOOL_OK) {
+                spooler_failed(sp, "saving the checkpoint in", errno);
+                pthread_mutex_lock(&sp->lock);
+                sp->want_confirm = 1; /* again, with whatever is newest */
+                pthread_mutex_unlock(&sp->lock);
+            }
+        }
+        if (want_read)
+            spooler_read(sp);
+        spooler_poke(sp);
+        pthread_mutex_lock(&sp->lock);
+        pthread_cond_broadcast(&sp->settled);
+        if (stop)
+            break;
+    }
+    pthread_mutex_unlock(&sp->lock);
+    return NULL;
+}
+
+/* ---- the loop ---- */
+
+/* Feed the records the thread read to the batcher. */
+static void spooler_take_records(struct spooler *sp)
+{
+    struct batcher *b = sp->batcher;
+    const char *data = sp->chunk.data;
+    for (size_t i = 0; i < sp->nrecs; i++) {
+        struct spooler_record *r = &sp->recs[i];
+        size_t mark;
+        struct buf *out;
+        r->origin.lost += sp->feed_lost;
+        sp->feed_lost = 0;
+        b->origin = &r->origin;
+        if ((out = batcher_begin(b, &mark)) == NULL || buf_append(out, data, r->len) < 0 ||
+            batcher_commit(b, mark) != BATCH_ADDED) {
+            /* only out of memory (the batcher takes events of any size here): the
+             * event goes with the next one's count of events lost */
+            if (out != NULL)
+                batcher_abort(b, mark);
+            sp->feed_lost += 1 + r->origin.lost;
+            log_limited(&sp->feed_log, LOG_ERROR, "spool: out of memory batching an event read "
+                        "from %s: it is dropped (counted as spool_corrupt)", sp->cfg->spool_dir);
+        }
+        data += r->len;
+    }
+    b->origin = NULL;
+    if (sp->stopping)
+        batcher_seal(b);
+}
+
+static void spooler_log_health(struct spooler *sp, int err, const char *what, int full)
+{
+    int64_t now = clock_monotonic_ms();
+    uint64_t waiting = sp->staged_bytes - sp->released_bytes;
+    const char *then = sp->cfg->buffer_overflow == OVERFLOW_BLOCK
+                           ? "producers wait (buffer.overflow = block)"
+                           : "new events are refused as buffer_full (buffer.overflow = drop_newest)";
+    if (err != 0 && (!sp->failing || now - sp->loud_ms >= SPOOLER_LOUD_EVERY_MS)) {
+        log_error("spool: %s %s failed: %s; %" PRIu64 " bytes of accepted events wait in memory "
+                  "and are retried; once memory is full %s until the disk takes writes again",
+                  what, sp->cfg->spool_dir, strerror(err), waiting, then);
+        sp->loud_ms = now;
+        sp->failing = 1;
+    } else if (err == 0 && sp->failing) {
+        log_info("spool: writing to %s again", sp->cfg->spool_dir);
+        sp->failing = 0;
+    }
+    if (full && !sp->full_logged) {
+        log_warn("spool: %s holds spool.max_bytes = %lld of undelivered events; %s until the "
+                 "backend takes some", sp->cfg->spool_dir, (long long)sp->cfg->spool_max_bytes,
+                 then);
+        sp->full_logged = 1;
+    } else if (!full && sp->full_logged && !budget_full(&sp->disk)) {
+        sp->full_logged = 0;
+    }
+}
+
+/* What the thread has done since the loop last looked. */
+static void spooler_hear(struct spooler *sp)
+{
+    pthread_mutex_lock(&sp->lock);
+    uint64_t consumed = sp->consumed_bytes, durable = sp->durable_index;
+    int ready = sp->records_ready, err = sp->io_errno, full = sp->spool_full;
+    const char *what = sp->io_what;
+    pthread_mutex_unlock(&sp->lock);
+    if (consumed > sp->released_bytes) {
+        budget_release(sp->memory, consumed - sp->released_bytes);
+        sp->released_bytes = consumed;
+    }
+    spooler_log_health(sp, err, what, full || budget_full(&sp->disk));
+    if (durable > sp->durable_seen) {
+        sp->durable_seen = durable;
+        if (sp->on_durable != NULL)
+            sp->on_durable(sp->durable_arg);
+    }
+    if (ready && sp->batcher != NULL) {
+        spooler_take_records(sp);
+        pthread_mutex_lock(&sp->lock);
+        sp->records_ready = 0;
+        pthread_mutex_unlock(&sp->lock);
+        sp->feeding = 0;
+        spooler_ask(sp);
+    }
+}
+
+static void spooler_news_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char drain[64];
+    while (read(fd, drain, sizeof drain) > 0)
+        ;
+    spooler_hear(arg);
+}
+
+/* Ask the thread for more of the log while the memory budget has room:
+ * half of it is for batches read ahead, the rest for staging and bodies. */
+static void spooler_ask(struct spooler *sp)
+{
+    if (sp->feeding || sp->batcher == NULL || sp->memory->used >= sp->memory->max / 2)
+        return;
+    sp->feeding = 1;
+    pthread_mutex_lock(&sp->lock);
+    sp->want_read = 1;
+    pthread_cond_signal(&sp->work);
+    pthread_mutex_unlock(&sp->lock);
+}
+
+static void spooler_feed_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    spooler_ask(arg);
+}
+
+/* The memory budget let something go: maybe read on. */
+static void spooler_released(void *arg)
+{
+    struct spooler *sp = arg;
+    if (!sp->feeding && sp->memory->used < sp->memory->max / 2)
+        event_active(sp->feed_ev, 0, 0);
+}
+
+/* Hand the thread the counters as they are now, to keep with the
+ * checkpoint: they describe the log up to the staged index. */
+static void spooler_save(struct spooler *sp)
+{
+    const struct account *acc = account_now();
+    uint64_t st[sizeof sp->state / sizeof sp->state[0]];
+    size_t n = 0;
+    st[n++] = SPOOLER_STATE_VERSION;
+    st[n++] = SOURCE_COUNT;
+    st[n++] = DROP_REASON_COUNT;
+    st[n++] = sp->staged_index;
+    for (int i = 0; i < SOURCE_COUNT; i++)
+        st[n++] = acc->received[i];
+    st[n++] = acc->delivered;
+    for (int i = 0; i < DROP_REASON_COUNT; i++)
+        st[n++] = acc->dropped[i];
+    sp->saved_received = account_received_total();
+    sp->saved_dropped = account_dropped_total();
+    pthread_mutex_lock(&sp->lock);
+    memcpy(sp->state, st, sizeof st);
+    sp->confirm_pos = sp->confirmed;
+    sp->want_confirm = 1;
+    pthread_cond_signal(&sp->work);
+    pthread_mutex_unlock(&sp->lock);
+}
+
+static void spooler_save_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct spooler *sp = arg;
+    if (account_received_total() != sp->saved_received ||
+        account_dropped_total() != sp->saved_dropped)
+        spooler_save(sp);
+}
+
+/* The tickets at the head of the log are done: count their events and
+ * move the checkpoint past them. */
+static void spooler_settle(struct spooler *sp)
+{
+    struct spooler_ticket *t;
+    int moved = 0;
+    while ((t = TAILQ_FIRST(&sp->tickets)) != NULL && t->done) {
+        TAILQ_REMOVE(&sp->tickets, t, entry);
+        account_delivered(t->base.delivered);
+        for (int r = 0; r < DROP_REASON_COUNT; r++)
+            if (t->base.dropped[r] > 0)
+                account_dropped((enum drop_reason)r, t->base.dropped[r]);
+        if (t->lost > 0) {
+            account_dropped(DROP_SPOOL_CORRUPT, t->lost);
+            log_error("spool: %" PRIu64 " events were lost to damage in %s (counted as "
+                      "spool_corrupt)", t->lost, sp->cfg->spool_dir);
+        }
+        budget_release(&sp->disk, t->bytes);
+        sp->confirmed = t->end;
+        free(t);
+        moved = 1;
+    }
+    if (!moved)
+        return;
+    if (sp->confirmed.index >= sp->staged_index) /* all of it: no estimate left over */
+        budget_release(&sp->disk, sp->disk.used);
+    spooler_save(sp);
+}
+
+static void spooler_ticket_done(struct batch_ticket *bt)
+{
+    struct spooler_ticket *t = (struct spooler_ticket *)bt;
+    t->done = 1;
+    spooler_settle(t->sp);
+}
+
+void spooler_sealed(struct batch *batch, void *arg)
+{
+    struct spooler *sp = arg;
+    struct spooler_ticket *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        /* without a ticket the batch would be counted but never confirmed:
+         * it stays in the log and is read again at the next start */
+        log_error("spool: out of memory for a batch of %u events; it stays in the spool",
+                  batch->count);
+        batch_release(batch, sp->memory);
+        return;
+    }
+    t->sp = sp;
+    t->base.parts = 1;
+    t->base.done = spooler_ticket_done;
+    t->end = batch->end;
+    t->lost = batch->lost;
+    t->bytes = batch->spool_bytes;
+    batch->ticket = &t->base;
+    TAILQ_INSERT_TAIL(&sp->tickets, t, entry);
+    sender_submit(batch, sp->sender);
+}
+
+int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refuse)
+{
+    size_t size = SPOOLER_STAGE_HEAD + len;
+    if (may_refuse && (budget_full(&sp->disk) || budget_full(sp->memory)))
+        return -1;
+    uint32_t len32 = (uint32_t)len;
+    pthread_mutex_lock(&sp->lock);
+    size_t mark = sp->inbox.len;
+    buf_append(&sp->inbox, &len32, sizeof len32);
+    buf_append(&sp->inbox, json, len);
+    int failed = sp->inbox.failed;
+    if (failed)
+        buf_rollback(&sp->inbox, mark);
+    else if (mark == 0)
+        pthread_cond_signal(&sp->work);
+    pthread_mutex_unlock(&sp->lock);
+    if (failed)
+        return -1;
+    budget_charge(sp->memory, size);
+    budget_charge(&sp->disk, SPOOL_RECORD_HEAD + len);
+    sp->staged_bytes += size;
+    sp->staged_index++;
+    return 0;
+}
+
+struct budget *spooler_disk(struct spooler *sp)
+{
+    return &sp->disk;
+}
+
+uint64_t spooler_staged(const struct spooler *sp)
+{
+    return sp->staged_index;
+}
+
+uint64_t spooler_durable(const struct spooler *sp)
+{
+    return sp->durable_seen;
+}
+
+void spooler_on_durable(struct spooler *sp, void (*fn)(void *arg), void *arg)
+{
+    sp->on_durable = fn;
+    sp->durable_arg = arg;
+}
+
+int spooler_flush(struct spooler *sp, int timeout_ms)
+{
+    int64_t deadline = clock_monotonic_ms() + timeout_ms;
+    pthread_mutex_lock(&sp->lock);
+    sp->want_sync = 1;
+    pthread_cond_signal(&sp->work);
+    while (sp->durable_index < sp->staged_index && clock_monotonic_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (!sp->want_sync && sp->inbox.len == 0)
+            sp->want_sync = 1; /* a failed round: try again */
+        pthread_cond_timedwait(&sp->settled, &sp->lock, &ts);
+    }
+    int done = sp->durable_index >= sp->staged_index;
+    pthread_mutex_unlock(&sp->lock);
+    spooler_hear(sp);
+    return done ? 0 : -1;
+}
+
+void spooler_stopping(struct spooler *sp)
+{
+    sp->stopping = 1;
+    if (sp->batcher != NULL)
+        batcher_seal(sp->batcher);
+}
+
+/* Take up the counters saved with the checkpoint, and what the log says
+ * happened after them. */
+static void spooler_restore(const struct spool_recovery *rec)
+{
+    uint64_t backlog = rec->end_index - rec->checkpoint.index;
+    const uint64_t *st = (const uint64_t *)rec->state.data;
+    size_t words = rec->state.len / sizeof *st;
+    struct account saved = {0};
+    int have = words >= 4 && st[0] == SPOOLER_STATE_VERSION && st[1] <= 64 && st[2] <= 256 &&
+               words == 4 + st[1] + 1 + st[2];
+    if (have) {
+        const uint64_t *v = st + 4;
+        for (uint64_t i = 0; i < st[1]; i++, v++)
+            if (i < SOURCE_COUNT)
+                saved.received[i] = *v;
+        saved.delivered = *v++;
+        for (uint64_t i = 0; i < st[2]; i++, v++)
+            if (i < DROP_REASON_COUNT)
+                saved.dropped[i] = *v;
+        account_restore(&saved);
+        have = account_received_total() >= saved.delivered + account_dropped_total();
+    }
+    if (!have) {
+        account_reset();
+        account_recovered(backlog);
+        return;
+    }
+    uint64_t staged_then = st[3];
+    if (rec->end_index >= staged_then)
+        account_recovered(rec->end_index - staged_then); /* written after the last save */
+    else
+        account_dropped(DROP_CRASH, staged_then - rec->end_index);
+    uint64_t buffered = account_now()->buffered;
+    if (buffered != backlog) { /* a save older than its checkpoint: the log decides */
+        log_warn("spool: the saved counters say %" PRIu64 " events were buffered, the spool "
+                 "holds %" PRIu64 "; going by the spool", buffered, backlog);
+        if (buffered < backlog)
+            account_recovered(backlog - buffered);
+        else
+            account_dropped(DROP_CRASH, buffered - backlog);
+    }
+}
+
+static void spooler_free(struct spooler *sp)
+{
+    struct spooler_ticket *t;
+    while ((t = TAILQ_FIRST(&sp->tickets)) != NULL) {
+        TAILQ_REMOVE(&sp->tickets, t, entry);
+        free(t);
+    }
+    if (sp->news_ev)
+        event_free(sp->news_ev);
+    if (sp->feed_ev)
+        event_free(sp->feed_ev);
+    if (sp->save_timer)
+        event_free(sp->save_timer);
+    for (int i = 0; i < 2; i++)
+        if (sp->notify[i] >= 0)
+            close(sp->notify[i]);
+    spool_close(sp->spool);
+    buf_free(&sp->inbox);
+    buf_free(&sp->unwritten);
+    buf_free(&sp->record);
+    buf_free(&sp->chunk);
+    free(sp->recs);
+    pthread_mutex_destroy(&sp->lock);
+    pthread_cond_destroy(&sp->work);
+    pthread_cond_destroy(&sp->settled);
+    if (sp->memory != NULL && sp->memory->release_arg == sp)
+        sp->memory->on_release = NULL;
+    free(sp);
+}
+
+struct spooler *spooler_open(struct event_base *base, const struct config *cfg,
+                             struct budget *memory, char *err, size_t errlen)
+{
+    struct spooler *sp = calloc(1, sizeof *sp);
+    if (sp == NULL) {
+        snprintf(err, errlen, "[spool] dir = '%s': out of memory", cfg->spool_dir);
+        return NULL;
+    }
+    sp->notify[0] = sp->notify[1] = -1;
+    pthread_mutex_init(&sp->lock, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&sp->work, &monotonic);
+    pthread_condattr_destroy(&monotonic);
+    pthread_cond_init(&sp->settled, NULL);
+    TAILQ_INIT(&sp->tickets);
+    sp->base = base;
+    sp->cfg = cfg;
+    struct spool_recovery rec;
+    sp->spool = spool_open(cfg->spool_dir, (uint64_t)cfg->spool_max_bytes,
+                           (uint64_t)cfg->spool_segment_bytes, &rec, err, errlen);
+    if (sp->spool == NULL) {
+        buf_free(&rec.state);
+        spooler_free(sp);
+        return NULL;
+    }
+    spooler_restore(&rec);
+    buf_free(&rec.state);
+    sp->read_at = sp->confirmed = rec.checkpoint;
+    sp->staged_index = sp->durable_seen = sp->durable_index = sp->written_index = rec.end_index;
+    budget_init(&sp->disk, (size_t)cfg->spool_max_bytes);
+    budget_charge(&sp->disk, rec.backlog_bytes);
+    sp->memory = memory;
+    sp->recs = calloc(SPOOLER_READ_RECORDS, sizeof *sp->recs);
+    struct timeval every = {SPOOLER_SAVE_EVERY_MS / 1000, (SPOOLER_SAVE_EVERY_MS % 1000) * 1000};
+    if (sp->recs == NULL || pipe2(sp->notify, O_NONBLOCK | O_CLOEXEC) < 0 ||
+        (sp->news_ev = event_new(base, sp->notify[0], EV_READ | EV_PERSIST, spooler_news_cb,
+                                 sp)) == NULL ||
+        event_add(sp->news_ev, NULL) < 0 ||
+        (sp->feed_ev = event_new(base, -1, 0, spooler_feed_cb, sp)) == NULL ||
+        (sp->save_timer = event_new(base, -1, EV_PERSIST, spooler_save_cb, sp)) == NULL ||
+        event_add(sp->save_timer, &every) < 0 ||
+        pthread_create(&sp->thread, NULL, spooler_thread, sp) != 0) {
+        snprintf(err, errlen, "[spool] dir = '%s': cannot start its thread: %s", cfg->spool_dir,
+                 strerror(errno));
+        spooler_free(sp);
+        return NULL;
+    }
+    sp->thread_started = 1;
+    memory->on_release = spooler_released;
+    memory->release_arg = sp;
+    uint64_t backlog = rec.end_index - rec.checkpoint.index;
+    if (backlog > 0 || rec.torn_bytes > 0 || rec.checkpoint_lost)
+        log_info("spool: %s holds %" PRIu64 " undelivered events (%" PRIu64 " bytes) from an "
+                 "earlier run%s%s", cfg->spool_dir, backlog, rec.backlog_bytes,
+                 rec.torn_bytes > 0 ? "; a write cut short by a crash was removed from its end"
+                                    : "",
+                 rec.checkpoint_lost ? "; its checkpoint was unreadable: everything in it is "
+                                       "sent again" : "");
+    if (rec.torn_bytes > 0)
+        log_warn("spool: %" PRIu64 " bytes torn at the end of the log were cut (a write the "
+                 "agent did not finish; never acknowledged)", rec.torn_bytes);
+    return sp;
+}
+
+void spooler_feed(struct spooler *sp, struct batcher *batcher, struct sender *sender)
+{
+    sp->batcher = batcher;
+    sp->sender = sender;
+    spooler_ask(sp);
+}
+
+void spooler_close(struct spooler *sp)
+{
+    if (sp == NULL)
+        return;
+    if (sp->thread_started) {
+        spooler_flush(sp, 2000);
+        pthread_mutex_lock(&sp->lock);
+        uint64_t written = sp->written_index;
+        pthread_mutex_unlock(&sp->lock);
+        if (sp->staged_index > written) { /* never acknowledged: the producers resend */
+            log_error("spool: %" PRIu64 " events could not be written to %s before exit",
+                      sp->staged_index - written, sp->cfg->spool_dir);
+            account_dropped(DROP_SHUTDOWN, sp->staged_index - written);
+            sp->staged_index = written;
+        }
+        spooler_save(sp);
+        pthread_mutex_lock(&sp->lock);
+        sp->stop = 1;
+        pthread_cond_signal(&sp->work);
+        pthread_mutex_unlock(&sp->lock);
+        pthread_join(sp->thread, NULL);
+        uint64_t left = account_now()->buffered;
+        if (left > 0)
+            log_info("spool: %" PRIu64 " undelivered events stay in %s for the next start", left,
+                     sp->cfg->spool_dir);
+    }
+    spooler_free(sp);
+}
