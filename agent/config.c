@@ -83,7 +83,7 @@ static const struct config_key config_keys[] = {
     {"spool", "dir", CT_STRING, OFF(spool_dir), "", 0, 0, NULL, 0,
      "directory of the disk spool (created, one agent each): accepted events are written "
      "there before they are acknowledged and kept until the backend confirms them; empty "
-     "keeps them in memory only"},
+     "keeps them in memory only (to turn it on: dir = /var/lib/telemetry-agent/spool)"},
     {"spool", "max_bytes", CT_BYTES, OFF(spool_max_bytes), "1073741824", 1 * MIB, 1024 * GIB,
      NULL, 0, "disk for undelivered events; when it is full buffer.overflow applies"},
     {"spool", "segment_bytes", CT_BYTES, OFF(spool_segment_bytes), "16777216", 64 * KIB,

@@ -33,6 +33,8 @@ struct spool {
     uint64_t tail_segment;   /* the one being written */
     int tail_fd;
     uint64_t tail_size;      /* bytes written to it */
+    uint64_t tail_whole;     /* ... up to the end of its last whole record (a write cut
+                              * short by a full disk leaves part of one) */
     uint64_t tail_first;     /* index of its first record */
     uint64_t next_index;     /* of the next record appended */
     uint64_t written_index;  /* after the last record written */
@@ -172,7 +174,7 @@ static int spool_new_segment(struct spool *s, uint64_t id)
     }
     s->tail_fd = fd;
     s->tail_segment = id;
-    s->tail_size = SPOOL_HEADER_BYTES;
+    s->tail_size = s->tail_whole = SPOOL_HEADER_BYTES;
     s->tail_first = s->next_index;
     s->dir_dirty = 1;
     return 0;
@@ -375,7 +377,7 @@ static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recover
     if (s->tail_fd < 0 || ftruncate(s->tail_fd, (off_t)end) < 0)
         return -1;
     s->tail_segment = id;
-    s->tail_size = end;
+    s->tail_size = s->tail_whole = end;
     s->tail_first = first;
     s->next_index = s->written_index = next_index;
     return 0;
@@ -547,6 +549,7 @@ enum spool_status spool_write(struct spool *s)
     buf_truncate(&s->pending, left);
     if (left > 0)
         return SPOOL_IO;
+    s->tail_whole = s->tail_size;
     s->written_index = s->next_index;
     return SPOOL_OK;
 }
@@ -624,7 +627,11 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t 
         }
         if (at->segment != s->tail_segment && spool_read_from(s, at->segment) < 0)
             return SPOOL_IO;
-        uint64_t seg_end = at->segment == s->tail_segment ? s->tail_size : s->read_size;
+        uint64_t seg_end = at->segment == s->tail_segment ? s->tail_whole : s->read_size;
+        struct stat st;
+        if (at->segment != s->tail_segment && at->offset >= seg_end &&
+            fstat(s->read_fd, &st) == 0 && (uint64_t)st.st_size > seg_end)
+            seg_end = s->read_size = (uint64_t)st.st_size; /* it grew since, as the tail */
         if (at->offset < SPOOL_HEADER_BYTES)
             at->offset = SPOOL_HEADER_BYTES;
         if (at->offset >= seg_end) {

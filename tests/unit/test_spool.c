@@ -336,6 +336,58 @@ static void test_a_lost_checkpoint_rereads_from_the_start(void)
     spool_close(s);
 }
 
+/* A reader that caught up with the last segment goes on into the next one
+ * when it rolls over, losing nothing: the segment it was reading grew after
+ * it first looked at its size. */
+static void test_a_reader_at_the_tail_follows_it_into_the_next_segment(void)
+{
+    struct spool_recovery rec;
+    struct spool *s = fresh_spool(&rec);
+    if (s == NULL)
+        return;
+    struct buf out = BUF_INIT;
+    struct spool_pos at = spool_checkpoint(s);
+    uint64_t lost, lost_total = 0;
+    int got = 0;
+    for (int round = 0; round < 30; round++) {
+        append_records(s, round * 7, round * 7 + 7, NULL);
+        while (spool_read(s, &at, &out, &lost) == 1)
+            got++, lost_total += lost;
+        lost_total += lost;
+    }
+    CHECK_GT(count_segments(), 3);
+    CHECK_EQ_INT(got, 30 * 7);
+    CHECK_EQ_UINT(lost_total, 0);
+    CHECK_EQ_UINT(at.index, 30 * 7);
+    buf_free(&out);
+    spool_close(s);
+}
+
+/* The state kept with the checkpoint, and the record indexes, come back
+ * after a reopen. */
+static void test_the_checkpoint_keeps_its_state_and_indexes(void)
+{
+    struct spool_recovery rec;
+    struct spool *s = fresh_spool(&rec);
+    if (s == NULL)
+        return;
+    static struct spool_pos ends[50];
+    append_records(s, 0, 50, ends);
+    CHECK_EQ_UINT(ends[49].index, 50);
+    CHECK_EQ_INT(spool_confirm(s, ends[19], "counters", 8), SPOOL_OK);
+    spool_close(s);
+    char err[512];
+    s = spool_open(dir, MAX_BYTES, SEGMENT_BYTES, &rec, err, sizeof err);
+    if (!CHECK(s != NULL))
+        return;
+    CHECK_MEM_EQ(rec.state.data, rec.state.len, "counters", 8);
+    CHECK_EQ_UINT(rec.checkpoint.index, 20);
+    CHECK_EQ_UINT(rec.end_index, 50);
+    buf_free(&rec.state);
+    check_reads_range(s, spool_checkpoint(s), 20, 50);
+    spool_close(s);
+}
+
 int main(void)
 {
     RUN(test_records_across_segments_and_reopen);
@@ -345,6 +397,8 @@ int main(void)
     RUN(test_a_newer_format_is_refused);
     RUN(test_a_full_spool_takes_nothing);
     RUN(test_a_lost_checkpoint_rereads_from_the_start);
+    RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
+    RUN(test_the_checkpoint_keeps_its_state_and_indexes);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK_EQ_INT(system(cmd), 0);
