@@ -3,10 +3,9 @@ The disk spool ([spool] dir) with the real agent, real files and a real
 backend: an acknowledged event is delivered at least once across SIGKILLs,
 restarts, backend outages, torn and corrupt spool files and a full disk;
 the counters add up across restarts; a second agent is refused the
-directory; a long outage costs disk, not memory.
+directory. (A long outage: test_spool_outage.py.)
 
-SPOOL_OUTAGE_SECONDS sets the outage test's length (default 300 s in the
-release build, 30 s under the sanitizers).
+SPOOL_CRASH_SEED fixes the crash loop's random moments.
 """
 import json
 import os
@@ -15,7 +14,6 @@ import re
 import signal
 import struct
 import subprocess
-import threading
 import time
 
 import msgpack
@@ -24,7 +22,7 @@ import pytest
 from collector import make_response
 from conftest import HERE, backend, connect, read_until_closed
 from test_c_client import PRODUCER, Run
-from test_pressure import MIB, SANITIZED, Steady, balanced, numbers, peak_rss, wait_numbers
+from test_pressure import MIB, SANITIZED, Steady, balanced, numbers, wait_numbers
 from test_python_agent import SteadyProducer
 from test_python_client import clients  # noqa: F401 (a fixture)
 
@@ -239,7 +237,8 @@ def test_a_full_disk_pauses_producers_and_goes_on_when_space_returns(make_agent,
         subprocess.run(["umount", "-l", str(fs)], check=False)
 
 
-def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path, clients):
+def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path, clients,
+                                                capsys):
     """Producers that wait for acks (the C library, the Python client and the
     stock Fluent Forward client) send over 100,000 events while the agent is
     killed with SIGKILL at random moments and restarted, and the backend
@@ -249,7 +248,8 @@ def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path,
         ("fl", e["properties"]["fn"]) if "fn" in e["properties"] else ("py", e["uuid"])  # noqa
     collector.count_event = key
     spool_dir = tmp_path / "spool"
-    agent = spool_agent(make_agent, collector, spool_dir, batch={"max_age_ms": "100"})
+    agent = spool_agent(make_agent, collector, spool_dir, batch={"max_age_ms": "100"},
+                        forward={"tag_prefix": "orchest."})
 
     c_out = tmp_path / "c-producer.txt"
     with open(c_out, "w") as f:
@@ -298,64 +298,20 @@ def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path,
     delivered = numbers(collector)
     unique = set(delivered)
     lost = acked - unique
-    print(f"\ncrash loop: {kills} SIGKILLs; acked={len(acked)} delivered={len(unique)} "
-          f"duplicated={len(delivered) - len(unique)} lost={len(lost)} "
-          f"(C {len(c_run.captured())}, Python {len(py.captured())}, "
-          f"Fluent {len(fluent['acked'])}, Fluent chunks resent {fluent['retries']})")
+    with capsys.disabled():  # the figures show in the suite's output
+        print(f"\ncrash loop: {kills} SIGKILLs; acked={len(acked)} delivered={len(unique)} "
+              f"duplicated={len(delivered) - len(unique)} lost={len(lost)} "
+              f"(C {len(c_run.captured())}, Python {len(py.captured())}, "
+              f"Fluent {len(fluent['acked'])}, Fluent chunks resent {fluent['retries']})")
     assert len(acked) >= 100_000 * (0.5 if SANITIZED else 1.0)
     assert kills >= 5
     assert not lost, f"{len(lost)} acknowledged events were lost, e.g. {sorted(lost)[:5]}"
     stats = stats_balanced(agent)
     assert stats["buffered"] == 0, stats
     assert stats["received"] >= len(acked)
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
-
-
-def spool_bytes(spool_dir):
-    return sum(os.path.getsize(os.path.join(spool_dir, p)) for p in segments(spool_dir))
-
-
-def test_a_long_outage_costs_disk_not_memory(make_agent, collector, tmp_path):
-    seconds = int(os.environ.get("SPOOL_OUTAGE_SECONDS", "30" if SANITIZED else "300"))
-    rate = 5000
-    collector.count_event = lambda e: e["properties"]["i"]
-    collector.policy = lambda record: make_response(503)
-    spool_dir = tmp_path / "spool"
-    agent = spool_agent(make_agent, collector, spool_dir,
-                        backend={"retry_max_ms": "2000"}, spool={"max_bytes": "4G"},
-                        agent={"shutdown_grace_ms": "60000"})
-    producer = Steady(agent, rate=rate)
-    producer.start()
-    samples = []  # (seconds into the outage, RSS, spool bytes)
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        time.sleep(min(10, seconds / 10))
-        samples.append((time.monotonic() - start, rss(agent.proc.pid), spool_bytes(spool_dir)))
-    collector.policy = None
-    sent = producer.finish()
-    wait_numbers(collector, sent, timeout=300)
-    agent.stop(timeout=60)
-    print("\noutage: seconds, RSS MiB, spool MiB: " + ", ".join(
-        f"({t:.0f}, {r / MIB:.1f}, {b / MIB:.1f})" for t, r, b in samples))
-    assert sorted(set(numbers(collector))) == list(range(sent))
-    assert sent >= rate * seconds * 0.9
-    stats = stats_balanced(agent)
-    assert stats["delivered"] >= sent and stats["buffered"] == 0 and stats["dropped"] == 0
-    # the spool grew all along the outage ...
-    assert samples[-1][2] > samples[0][2] * 5 and samples[-1][2] > sent * 100 * 0.8
-    # ... and drained: one (nearly empty) segment is left
-    assert len(segments(spool_dir)) == 1
-    # memory stayed at its bound while the disk took the backlog
-    late = [r for t, r, b in samples if t >= seconds / 2]
-    early = [r for t, r, b in samples if t < seconds / 2]
-    if not SANITIZED:
-        assert max(r for t, r, b in samples) < 8 * MIB + 20 * MIB, samples
-        assert max(late) <= max(early) + 2 * MIB, f"RSS grew during the outage: {samples}"
-    assert peak_rss(os.getpid()) > 0
+    # the only events dropped are some a kill caught before they were on
+    # disk, which were never acknowledged
+    assert stats["dropped"] == stats.get("dropped_crash", 0), stats
 
 
 def test_fsync_always_and_never_deliver_and_ack(make_agent, collector, tmp_path):
