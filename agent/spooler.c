@@ -114,6 +114,8 @@ struct spooler {
 
 static void spooler_ask(struct spooler *sp);
 
+static const char spooler_reading[] = "reading";
+
 /* ---- the thread ---- */
 
 static void spooler_failed(struct spooler *sp, const char *what, int err)
@@ -204,7 +206,7 @@ static void spooler_read(struct spooler *sp)
         if (rc == 0)
             break;
         if (rc < 0 || buf_append(&sp->chunk, sp->record.data, sp->record.len) < 0) {
-            spooler_failed(sp, "reading", rc < 0 ? errno : ENOMEM);
+            spooler_failed(sp, spooler_reading, rc < 0 ? errno : ENOMEM);
             break;
         }
         struct spooler_record *r = &sp->recs[sp->nrecs++];
@@ -218,6 +220,8 @@ static void spooler_read(struct spooler *sp)
         pthread_mutex_lock(&sp->lock);
         sp->want_read = 0;
         sp->records_ready = 1;
+        if (sp->io_what == spooler_reading)
+            sp->io_errno = 0; /* reading works again */
         pthread_mutex_unlock(&sp->lock);
     }
 }
@@ -229,11 +233,10 @@ static int spooler_has_work(struct spooler *sp, int64_t *deadline_ms)
     int64_t now = clock_monotonic_ms();
     int64_t deadline = 0;
     int waiting_data = sp->unwritten.len > 0 || sp->appended > 0;
+    int readable = sp->want_read && spool_written_index(sp->spool) > sp->read_at.index;
     if (sp->stop || sp->inbox.len > 0 || sp->want_sync)
         return 1;
-    if (sp->want_read && spool_written_index(sp->spool) > sp->read_at.index)
-        return 1;
-    if (waiting_data) {
+    if (waiting_data || readable) { /* right away, unless the last attempt failed */
         if (now >= sp->retry_at_ms)
             return 1;
         deadline = sp->retry_at_ms;
@@ -306,7 +309,9 @@ static void *spooler_thread(void *arg)
         int want_read = sp->want_read;
         pthread_mutex_unlock(&sp->lock);
 
-        if (sp->unwritten.len > 0 || sp->appended > 0)
+        /* at the stop, what is not written yet stays out: spooler_close has
+         * counted it as never acknowledged */
+        if (!stop && (sp->unwritten.len > 0 || sp->appended > 0))
             spooler_write(sp);
         spooler_sync(sp, sync_now);
         if (confirm) {
@@ -775,6 +780,7 @@ void spooler_close(struct spooler *sp)
 {
     if (sp == NULL)
         return;
+    sp->batcher = NULL; /* gone: nothing more is fed */
     if (sp->thread_started) {
         spooler_flush(sp, 2000);
         pthread_mutex_lock(&sp->lock);

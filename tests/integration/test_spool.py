@@ -128,6 +128,46 @@ def test_sigterm_leaves_the_undelivered_on_disk_and_the_counters_carry_over(make
     assert len(segments(spool_dir)) == 1
 
 
+def test_a_large_backlog_is_served_while_producers_are_acknowledged(make_agent, collector,
+                                                                     tmp_path):
+    # 30,000 events left by an agent that could not deliver them; the next
+    # agent starts without re-reading them all, and acknowledges a new event
+    # while it still drains the backlog through a slow backend
+    backlog = 30000
+    spool_dir = tmp_path / "spool"
+    collector.count_event = lambda e: e["properties"]["i"]
+    collector.policy = lambda record: make_response(503)
+    agent = spool_agent(make_agent, collector, spool_dir, agent={"shutdown_grace_ms": "0"},
+                        spool={"segment_bytes": "1M"})
+    with connect(agent) as s:
+        s.sendall(b"".join(msgpack.packb({"event": "project:created", "properties": {"i": i}})
+                           for i in range(backlog)))
+        s.sendall(msgpack.packb({"event": "project:created", "properties": {"i": -1},
+                                 "chunk": "last"}))
+        s.settimeout(30)
+        assert msgpack.unpackb(s.recv(100)) == {"ack": "last"}
+    agent.stop()
+    assert f"{backlog + 1} undelivered events stay in" in agent.stderr
+    assert len(segments(spool_dir)) > 3
+
+    collector.policy = lambda record: make_response(delay=0.2)
+    agent = spool_agent(make_agent, collector, spool_dir,
+                        backend={"max_in_flight": "1"}, batch={"max_events": "100"})
+    with connect(agent) as s:
+        s.sendall(msgpack.packb({"event": "project:created", "properties": {"i": backlog},
+                                 "chunk": "new"}))
+        s.settimeout(10)
+        assert msgpack.unpackb(s.recv(100)) == {"ack": "new"}
+    assert len(numbers(collector)) < backlog / 2, "the backlog was delivered before the ack"
+    collector.policy = None
+    wait_numbers(collector, backlog + 2, timeout=60)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(-1, backlog + 1))
+    stats = stats_balanced(agent)
+    assert stats["delivered"] == stats["received"] == backlog + 2 and stats["buffered"] == 0
+    assert len(segments(spool_dir)) == 1  # delivered segments are deleted
+
+
 @pytest.mark.parametrize("cut", ["header", "length", "index", "payload", "last_byte"])
 def test_a_torn_last_record_is_cut_and_the_rest_delivered(make_agent, collector, tmp_path, cut):
     spool_dir = spool_of(make_agent, collector, tmp_path, "spool", 40)
