@@ -577,6 +577,10 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
     if (cfg->spool_dir[0] != '\0' && cfg->spool_dir[0] != '/')
         return config_refuse(err, errlen, "[spool] dir = '%s' is not allowed (allowed: an "
                              "absolute path, or empty for no spool)", cfg->spool_dir);
+    if (cfg->spool_dir[0] != '\0' && cfg->max_event_bytes > cfg->spool_max_bytes / 4)
+        return config_refuse(err, errlen, "[spool] max_bytes = %" PRId64 " is not allowed "
+                             "(allowed: at least four times [events] max_event_bytes = %" PRId64
+                             ")", cfg->spool_max_bytes, cfg->max_event_bytes);
     if (cfg->spool_segment_bytes > cfg->spool_max_bytes / 4)
         return config_refuse(err, errlen, "[spool] segment_bytes = %" PRId64 " is not allowed "
                              "(allowed: at most a quarter of max_bytes = %" PRId64 ")",

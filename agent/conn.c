@@ -297,8 +297,11 @@ static void conn_pause(struct conn *c)
     c->paused = 1;
     c->backlog = 1;
     TAILQ_INSERT_TAIL(&set->waiting, c, wait_entry);
-    budget_wait(set->budget);
-    if (set->disk != NULL)
+    /* wait on the budget that is short: the disk's frees only as the
+     * backend takes events, the memory's as the disk takes them */
+    if (conn_budget_short(set->budget))
+        budget_wait(set->budget);
+    if (conn_budget_short(set->disk))
         budget_wait(set->disk);
     metrics_add(METRIC_CONNECTIONS_PAUSED, 1);
 }
@@ -541,8 +544,11 @@ void conn_set_drain(struct conn_set *set)
             c->reading = 1; /* drain even a connection paused for unread replies */
         conn_read(c, CONN_READS_TO_DRAIN, CONN_WORK_TO_DRAIN);
     }
-    /* acknowledgements held for the spool go once it has what they cover */
-    if (set->spooler != NULL && spooler_flush(set->spooler, CONN_DRAIN_SYNC_MS) < 0)
+    /* acknowledgements held for the spool go once it has what they cover,
+     * within the shutdown grace */
+    int64_t wait_ms = set->cfg->shutdown_grace_ms < CONN_DRAIN_SYNC_MS ? set->cfg->shutdown_grace_ms
+                                                                       : CONN_DRAIN_SYNC_MS;
+    if (!TAILQ_EMPTY(&set->holding) && spooler_flush(set->spooler, (int)wait_ms) < 0)
         log_error("spool: not everything producers sent before the shutdown could be made "
                   "durable; those events are not acknowledged");
     while ((c = TAILQ_FIRST(&set->open)) != NULL)

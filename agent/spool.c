@@ -36,6 +36,9 @@ struct spool {
     uint64_t tail_whole;     /* ... up to the end of its last whole record (a write cut
                               * short by a full disk leaves part of one) */
     uint64_t tail_first;     /* index of its first record */
+    uint64_t tail_durable;   /* bytes of it known durable (spool_mark_durable) */
+    uint64_t durable_index;  /* ... and the index after them */
+    int sync_on_roll;        /* a finished segment is synced before the next begins */
     uint64_t next_index;     /* of the next record appended */
     uint64_t written_index;  /* after the last record written */
     uint64_t older_bytes;    /* bytes of the segments before it */
@@ -159,7 +162,9 @@ static int spool_new_segment(struct spool *s, uint64_t id)
     memcpy(head, SPOOL_MAGIC, 8);
     spool_put32(head + 8, SPOOL_FORMAT_VERSION);
     spool_put64(head + 16, s->next_index);
-    if (spool_pwrite_all(fd, head, sizeof head, 0) != sizeof head) {
+    /* the finished segment is synced before the next one takes writes */
+    if (spool_pwrite_all(fd, head, sizeof head, 0) != sizeof head ||
+        (s->tail_fd >= 0 && s->sync_on_roll && fdatasync(s->tail_fd) < 0)) {
         int saved = errno;
         close(fd);
         char name[32];
@@ -174,19 +179,35 @@ static int spool_new_segment(struct spool *s, uint64_t id)
     }
     s->tail_fd = fd;
     s->tail_segment = id;
-    s->tail_size = s->tail_whole = SPOOL_HEADER_BYTES;
-    s->tail_first = s->next_index;
+    s->tail_size = s->tail_whole = s->tail_durable = SPOOL_HEADER_BYTES;
+    s->tail_first = s->durable_index = s->next_index; /* what came before is durable */
     s->dir_dirty = 1;
     return 0;
 }
 
-/* Is there a valid record at `off` in data[0..len)? Its total size. */
-static size_t spool_valid_record(const unsigned char *data, size_t len, size_t off)
+/* Which indexes the records of a segment can have: from its first record's
+ * on, one per SPOOL_RECORD_HEAD bytes of it at most. */
+struct spool_index_range {
+    uint64_t first, last;
+};
+
+static struct spool_index_range spool_range(uint64_t first, uint64_t segment_size)
+{
+    return (struct spool_index_range){first, first + segment_size / SPOOL_RECORD_HEAD};
+}
+
+/* Is there a valid record at `off` in data[0..len), in a segment whose
+ * records have indexes in `range`? Its total size. (The cheap checks come
+ * first: scanning damage calls this at every offset.) */
+static size_t spool_valid_record(const unsigned char *data, size_t len, size_t off,
+                                 struct spool_index_range range)
 {
     if (len - off < SPOOL_RECORD_HEAD)
         return 0;
     uint32_t rlen = spool_get32(data + off);
-    if (rlen == 0 || rlen > SPOOL_RECORD_MAX || rlen > len - off - SPOOL_RECORD_HEAD)
+    uint64_t index = spool_get64(data + off + 8);
+    if (rlen == 0 || rlen > SPOOL_RECORD_MAX || rlen > len - off - SPOOL_RECORD_HEAD ||
+        index < range.first || index > range.last)
         return 0;
     if (spool_crc(data + off, data + off + SPOOL_RECORD_HEAD, rlen) != spool_get32(data + off + 4))
         return 0;
@@ -195,10 +216,11 @@ static size_t spool_valid_record(const unsigned char *data, size_t len, size_t o
 
 /* The first offset at or after `from` where a valid record starts in
  * data[0..len), or len. */
-static size_t spool_resync(const unsigned char *data, size_t len, size_t from)
+static size_t spool_resync(const unsigned char *data, size_t len, size_t from,
+                           struct spool_index_range range)
 {
     for (size_t off = from; off < len; off++)
-        if (spool_valid_record(data, len, off) > 0)
+        if (spool_valid_record(data, len, off, range) > 0)
             return off;
     return len;
 }
@@ -359,9 +381,9 @@ static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recover
     size_t end = SPOOL_HEADER_BYTES, off = SPOOL_HEADER_BYTES;
     uint64_t first = spool_get64(p + 16), next_index = first;
     while (off < data.len) {
-        size_t size = spool_valid_record(p, data.len, off);
+        size_t size = spool_valid_record(p, data.len, off, spool_range(first, data.len));
         if (size == 0) {
-            size_t next = spool_resync(p, data.len, off + 1);
+            size_t next = spool_resync(p, data.len, off + 1, spool_range(first, data.len));
             if (next == data.len)
                 break;
             off = next; /* corrupt in the middle: skipped when read */
@@ -377,9 +399,9 @@ static int spool_recover_tail(struct spool *s, uint64_t id, struct spool_recover
     if (s->tail_fd < 0 || ftruncate(s->tail_fd, (off_t)end) < 0)
         return -1;
     s->tail_segment = id;
-    s->tail_size = s->tail_whole = end;
+    s->tail_size = s->tail_whole = s->tail_durable = end;
     s->tail_first = first;
-    s->next_index = s->written_index = next_index;
+    s->next_index = s->written_index = s->durable_index = next_index;
     return 0;
 }
 
@@ -456,7 +478,7 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
     }
     count = kept;
     if (count == 0) {
-        s->next_index = s->written_index = cp.index;
+        s->next_index = s->written_index = s->durable_index = cp.index;
         if (spool_new_segment(s, cp.segment) < 0) {
             spool_refuse(err, errlen, "[spool] dir = '%s': cannot create a segment: %s", dir,
                          strerror(errno));
@@ -597,7 +619,10 @@ static int spool_skip_corrupt(struct spool *s, struct spool_pos *at, uint64_t se
         buf_free(&rest);
         return -1;
     }
-    size_t next = spool_resync((const unsigned char *)rest.data, len, 1);
+    uint64_t first = at->segment == s->tail_segment ? s->tail_first
+                                                    : spool_first_index(s, at->segment);
+    size_t next = spool_resync((const unsigned char *)rest.data, len, 1,
+                               spool_range(first, seg_end));
     buf_free(&rest);
     s->skipped += next;
     at->offset += next;
@@ -710,6 +735,27 @@ enum spool_status spool_confirm(struct spool *s, struct spool_pos upto, const vo
 uint64_t spool_written_index(const struct spool *s)
 {
     return s->written_index;
+}
+
+void spool_sync_segments(struct spool *s, int on)
+{
+    s->sync_on_roll = on;
+}
+
+void spool_mark_durable(struct spool *s)
+{
+    s->tail_durable = s->tail_whole;
+    s->durable_index = s->written_index;
+}
+
+enum spool_status spool_rewind(struct spool *s)
+{
+    buf_rollback(&s->pending, 0);
+    if (ftruncate(s->tail_fd, (off_t)s->tail_durable) < 0)
+        return SPOOL_IO;
+    s->tail_size = s->tail_whole = s->tail_durable;
+    s->next_index = s->written_index = s->durable_index;
+    return SPOOL_OK;
 }
 
 uint64_t spool_bytes(const struct spool *s)

@@ -95,6 +95,19 @@ enum spool_status spool_confirm(struct spool *s, struct spool_pos upto, const vo
                                 size_t state_len);
 /* The index after the last record written (not just appended). */
 uint64_t spool_written_index(const struct spool *s);
+/* Sync each finished segment before starting the next (when what is
+ * written must be made durable, not only written). */
+void spool_sync_segments(struct spool *s, int on);
+/* What is written is durable now (synced, or written when no sync is
+ * asked for): spool_rewind() comes back to here. */
+void spool_mark_durable(struct spool *s);
+/* A write or sync failed: forget what was appended or written since the
+ * last spool_mark_durable() (it is cut from the log), so that the caller
+ * can append it again, to the same places with the same indexes. After a
+ * failed fsync the kernel may have dropped the pages it could not write,
+ * and a later fsync may succeed without them: only writing them again
+ * makes them durable. */
+enum spool_status spool_rewind(struct spool *s);
 
 /* Bytes of segment files on disk from the checkpoint's segment on, and
  * what is queued but not yet written. */

@@ -5,9 +5,15 @@
  * them, guarded by `lock`. The loop hands over staged records (inbox), asks
  * for records to read (want_read), for a checkpoint (want_confirm) and, at
  * shutdown, for a sync now (want_sync). The thread answers with how much
- * of the inbox is written (consumed_bytes), how far the log is durable,
+ * of the inbox is durable (consumed_bytes), how far the log is durable,
  * records read (records_ready, then chunk and recs are the loop's until it
  * asks again), and the last failure; it pokes the loop through a pipe.
+ *
+ * The thread keeps every record it took from the inbox until it is
+ * durable (held). A failed write or sync rewinds the log to what was last
+ * durable and writes the held records again after a pause: after a failed
+ * fsync the kernel may have dropped the pages, so only writing them again
+ * makes them durable.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "spooler.h"
@@ -35,6 +41,7 @@
 #define SPOOLER_LOUD_EVERY_MS 30000
 #define SPOOLER_STAGE_HEAD 4            /* a staged record: its length, then the JSON */
 #define SPOOLER_STATE_VERSION 1
+#define SPOOLER_CLOSE_FLUSH_MS 2000     /* at exit: how long the last writes may take */
 
 /* One record read for the loop: its JSON's length in chunk, and origin. */
 struct spooler_record {
@@ -74,6 +81,7 @@ struct spooler {
     int stopping;
     int failing, full_logged;
     uint64_t feed_lost;             /* read from the log, lost for want of memory */
+    int frozen;                     /* a batch went without a ticket: confirm no more */
     struct log_limit feed_log;
     int64_t loud_ms;
     void (*on_durable)(void *arg);
@@ -89,6 +97,8 @@ struct spooler {
     struct spool_pos confirm_pos;
     uint64_t state[4 + SOURCE_COUNT + 1 + DROP_REASON_COUNT];
     int want_sync, stop;
+    int no_writes;           /* closing: nothing more is written */
+    uint64_t rounds;         /* rounds of work the thread has finished */
     uint64_t consumed_bytes; /* of the inbox's bytes, written to the log */
     uint64_t durable_index;  /* the log is durable before this record */
     uint64_t written_index;  /* ... and written before this one */
@@ -101,8 +111,9 @@ struct spooler {
 
     /* the thread's */
     struct spool *spool;
-    struct buf unwritten;   /* taken from the inbox, not yet appended */
-    uint64_t appended;      /* inbox bytes appended, not yet written */
+    struct buf held;        /* taken from the inbox, not yet durable */
+    size_t held_appended;   /* of held, appended to the log */
+    size_t held_written;    /* ... and written */
     struct spool_pos read_at;
     uint64_t carry_lost;    /* records lost at a segment's end, told with the next */
     struct buf record, chunk;
@@ -114,10 +125,33 @@ struct spooler {
 
 static void spooler_ask(struct spooler *sp);
 
-static const char spooler_reading[] = "reading";
+static const char spooler_reading[] = "reading"; /* a failure that needs no rewind */
+
+/* The time ms from now on `clock`, for a timed wait. */
+static struct timespec spooler_time_in(clockid_t clock, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* The loop waits (under lock) up to 50 ms for the thread to end a round. */
+static void spooler_wait_settled(struct spooler *sp)
+{
+    struct timespec ts = spooler_time_in(CLOCK_REALTIME, 50);
+    pthread_cond_timedwait(&sp->settled, &sp->lock, &ts);
+}
 
 /* ---- the thread ---- */
 
+/* A write or sync failed: say so, rewind the log to what is durable, and
+ * write the held records again after a pause. */
 static void spooler_failed(struct spooler *sp, const char *what, int err)
 {
     pthread_mutex_lock(&sp->lock);
@@ -125,73 +159,86 @@ static void spooler_failed(struct spooler *sp, const char *what, int err)
     sp->io_what = what;
     pthread_mutex_unlock(&sp->lock);
     sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
+    if (what == spooler_reading)
+        return;
+    if (spool_rewind(sp->spool) == SPOOL_OK) {
+        sp->held_appended = sp->held_written = 0;
+        sp->dirty = 0;
+    } /* else the next round appends after what is there, and fails again */
 }
 
-/* Append and write what was taken from the inbox. Returns 1 if the log grew. */
-static int spooler_write(struct spooler *sp)
+/* What is written is durable now: let go of it and tell the loop. */
+static void spooler_made_durable(struct spooler *sp)
 {
-    size_t off = 0;
+    spool_mark_durable(sp->spool);
+    size_t done = sp->held_written;
+    memmove(sp->held.data, sp->held.data + done, sp->held.len - done);
+    buf_truncate(&sp->held, sp->held.len - done);
+    sp->held_appended -= done;
+    sp->held_written = 0;
+    sp->dirty = 0;
+    pthread_mutex_lock(&sp->lock);
+    sp->consumed_bytes += done;
+    sp->durable_index = spool_written_index(sp->spool);
+    if (sp->held.len == 0 && !sp->spool_full)
+        sp->io_errno = 0;
+    pthread_mutex_unlock(&sp->lock);
+}
+
+/* Append and write the held records not yet in the log. */
+static void spooler_write(struct spooler *sp)
+{
     int full = 0;
-    while (off + SPOOLER_STAGE_HEAD <= sp->unwritten.len) {
+    while (sp->held_appended + SPOOLER_STAGE_HEAD <= sp->held.len) {
+        const char *rec = sp->held.data + sp->held_appended;
         uint32_t len;
-        memcpy(&len, sp->unwritten.data + off, sizeof len);
+        memcpy(&len, rec, sizeof len);
         struct spool_pos end;
-        enum spool_status st =
-            spool_append(sp->spool, sp->unwritten.data + off + SPOOLER_STAGE_HEAD, len, &end);
+        enum spool_status st = spool_append(sp->spool, rec + SPOOLER_STAGE_HEAD, len, &end);
         if (st == SPOOL_FULL) {
             full = 1;
+            sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
             break;
         }
         if (st != SPOOL_OK) {
             spooler_failed(sp, "starting a new file in", errno);
-            break;
+            return;
         }
-        off += SPOOLER_STAGE_HEAD + len;
-        sp->appended += SPOOLER_STAGE_HEAD + len;
+        sp->held_appended += SPOOLER_STAGE_HEAD + len;
     }
-    memmove(sp->unwritten.data, sp->unwritten.data + off, sp->unwritten.len - off);
-    buf_truncate(&sp->unwritten, sp->unwritten.len - off);
-    if (full)
-        sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
     pthread_mutex_lock(&sp->lock);
     sp->spool_full = full;
     pthread_mutex_unlock(&sp->lock);
-    if (sp->appended == 0)
-        return 0;
+    if (sp->held_appended == sp->held_written)
+        return;
     if (spool_write(sp->spool) != SPOOL_OK) {
         spooler_failed(sp, "writing to", errno);
-        return 0;
+        return;
     }
-    pthread_mutex_lock(&sp->lock);
-    sp->consumed_bytes += sp->appended;
-    sp->written_index = spool_written_index(sp->spool);
-    if (sp->unwritten.len == 0 && !full)
-        sp->io_errno = 0;
-    pthread_mutex_unlock(&sp->lock);
-    sp->appended = 0;
+    sp->held_written = sp->held_appended;
     sp->dirty = 1;
-    return 1;
+    pthread_mutex_lock(&sp->lock);
+    sp->written_index = spool_written_index(sp->spool);
+    pthread_mutex_unlock(&sp->lock);
+    if (sp->cfg->spool_fsync == FSYNC_NEVER)
+        spooler_made_durable(sp); /* written is all that is asked */
 }
 
 /* Sync as spool.fsync says (now, if `now`). */
 static void spooler_sync(struct spooler *sp, int now)
 {
     int64_t t = clock_monotonic_ms();
-    uint64_t written = spool_written_index(sp->spool);
-    if (sp->cfg->spool_fsync != FSYNC_NEVER && sp->dirty) {
-        if (!now && sp->cfg->spool_fsync == FSYNC_INTERVAL &&
-            t - sp->last_sync_ms < sp->cfg->spool_fsync_interval_ms)
-            return;
-        if (spool_sync(sp->spool) != SPOOL_OK) {
-            spooler_failed(sp, "syncing", errno);
-            return;
-        }
-        sp->last_sync_ms = t;
+    if (!sp->dirty || sp->cfg->spool_fsync == FSYNC_NEVER)
+        return;
+    if (!now && sp->cfg->spool_fsync == FSYNC_INTERVAL &&
+        t - sp->last_sync_ms < sp->cfg->spool_fsync_interval_ms)
+        return;
+    if (spool_sync(sp->spool) != SPOOL_OK) {
+        spooler_failed(sp, "syncing", errno);
+        return;
     }
-    sp->dirty = 0;
-    pthread_mutex_lock(&sp->lock);
-    sp->durable_index = written;
-    pthread_mutex_unlock(&sp->lock);
+    sp->last_sync_ms = t;
+    spooler_made_durable(sp);
 }
 
 /* Read records for the loop, up to a hand-over's worth. */
@@ -232,17 +279,20 @@ static int spooler_has_work(struct spooler *sp, int64_t *deadline_ms)
 {
     int64_t now = clock_monotonic_ms();
     int64_t deadline = 0;
-    int waiting_data = sp->unwritten.len > 0 || sp->appended > 0;
+    int waiting_data = sp->held.len > sp->held_written;
     int readable = sp->want_read && spool_written_index(sp->spool) > sp->read_at.index;
-    if (sp->stop || sp->inbox.len > 0 || sp->want_sync)
+    if (sp->stop)
         return 1;
-    if (waiting_data || readable) { /* right away, unless the last attempt failed */
+    if (sp->inbox.len > 0 || sp->want_sync || waiting_data || readable) {
+        /* right away, unless the last attempt failed: then after a pause */
         if (now >= sp->retry_at_ms)
             return 1;
         deadline = sp->retry_at_ms;
     }
     if (sp->dirty) {
         int64_t due = sp->last_sync_ms + sp->cfg->spool_fsync_interval_ms;
+        if (due < sp->retry_at_ms)
+            due = sp->retry_at_ms;
         if (now >= due)
             return 1;
         if (deadline == 0 || due < deadline)
@@ -267,15 +317,7 @@ static void spooler_wait(struct spooler *sp)
             pthread_cond_wait(&sp->work, &sp->lock);
             continue;
         }
-        int64_t wait_ms = deadline - clock_monotonic_ms();
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = spooler_time_in(CLOCK_MONOTONIC, deadline - clock_monotonic_ms());
         pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
     }
 }
@@ -299,19 +341,22 @@ static void *spooler_thread(void *arg)
         struct spool_pos pos = sp->confirm_pos;
         uint64_t state[sizeof sp->state / sizeof sp->state[0]];
         memcpy(state, sp->state, sizeof state);
-        buf_append(&sp->unwritten, sp->inbox.data, sp->inbox.len); /* failed: retried */
-        if (!sp->unwritten.failed)
-            buf_rollback(&sp->inbox, 0);
-        sp->unwritten.failed = 0;
+        int no_writes = sp->no_writes;
+        if (!no_writes) {
+            buf_append(&sp->held, sp->inbox.data, sp->inbox.len); /* failed: retried */
+            if (!sp->held.failed)
+                buf_rollback(&sp->inbox, 0);
+            sp->held.failed = 0;
+        }
         sp->want_sync = 0;
         if (confirm)
             sp->want_confirm = 0;
         int want_read = sp->want_read;
         pthread_mutex_unlock(&sp->lock);
 
-        /* at the stop, what is not written yet stays out: spooler_close has
-         * counted it as never acknowledged */
-        if (!stop && (sp->unwritten.len > 0 || sp->appended > 0))
+        /* when closing, what is not written yet stays out: spooler_close
+         * counts it as never acknowledged */
+        if (!no_writes && sp->held.len > sp->held_written)
             spooler_write(sp);
         spooler_sync(sp, sync_now);
         if (confirm) {
@@ -327,6 +372,7 @@ static void *spooler_thread(void *arg)
             spooler_read(sp);
         spooler_poke(sp);
         pthread_mutex_lock(&sp->lock);
+        sp->rounds++;
         pthread_cond_broadcast(&sp->settled);
         if (stop)
             break;
@@ -500,7 +546,7 @@ static void spooler_settle(struct spooler *sp)
 {
     struct spooler_ticket *t;
     int moved = 0;
-    while ((t = TAILQ_FIRST(&sp->tickets)) != NULL && t->done) {
+    while (!sp->frozen && (t = TAILQ_FIRST(&sp->tickets)) != NULL && t->done) {
         TAILQ_REMOVE(&sp->tickets, t, entry);
         account_delivered(t->base.delivered);
         for (int r = 0; r < DROP_REASON_COUNT; r++)
@@ -535,10 +581,11 @@ void spooler_sealed(struct batch *batch, void *arg)
     struct spooler *sp = arg;
     struct spooler_ticket *t = calloc(1, sizeof *t);
     if (t == NULL) {
-        /* without a ticket the batch would be counted but never confirmed:
-         * it stays in the log and is read again at the next start */
-        log_error("spool: out of memory for a batch of %u events; it stays in the spool",
-                  batch->count);
+        /* without a ticket the checkpoint would pass the batch: it stops
+         * here for this run, and the batch is read again at the next start */
+        log_error("spool: out of memory for a batch of %u events; it stays in the spool, "
+                  "which is no longer confirmed until the agent restarts", batch->count);
+        sp->frozen = 1;
         batch_release(batch, sp->memory);
         return;
     }
@@ -606,16 +653,9 @@ int spooler_flush(struct spooler *sp, int timeout_ms)
     sp->want_sync = 1;
     pthread_cond_signal(&sp->work);
     while (sp->durable_index < sp->staged_index && clock_monotonic_ms() < deadline) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
         if (!sp->want_sync && sp->inbox.len == 0)
-            sp->want_sync = 1; /* a failed round: try again */
-        pthread_cond_timedwait(&sp->settled, &sp->lock, &ts);
+            sp->want_sync = 1; /* a failed round: again, after its pause */
+        spooler_wait_settled(sp);
     }
     int done = sp->durable_index >= sp->staged_index;
     pthread_mutex_unlock(&sp->lock);
@@ -691,7 +731,7 @@ static void spooler_free(struct spooler *sp)
             close(sp->notify[i]);
     spool_close(sp->spool);
     buf_free(&sp->inbox);
-    buf_free(&sp->unwritten);
+    buf_free(&sp->held);
     buf_free(&sp->record);
     buf_free(&sp->chunk);
     free(sp->recs);
@@ -732,6 +772,7 @@ struct spooler *spooler_open(struct event_base *base, const struct config *cfg,
     }
     spooler_restore(&rec);
     buf_free(&rec.state);
+    spool_sync_segments(sp->spool, cfg->spool_fsync != FSYNC_NEVER);
     sp->read_at = sp->confirmed = rec.checkpoint;
     sp->staged_index = sp->durable_seen = sp->durable_index = sp->written_index = rec.end_index;
     budget_init(&sp->disk, (size_t)cfg->spool_max_bytes);
@@ -782,8 +823,19 @@ void spooler_close(struct spooler *sp)
         return;
     sp->batcher = NULL; /* gone: nothing more is fed */
     if (sp->thread_started) {
-        spooler_flush(sp, 2000);
+        spooler_flush(sp, SPOOLER_CLOSE_FLUSH_MS);
+        /* no more writes from here: wait for the round under way and one
+         * more, so that what counts as written below stays true */
+        int64_t deadline = clock_monotonic_ms() + SPOOLER_CLOSE_FLUSH_MS;
         pthread_mutex_lock(&sp->lock);
+        sp->no_writes = 1;
+        sp->want_sync = 1;
+        pthread_cond_signal(&sp->work);
+        uint64_t until = sp->rounds + 2;
+        while (sp->rounds < until && clock_monotonic_ms() < deadline) {
+            sp->want_sync = 1;
+            spooler_wait_settled(sp);
+        }
         uint64_t written = sp->written_index;
         pthread_mutex_unlock(&sp->lock);
         if (sp->staged_index > written) { /* never acknowledged: the producers resend */

@@ -12,6 +12,7 @@ import os
 import random
 import re
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -31,12 +32,12 @@ SEGMENT_HEADER = 24
 RECORD_HEAD = 16
 
 
-def spool_agent(make_agent, collector, spool_dir, **sections):
+def spool_agent(make_agent, collector, spool_dir, env=None, **sections):
     config = {"backend": backend(collector, timeout_ms=2000), "batch": {"max_age_ms": "50"},
               "spool": {"dir": str(spool_dir)}}
     for name, keys in sections.items():
         config.setdefault(name, {}).update(keys)
-    return make_agent(config)
+    return make_agent(config, env=env)
 
 
 def stats_balanced(agent):
@@ -226,6 +227,50 @@ def test_a_second_agent_is_refused_the_directory(make_agent, collector, tmp_path
     first.stop()
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval"])
+def test_a_failing_fsync_holds_the_acks_and_writes_again(make_agent, collector, tmp_path,
+                                                         fsync):
+    # fsync fails (EIO, as from a disk that cannot write back): the events are
+    # not acknowledged, the agent does not spin, and once fsync works again
+    # it writes them again (the kernel may have dropped the pages it could
+    # not write) and acknowledges them
+    build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
+    flag = tmp_path / "fail-fsync"
+    flag.write_text("")
+    env = {"LD_PRELOAD": os.path.join(build, "tests", "integration", "libfsync_fault.so"),
+           "FSYNC_FAULT_FLAG": str(flag),
+           "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+           .lstrip(":")}
+    agent = spool_agent(make_agent, collector, tmp_path / "spool", env=env,
+                        spool={"fsync": fsync})
+    with connect(agent) as s:
+        s.sendall(b"".join(msgpack.packb({"event": "project:created", "properties": {"i": i},
+                                          "chunk": f"c{i}"}) for i in range(20)))
+        s.settimeout(1.5)
+        with pytest.raises(socket.timeout):
+            s.recv(100)  # no ack while nothing can be made durable
+        before = cpu_seconds(agent.proc.pid)
+        time.sleep(2)
+        assert cpu_seconds(agent.proc.pid) - before < 0.5, "the agent spins on a failing fsync"
+        assert "syncing" in agent.read_stderr() and "Input/output error" in agent.read_stderr()
+        flag.unlink()
+        s.shutdown(socket.SHUT_WR)
+        replies = read_until_closed(s)
+    assert replies == [{"ack": f"c{i}"} for i in range(20)]
+    collector.wait_for_events(20, timeout=10)
+    agent.stop()
+    assert sorted(set(e["properties"]["i"] for e in collector.events())) == list(range(20))
+    stats = stats_balanced(agent)
+    assert stats["dropped"] == 0 and stats["buffered"] == 0, stats
+    assert "writing to" in agent.stderr and " again" in agent.stderr
+
+
 def mount_small_filesystem(path, size):
     path.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
@@ -259,12 +304,18 @@ def test_a_full_disk_pauses_producers_and_goes_on_when_space_returns(make_agent,
         stalled = producer.sent
         time.sleep(1)
         assert producer.sent - stalled < 3000 * 0.5, "the producer was not paused"
-        filler.unlink()  # space returns
-        collector.policy = None
+        filler.unlink()  # space returns; the backend is still down
         deadline = time.monotonic() + 30
         while "writing to" not in agent.read_stderr() or "again" not in agent.read_stderr():
             assert time.monotonic() < deadline, agent.read_stderr()
             time.sleep(0.2)
+        time.sleep(0.5)
+        resumed = producer.sent
+        time.sleep(2)
+        # the disk takes events again: producers are read again at once, not
+        # only once the backend is back
+        assert producer.sent - resumed > 3000, "producers stayed paused after space returned"
+        collector.policy = None
         time.sleep(1)
         sent = producer.finish()
         wait_numbers(collector, sent, timeout=60)
