@@ -3,6 +3,8 @@
  */
 #include "sockfile.h"
 
+#include "dirs.h"
+
 #include "log.h"
 
 #include <errno.h>
@@ -18,26 +20,18 @@
 
 static int sockfile_mkdirs(const char *path, char *err, size_t errlen)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], failed[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == NULL || slash == dir)
         return 0;
     *slash = '\0';
-    for (char *p = dir + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                snprintf(err, errlen, "[agent] socket = '%s': cannot create directory %s: %s",
-                         path, dir, strerror(errno));
-                return -1;
-            }
-            *p = saved;
-            if (saved == '\0')
-                return 0;
-        }
+    if (dirs_make(dir, 0755, 0755, failed, sizeof failed) < 0) {
+        snprintf(err, errlen, "[agent] socket = '%s': cannot create directory %s: %s", path,
+                 failed, strerror(errno));
+        return -1;
     }
+    return 0;
 }
 
 /* Remove a socket file left by an agent that is gone. Fails if the path is

@@ -4,6 +4,8 @@
 #define _GNU_SOURCE /* fdatasync, flock */
 #include "spool.h"
 
+#include "dirs.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -420,9 +422,10 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
     s->tail_fd = s->read_fd = s->lockfd = s->dirfd = -1;
     uint64_t *ids = NULL;
     size_t count = 0;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        spool_refuse(err, errlen, "[spool] dir = '%s': cannot create it: %s", dir,
-                     strerror(errno));
+    char failed[512];
+    if (dirs_make(dir, 0755, 0700, failed, sizeof failed) < 0) {
+        snprintf(err, errlen, "[spool] dir = '%s': cannot create directory %s: %s", dir, failed,
+                 strerror(errno));
         goto fail;
     }
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -141,9 +141,12 @@ static struct timespec spooler_time_in(clockid_t clock, int64_t ms)
     return ts;
 }
 
-/* The loop waits (under lock) up to 50 ms for the thread to end a round. */
-static void spooler_wait_settled(struct spooler *sp)
+/* The loop asks (under lock) for a sync and waits up to 50 ms for the
+ * thread to end a round. */
+static void spooler_sync_and_wait(struct spooler *sp)
 {
+    sp->want_sync = 1;
+    pthread_cond_signal(&sp->work);
     struct timespec ts = spooler_time_in(CLOCK_REALTIME, 50);
     pthread_cond_timedwait(&sp->settled, &sp->lock, &ts);
 }
@@ -653,9 +656,7 @@ int spooler_flush(struct spooler *sp, int timeout_ms)
     sp->want_sync = 1;
     pthread_cond_signal(&sp->work);
     while (sp->durable_index < sp->staged_index && clock_monotonic_ms() < deadline) {
-        if (!sp->want_sync && sp->inbox.len == 0)
-            sp->want_sync = 1; /* a failed round: again, after its pause */
-        spooler_wait_settled(sp);
+        spooler_sync_and_wait(sp); /* after a failed round: again, after its pause */
     }
     int done = sp->durable_index >= sp->staged_index;
     pthread_mutex_unlock(&sp->lock);
@@ -833,8 +834,7 @@ void spooler_close(struct spooler *sp)
         pthread_cond_signal(&sp->work);
         uint64_t until = sp->rounds + 2;
         while (sp->rounds < until && clock_monotonic_ms() < deadline) {
-            sp->want_sync = 1;
-            spooler_wait_settled(sp);
+            spooler_sync_and_wait(sp);
         }
         uint64_t written = sp->written_index;
         pthread_mutex_unlock(&sp->lock);
