@@ -31,6 +31,7 @@ void account_refused(enum drop_reason reason)
 void account_buffered(void)
 {
     ledger.buffered++;
+    ledger.accepted++;
 }
 
 void account_delivered(uint64_t n)

@@ -23,6 +23,7 @@ enum event_source { SOURCE_NATIVE, SOURCE_FORWARD, SOURCE_HTTP, SOURCE_RECOVERED
 struct account {
     uint64_t received[SOURCE_COUNT];
     uint64_t buffered; /* a gauge: accepted, neither delivered nor dropped yet */
+    uint64_t accepted; /* taken in since the agent started (not kept across restarts) */
     uint64_t delivered;
     uint64_t dropped[DROP_REASON_COUNT];
 };

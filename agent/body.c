@@ -18,6 +18,7 @@ struct body_format {
     struct buf prefix; /* the body up to the first event */
     struct libdeflate_compressor *gzip;
     struct buf plain;  /* reused between attempts when gzipping */
+    size_t last_plain; /* bytes of the last body before compression */
 };
 
 struct body_format *body_format_new(const char *api_key, int gzip)
@@ -51,6 +52,11 @@ void body_format_free(struct body_format *f)
     free(f);
 }
 
+size_t body_last_plain_bytes(const struct body_format *f)
+{
+    return f->last_plain;
+}
+
 size_t body_envelope_bytes(const struct body_format *f)
 {
     return f->prefix.len + strlen(BODY_SENT_AT_PREFIX) + TIMESTAMP_TEXT_MAX +
@@ -75,12 +81,14 @@ int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms,
     buf_rollback(out, 0);
     if (f->gzip == NULL) {
         body_write_plain(f, batch, now_ms, out);
+        f->last_plain = out->len;
         return out->failed ? -1 : 0;
     }
     buf_rollback(&f->plain, 0);
     body_write_plain(f, batch, now_ms, &f->plain);
     if (f->plain.failed)
         return -1;
+    f->last_plain = f->plain.len;
     size_t bound = libdeflate_gzip_compress_bound(f->gzip, f->plain.len);
     if (buf_reserve(out, bound) < 0)
         return -1;

@@ -22,6 +22,8 @@ struct body_format *body_format_new(const char *api_key, int gzip);
 void body_format_free(struct body_format *f);
 /* Bytes of an uncompressed body besides the events, at most. */
 size_t body_envelope_bytes(const struct body_format *f);
+/* The size before compression of the body body_build() made last. */
+size_t body_last_plain_bytes(const struct body_format *f);
 /* Build the body for batch at wall-clock time now_ms into out (emptied
  * first). Returns 0, or -1 when out of memory. */
 int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms, struct buf *out);

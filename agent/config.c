@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include "httpd.h"
+
 #include "version.h"
 
 #include <ctype.h>
@@ -94,6 +96,34 @@ static const struct config_key config_keys[] = {
      "safe against a crash of the agent, not of the machine)"},
     {"spool", "fsync_interval_ms", CT_INT, OFF(spool_fsync_interval_ms), "50", 1, 60000, NULL, 0,
      "with fsync = interval: the longest an acknowledgement waits for the disk"},
+    {"relay", "listen", CT_STRING, OFF(relay_listen), "", 0, 0, NULL, 0,
+     "HOST:PORT where browsers POST events (the relay); empty turns it off"},
+    {"relay", "path", CT_STRING, OFF(relay_path), "/analytics", 0, 0, NULL, 0,
+     "the relay's path"},
+    {"relay", "max_body_bytes", CT_BYTES, OFF(relay_max_body_bytes), "65536", 1 * KIB, 16 * MIB,
+     NULL, 0, "largest request body (413 past it); a gzip body may inflate to 16 times this"},
+    {"relay", "rate_limit", CT_INT, OFF(relay_rate_limit), "50", 0, 1000000, NULL, 0,
+     "events a second from one client address (429 past it); 0: no limit"},
+    {"relay", "rate_burst", CT_INT, OFF(relay_rate_burst), "200", 1, 1000000, NULL, 0,
+     "events one client address may send at once before rate_limit applies"},
+    {"relay", "cors_origins", CT_STRING, OFF(relay_cors_origins), "", 0, 0, NULL, 0,
+     "origins (scheme://host[:port], separated by spaces or commas) whose pages may send "
+     "events; empty: only pages served from the relay's own origin"},
+    {"relay", "trust_distinct_id", CT_BOOL, OFF(trust_distinct_id), "false", 0, 0, NULL, 0,
+     "take a browser's distinct_id; false gives its events the agent's"},
+    {"relay", "max_connections", CT_INT, OFF(relay_max_connections), "256", 1, 65536, NULL, 0,
+     "browser connections at once; more wait until one closes"},
+    {"relay", "timeout_ms", CT_INT, OFF(relay_timeout_ms), "10000", 100, HOUR_MS, NULL, 0,
+     "a browser connection that takes longer to send its request, or stays idle, is closed"},
+    {"http", "listen", CT_STRING, OFF(http_listen), "0.0.0.0:9464", 0, 0, NULL, 0,
+     "HOST:PORT of the operator endpoints (/metrics, /healthz, /readyz, /status); empty "
+     "turns them off"},
+    {"http", "ready_max_backlog", CT_INT, OFF(http_ready_max_backlog), "0", 0, INT64_C(1) << 40,
+     NULL, 0, "/readyz answers 503 while more events than this wait for the backend; 0: never"},
+    {"http", "max_connections", CT_INT, OFF(http_max_connections), "64", 1, 4096, NULL, 0,
+     "connections to the operator endpoints at once; more wait until one closes"},
+    {"http", "timeout_ms", CT_INT, OFF(http_timeout_ms), "10000", 100, HOUR_MS, NULL, 0,
+     "an operator connection that takes longer to send its request, or stays idle, is closed"},
     {"backend", "url", CT_STRING, OFF(url), "stdout", 0, 0, NULL, 0,
      "http:// or https:// URL batches are POSTed to; stdout prints each batch as a line"},
     {"backend", "format", CT_CHOICE, OFF(format), "posthog", 0, 0, config_formats, 0,
@@ -574,6 +604,21 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         return config_refuse(err, errlen, "[buffer] max_bytes = %" PRId64 " is not allowed "
                              "(allowed: at least [batch] max_bytes = %" PRId64 ")",
                              cfg->buffer_max_bytes, cfg->batch_max_bytes);
+    char listen_err[200], host[64];
+    int port;
+    if (cfg->http_listen[0] != '\0' &&
+        httpd_parse_listen(cfg->http_listen, host, sizeof host, &port, listen_err,
+                           sizeof listen_err) < 0)
+        return config_refuse(err, errlen, "[http] listen = %s (allowed: HOST:PORT, [IPv6]:PORT, "
+                             "or empty)", listen_err);
+    if (cfg->relay_listen[0] != '\0' &&
+        httpd_parse_listen(cfg->relay_listen, host, sizeof host, &port, listen_err,
+                           sizeof listen_err) < 0)
+        return config_refuse(err, errlen, "[relay] listen = %s (allowed: HOST:PORT, [IPv6]:PORT, "
+                             "or empty)", listen_err);
+    if (cfg->relay_path[0] != '/')
+        return config_refuse(err, errlen, "[relay] path = '%s' is not allowed (allowed: a path "
+                             "starting with /)", cfg->relay_path);
     if (cfg->spool_dir[0] != '\0' && cfg->spool_dir[0] != '/')
         return config_refuse(err, errlen, "[spool] dir = '%s' is not allowed (allowed: an "
                              "absolute path, or empty for no spool)", cfg->spool_dir);

@@ -48,6 +48,21 @@ struct config {
     int64_t spool_segment_bytes;
     int64_t spool_fsync; /* enum spool_fsync */
     int64_t spool_fsync_interval_ms;
+    /* [relay] */
+    char *relay_listen;
+    char *relay_path;
+    int64_t relay_max_body_bytes;
+    int64_t relay_rate_limit;
+    int64_t relay_rate_burst;
+    char *relay_cors_origins;
+    int trust_distinct_id;
+    int64_t relay_max_connections;
+    int64_t relay_timeout_ms;
+    /* [http] */
+    char *http_listen;
+    int64_t http_ready_max_backlog;
+    int64_t http_max_connections;
+    int64_t http_timeout_ms;
     /* [backend] */
     char *url;
     int64_t format; /* enum backend_format */

@@ -287,6 +287,14 @@ static int conn_budget_short(const struct budget *b)
     return b != NULL && (budget_full(b) || b->wanted);
 }
 
+static int conn_gates_short(const struct conn_set *set)
+{
+    for (unsigned i = 0; i < set->ngates; i++)
+        if (conn_budget_short(set->gates[i]))
+            return 1;
+    return 0;
+}
+
 /* No room in the budget: stop reading until there is (conn_resume_cb);
  * what is buffered waits. */
 static void conn_pause(struct conn *c)
@@ -297,12 +305,11 @@ static void conn_pause(struct conn *c)
     c->paused = 1;
     c->backlog = 1;
     TAILQ_INSERT_TAIL(&set->waiting, c, wait_entry);
-    /* wait on the budget that is short: the disk's frees only as the
-     * backend takes events, the memory's as the disk takes them */
-    if (conn_budget_short(set->budget))
-        budget_wait(set->budget);
-    if (conn_budget_short(set->disk))
-        budget_wait(set->disk);
+    /* wait on the budgets that are short: the disk's frees only as the
+     * backend takes events, the others as the disk takes them */
+    for (unsigned i = 0; i < set->ngates; i++)
+        if (conn_budget_short(set->gates[i]))
+            budget_wait(set->gates[i]);
     metrics_add(METRIC_CONNECTIONS_PAUSED, 1);
 }
 
@@ -323,7 +330,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
             return conn_flush_replies(c);
         }
         if (c->set->cfg->buffer_overflow == OVERFLOW_BLOCK && !c->set->draining &&
-            (conn_budget_short(c->set->budget) || conn_budget_short(c->set->disk))) {
+            conn_gates_short(c->set)) {
             /* full, or others wait for room: wait behind them */
             conn_pause(c);
             return conn_flush_replies(c);
@@ -457,23 +464,24 @@ int conn_set_init(struct conn_set *set, struct event_base *base, const struct co
     set->resume_ev = event_new(base, -1, 0, conn_resume_cb, set);
     if (set->resume_ev == NULL)
         return -1;
-    set->budget->on_room = conn_room_cb;
-    set->budget->room_arg = set;
+    set->gates[set->ngates++] = set->budget;
     if (set->spooler != NULL) {
-        set->disk = spooler_disk(set->spooler);
-        set->disk->on_room = conn_room_cb;
-        set->disk->room_arg = set;
+        set->gates[set->ngates++] = spooler_staging(set->spooler);
+        set->gates[set->ngates++] = spooler_disk(set->spooler);
         spooler_on_durable(set->spooler, conn_durable_cb, set);
+    }
+    for (unsigned i = 0; i < set->ngates; i++) {
+        set->gates[i]->on_room = conn_room_cb;
+        set->gates[i]->room_arg = set;
     }
     return 0;
 }
 
 void conn_set_destroy(struct conn_set *set)
 {
-    if (set->budget != NULL && set->budget->on_room == conn_room_cb)
-        set->budget->on_room = NULL;
-    if (set->disk != NULL && set->disk->on_room == conn_room_cb)
-        set->disk->on_room = NULL;
+    for (unsigned i = 0; i < set->ngates; i++)
+        if (set->gates[i]->on_room == conn_room_cb)
+            set->gates[i]->on_room = NULL;
     if (set->spooler != NULL)
         spooler_on_durable(set->spooler, NULL, NULL);
     if (set->resume_ev != NULL)

@@ -21,8 +21,9 @@
  *
  * With the disk spool, an acknowledgement is held until the spool has made
  * the message's events durable (spooler.h), and every reply after it waits
- * behind it, so replies keep their order. The disk's budget
- * (spool.max_bytes) pauses producers as the memory's does.
+ * behind it, so replies keep their order. The spool's budgets (the
+ * memory for events not yet on disk, and spool.max_bytes on disk) pause
+ * producers as the memory's does.
  */
 #ifndef TA_CONN_H
 #define TA_CONN_H
@@ -45,7 +46,9 @@ struct conn_set {
     struct pipeline *pipeline;
     struct budget *budget;
     struct spooler *spooler;     /* NULL: no spool */
-    struct budget *disk;         /* the spool's budget, or NULL */
+    struct budget *gates[3];     /* the budgets a new message needs room in: the
+                                  * memory's, and with a spool its two */
+    unsigned ngates;
     TAILQ_HEAD(, conn) open;
     TAILQ_HEAD(, conn) holding;  /* with replies held for the spool */
     TAILQ_HEAD(, conn) waiting;  /* paused for room in the budget, oldest first */

@@ -126,6 +126,16 @@ void listener_shutdown(struct listener *l)
     conn_set_drain(&l->conns);
 }
 
+unsigned listener_connections(const struct listener *l)
+{
+    return l->conns.count;
+}
+
+int listener_accepting(const struct listener *l)
+{
+    return l->evl != NULL;
+}
+
 void listener_free(struct listener *l)
 {
     if (l == NULL)

@@ -19,6 +19,9 @@ struct listener *listener_open(struct event_base *base, const struct config *cfg
 /* Stop accepting and remove the socket file; read what every open
  * connection has already sent, then close them all. */
 void listener_shutdown(struct listener *l);
+/* Producer connections open now; does it still accept new ones? */
+unsigned listener_connections(const struct listener *l);
+int listener_accepting(const struct listener *l);
 void listener_free(struct listener *l);
 
 #endif

@@ -24,10 +24,13 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops.h"
 #include "pipeline.h"
 #include "registry.h"
+#include "relay.h"
 #include "sender.h"
 #include "spooler.h"
+#include "statuscmd.h"
 #include "transport.h"
 #include "version.h"
 
@@ -65,6 +68,8 @@ struct agent {
     struct pipeline pipeline;
     int pipeline_ready;
     struct listener *listener;
+    struct ops *ops;         /* the operator endpoints, or NULL */
+    struct relay *relay;     /* the browser relay, or NULL */
     struct event *stop_ev[MAIN_NSTOP], *ignored_ev[MAIN_NIGNORED], *grace_ev;
     int stopping;
 };
@@ -74,6 +79,7 @@ static void main_usage(FILE *out)
     fprintf(out,
             "usage: telemetry-agent [-c FILE] [--check-config] [--print-default-config]\n"
             "                       [--version] [--help]\n"
+            "       telemetry-agent status [-c FILE] [--url http://HOST:PORT]\n"
             "\n"
             "Receives msgpack analytics events on a Unix socket, validates, enriches and\n"
             "batches them, and delivers the batches to an HTTP backend.\n"
@@ -131,6 +137,8 @@ static void main_stop_cb(evutil_socket_t sig, short what, void *arg)
     log_info("SIG%s: shutting down; delivering buffered events for up to %lld ms",
              sigabbrev_np(sig), (long long)a->cfg.shutdown_grace_ms);
     listener_shutdown(a->listener);
+    relay_free(a->relay); /* browsers' requests are refused from now on */
+    a->relay = NULL;
     if (a->spooler != NULL)
         spooler_stopping(a->spooler);
     batcher_seal(&a->batcher);
@@ -265,6 +273,19 @@ static int main_start(struct agent *a)
         log_error("cannot handle signals");
         return -1;
     }
+    if (a->cfg.http_listen[0] != '\0') {
+        struct ops_sources src = {&a->cfg, &a->budget, a->sender, a->spooler, &a->listener,
+                                  &a->stopping};
+        if ((a->ops = ops_open(a->base, &src, err, sizeof err)) == NULL) {
+            log_error("%s", err);
+            return -1;
+        }
+    }
+    if (a->cfg.relay_listen[0] != '\0' &&
+        (a->relay = relay_open(a->base, &a->cfg, &a->pipeline, err, sizeof err)) == NULL) {
+        log_error("%s", err);
+        return -1;
+    }
     a->listener = listener_open(a->base, &a->cfg, &a->pipeline, err, sizeof err);
     if (a->listener == NULL) {
         log_error("%s", err);
@@ -304,8 +325,13 @@ static void main_report(int started)
 
 static void main_stop(struct agent *a, int started)
 {
+    relay_free(a->relay);
+    a->relay = NULL;
+    ops_free(a->ops);
+    a->ops = NULL;
     if (a->listener)
         listener_free(a->listener);
+    a->listener = NULL;
     if (a->batcher_ready)
         batcher_seal(&a->batcher);
     if (a->sender) {
@@ -351,6 +377,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return status_command(argc - 1, argv + 1, environ);
     const char *config_path = NULL;
     int check_only = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
@@ -396,9 +424,15 @@ int main(int argc, char **argv)
         if (a->registry != NULL)
             snprintf(names, sizeof names, "event names checked against the registry (%zu names)",
                      registry_count(a->registry));
-        log_info("%s %s listening on %s; %s; backend %s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
+        char ops[256] = "";
+        if (a->ops != NULL)
+            snprintf(ops, sizeof ops, "; operator endpoints on http://%s", ops_address(a->ops));
+        if (a->relay != NULL)
+            snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "; browser relay on http://%s%s",
+                     relay_address(a->relay), a->cfg.relay_path);
+        log_info("%s %s listening on %s; %s; backend %s%s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
                  a->cfg.socket, names, a->cfg.url,
-                 a->cfg.enabled ? "" : " (disabled: events are discarded)");
+                 a->cfg.enabled ? "" : " (disabled: events are discarded)", ops);
         event_base_dispatch(a->base);
     }
     main_stop(a, started);

@@ -28,7 +28,40 @@ static const char *const metric_names[METRIC_COUNT] = {
     [METRIC_CONNECTIONS_PAUSED] = "connections_paused",
     [METRIC_BATCHES_SPLIT] = "batches_split",
     [METRIC_FORWARD_GROUP_MARKERS] = "forward_group_markers",
+    [METRIC_BYTES_SENT] = "bytes_sent",
+    [METRIC_BYTES_SENT_UNCOMPRESSED] = "bytes_sent_uncompressed",
+    [METRIC_ANSWERS_2XX] = "answers_2xx",
+    [METRIC_ANSWERS_3XX] = "answers_3xx",
+    [METRIC_ANSWERS_4XX] = "answers_4xx",
+    [METRIC_ANSWERS_5XX] = "answers_5xx",
+    [METRIC_ANSWERS_NONE] = "answers_none",
 };
+
+const int64_t metrics_latency_bounds_ms[METRICS_LATENCY_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+
+static struct metrics_histogram latency;
+
+void metrics_backend_answer(long status, int64_t latency_ms)
+{
+    enum metric m = status >= 200 && status < 300   ? METRIC_ANSWERS_2XX
+                    : status >= 300 && status < 400 ? METRIC_ANSWERS_3XX
+                    : status >= 400 && status < 500 ? METRIC_ANSWERS_4XX
+                    : status >= 500 && status < 600 ? METRIC_ANSWERS_5XX
+                                                    : METRIC_ANSWERS_NONE;
+    counters[m]++;
+    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
+        if (latency_ms <= metrics_latency_bounds_ms[i])
+            latency.le[i]++;
+    latency.le[METRICS_LATENCY_BUCKETS]++;
+    latency.count++;
+    latency.sum_ms += latency_ms;
+}
+
+const struct metrics_histogram *metrics_latency(void)
+{
+    return &latency;
+}
 
 void metrics_add(enum metric m, uint64_t n)
 {
@@ -48,6 +81,7 @@ const char *metrics_name(enum metric m)
 void metrics_reset(void)
 {
     memset(counters, 0, sizeof counters);
+    memset(&latency, 0, sizeof latency);
 }
 
 void metrics_format_summary(char *out, size_t outlen)

@@ -25,11 +25,33 @@ enum metric {
     METRIC_CONNECTIONS_PAUSED,            /* times a producer waited for room in the buffer */
     METRIC_BATCHES_SPLIT,                 /* halved after a 413 */
     METRIC_FORWARD_GROUP_MARKERS,         /* Fluent Bit group start/end entries, skipped */
+    METRIC_BYTES_SENT,                    /* request bodies as sent (compressed or not) */
+    METRIC_BYTES_SENT_UNCOMPRESSED,       /* the same bodies before compression */
+    METRIC_ANSWERS_2XX,                   /* the backend's answers, by status class */
+    METRIC_ANSWERS_3XX,
+    METRIC_ANSWERS_4XX,
+    METRIC_ANSWERS_5XX,
+    METRIC_ANSWERS_NONE,                  /* no answer: refused, reset, timed out */
     METRIC_COUNT
+};
+
+/* Backend request latency, in milliseconds: the histogram's upper bounds
+ * (and +Inf after them). */
+#define METRICS_LATENCY_BUCKETS 12
+extern const int64_t metrics_latency_bounds_ms[METRICS_LATENCY_BUCKETS];
+
+struct metrics_histogram {
+    uint64_t le[METRICS_LATENCY_BUCKETS + 1]; /* cumulative: <= bound; the last is +Inf */
+    uint64_t count;
+    int64_t sum_ms;
 };
 
 void metrics_add(enum metric m, uint64_t n);
 uint64_t metrics_get(enum metric m);
+/* One answer (or failure) from the backend: its status class and latency.
+ * status 0: no answer. */
+void metrics_backend_answer(long status, int64_t latency_ms);
+const struct metrics_histogram *metrics_latency(void);
 /* "connections_accepted", ... */
 const char *metrics_name(enum metric m);
 /* Forget everything (for tests). */

@@ -150,7 +150,6 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
                      struct pipeline_result *res)
 {
     *res = (struct pipeline_result){0};
-    struct analytics_event ev;
     struct refusal r;
     if (obj->type == MSGPACK_OBJECT_NIL) { /* a Forward client's heartbeat */
         metrics_add(METRIC_HEARTBEATS, 1);
@@ -166,7 +165,17 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
         }
         return;
     }
-    account_received(SOURCE_NATIVE);
+    pipeline_handle_event(p, obj, SOURCE_NATIVE, peer, res);
+}
+
+void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,
+                           enum event_source source, const char *peer,
+                           struct pipeline_result *res)
+{
+    struct analytics_event ev;
+    struct refusal r;
+    *res = (struct pipeline_result){0};
+    account_received(source);
     if (decode_event(obj, p->registry, &ev, &res->chunk, &r) < 0)
         pipeline_drop(p, &r, peer, res);
     else

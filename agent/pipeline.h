@@ -11,6 +11,7 @@
 #ifndef TA_PIPELINE_H
 #define TA_PIPELINE_H
 
+#include "account.h"
 #include "batch.h"
 #include "config.h"
 #include "encode.h"
@@ -50,5 +51,9 @@ void pipeline_destroy(struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
                      struct pipeline_result *result);
+/* Handle one event in the native shape (a map) that came from source. */
+void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,
+                           enum event_source source, const char *peer,
+                           struct pipeline_result *result);
 
 #endif

@@ -74,7 +74,20 @@ struct sender {
     void *idle_arg;
     int abandoning;
     struct log_limit retry_log, drop_log;
+    char last_error[400];
+    int64_t last_error_ms;
 };
+
+void sender_state(const struct sender *s, struct sender_state *out)
+{
+    static const char *const names[] = {"up", "backing_off", "probing"};
+    out->in_flight = s->in_flight;
+    out->waiting = s->waiting;
+    out->health = names[s->health];
+    out->failures = s->failures;
+    snprintf(out->last_error, sizeof out->last_error, "%s", s->last_error);
+    out->last_error_ms = s->last_error_ms;
+}
 
 static void sender_pump(struct sender *s);
 
@@ -271,6 +284,8 @@ static void sender_done(const struct transport_result *result, void *arg)
     s->in_flight--;
     budget_release(s->budget, d->body_charged);
     d->body_charged = 0;
+    metrics_backend_answer(result->transport_ok ? result->status : 0,
+                           clock_monotonic_ms() - d->sent_ms);
     char why[400];
     if (result->transport_ok) {
         sender_answered_in(s, clock_monotonic_ms() - d->sent_ms);
@@ -283,6 +298,10 @@ static void sender_done(const struct transport_result *result, void *arg)
     }
     enum retry_verdict verdict =
         result->permanent ? RETRY_DROP : retry_classify(result->transport_ok, result->status);
+    if (verdict != RETRY_DELIVERED) {
+        snprintf(s->last_error, sizeof s->last_error, "%s", why);
+        s->last_error_ms = clock_wall_ms();
+    }
     switch (verdict) {
     case RETRY_DELIVERED:
         sender_backend_well(s);
@@ -319,6 +338,8 @@ static int sender_attempt(struct sender *s, struct delivery *d)
         return -1;
     }
     metrics_add(METRIC_REQUESTS_SENT, 1);
+    metrics_add(METRIC_BYTES_SENT, body.len);
+    metrics_add(METRIC_BYTES_SENT_UNCOMPRESSED, body_last_plain_bytes(s->format));
     d->body_charged = body.cap;
     budget_charge(s->budget, d->body_charged);
     d->sent_ms = clock_monotonic_ms();

@@ -42,6 +42,17 @@ void sender_hurry(struct sender *s);
 unsigned sender_pending(const struct sender *s);
 /* Call idle(arg) whenever the sender becomes empty (for shutdown). */
 void sender_on_idle(struct sender *s, void (*idle)(void *arg), void *arg);
+/* What the operator endpoints show of the sender. */
+struct sender_state {
+    unsigned in_flight;      /* requests being sent */
+    unsigned waiting;        /* batches waiting to be sent */
+    const char *health;      /* "up", "backing_off" or "probing" */
+    uint32_t failures;       /* failed answers in a row */
+    char last_error[400];    /* the last failure ("" if none) */
+    int64_t last_error_ms;   /* ... when (wall clock, ms), 0 if none */
+};
+void sender_state(const struct sender *s, struct sender_state *out);
+
 /* Drop everything still pending as DROP_SHUTDOWN (batches from the spool
  * are only let go: they stay on disk). Returns events dropped. */
 uint64_t sender_abandon(struct sender *s);

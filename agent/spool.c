@@ -16,18 +16,24 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SPOOL_MAGIC "TASPOOL"           /* + NUL: 8 bytes */
-#define SPOOL_CHECKPOINT_MAGIC "TACKPT1" /* + NUL */
+#define SPOOL_CHECKPOINT_MAGIC "TACKPT2" /* + NUL */
 #define SPOOL_CHECKPOINT "checkpoint"
-#define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
+/* The checkpoint file has two slots, made at start and written in turn
+ * (the newer valid one counts): confirming never needs a free block, so a
+ * full disk can still be emptied, and a torn write leaves the other. */
+#define SPOOL_CHECKPOINT_SLOT 8192
 #define SPOOL_LOCK "LOCK"
-#define SPOOL_CHECKPOINT_HEAD 36        /* magic, segment, offset, index, state length */
+#define SPOOL_CHECKPOINT_HEAD 44 /* magic, sequence, segment, offset, index, state length */
 
 struct spool {
     int dirfd;
     int lockfd;
+    int cp_fd;               /* the checkpoint file */
+    uint64_t cp_seq;         /* the sequence number of the newest slot written */
     char *dir;
     uint64_t max_bytes;
     uint64_t segment_bytes;
@@ -163,6 +169,7 @@ static int spool_new_segment(struct spool *s, uint64_t id)
     unsigned char head[SPOOL_HEADER_BYTES] = {0};
     memcpy(head, SPOOL_MAGIC, 8);
     spool_put32(head + 8, SPOOL_FORMAT_VERSION);
+    spool_put32(head + 12, (uint32_t)time(NULL));
     spool_put64(head + 16, s->next_index);
     /* the finished segment is synced before the next one takes writes */
     if (spool_pwrite_all(fd, head, sizeof head, 0) != sizeof head ||
@@ -328,29 +335,51 @@ static int spool_list(struct spool *s, uint64_t **ids, size_t *count)
     return 0;
 }
 
-/* Read the checkpoint and its state blob. Returns 1, 0 if there is none,
- * -1 if it is unreadable. */
+/* Open the checkpoint file, making its two slots if it is new. */
+static int spool_open_checkpoint(struct spool *s, char *err, size_t errlen)
+{
+    struct stat st;
+    s->cp_fd = openat(s->dirfd, SPOOL_CHECKPOINT, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->cp_fd >= 0 && fstat(s->cp_fd, &st) == 0 && st.st_size >= 2 * SPOOL_CHECKPOINT_SLOT)
+        return 0;
+    static const unsigned char zeros[2 * SPOOL_CHECKPOINT_SLOT];
+    if (s->cp_fd < 0 || spool_pwrite_all(s->cp_fd, zeros, sizeof zeros, 0) != sizeof zeros ||
+        fdatasync(s->cp_fd) < 0 || fsync(s->dirfd) < 0)
+        return spool_refuse(err, errlen, "[spool] dir = '%s': cannot make its checkpoint file: "
+                            "%s", s->dir, strerror(errno));
+    return 0;
+}
+
+/* Read the newest valid checkpoint slot and its state blob. Returns 1, 0
+ * if none was ever written, -1 if none is readable. */
 static int spool_read_checkpoint(struct spool *s, struct spool_pos *pos, struct buf *state)
 {
-    unsigned char b[SPOOL_CHECKPOINT_HEAD + SPOOL_STATE_MAX + 4];
-    int fd = openat(s->dirfd, SPOOL_CHECKPOINT, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
-    ssize_t n = pread(fd, b, sizeof b, 0);
-    close(fd);
-    if (n < SPOOL_CHECKPOINT_HEAD + 4 || memcmp(b, SPOOL_CHECKPOINT_MAGIC, 8) != 0)
-        return -1;
-    uint32_t state_len = spool_get32(b + 32);
-    if (state_len > SPOOL_STATE_MAX || (size_t)n != SPOOL_CHECKPOINT_HEAD + state_len + 4 ||
-        libdeflate_crc32(0, b, SPOOL_CHECKPOINT_HEAD + state_len) !=
-            spool_get32(b + SPOOL_CHECKPOINT_HEAD + state_len))
-        return -1;
-    pos->segment = spool_get64(b + 8);
-    pos->offset = spool_get64(b + 16);
-    pos->index = spool_get64(b + 24);
-    buf_rollback(state, 0);
-    buf_append(state, b + SPOOL_CHECKPOINT_HEAD, state_len);
-    return state->failed ? -1 : 1;
+    unsigned char b[SPOOL_CHECKPOINT_SLOT];
+    int found = 0, written = 0;
+    for (int slot = 0; slot < 2; slot++) {
+        if (spool_pread_all(s->cp_fd, b, sizeof b, (uint64_t)slot * sizeof b) != 1)
+            continue;
+        uint32_t state_len = spool_get32(b + 40);
+        uint64_t seq = spool_get64(b + 8);
+        if (memcmp(b, SPOOL_CHECKPOINT_MAGIC, 8) != 0)
+            continue; /* never written (zeros), or not ours */
+        written = 1;
+        if (state_len > SPOOL_STATE_MAX ||
+            libdeflate_crc32(0, b, SPOOL_CHECKPOINT_HEAD + state_len) !=
+                spool_get32(b + SPOOL_CHECKPOINT_HEAD + state_len) ||
+            (found && seq <= s->cp_seq))
+            continue;
+        found = 1;
+        s->cp_seq = seq;
+        pos->segment = spool_get64(b + 16);
+        pos->offset = spool_get64(b + 24);
+        pos->index = spool_get64(b + 32);
+        buf_rollback(state, 0);
+        buf_append(state, b + SPOOL_CHECKPOINT_HEAD, state_len);
+    }
+    if (found)
+        return state->failed ? -1 : 1;
+    return written ? -1 : 0;
 }
 
 static void spool_delete_segment(struct spool *s, uint64_t id)
@@ -361,14 +390,20 @@ static void spool_delete_segment(struct spool *s, uint64_t id)
 }
 
 /* The index of segment id's first record, from its header (0 if unreadable). */
+/* Read segment id's header into head. Returns 1, or 0 if it cannot. */
+static int spool_read_header(struct spool *s, uint64_t id, unsigned char *head)
+{
+    int fd = spool_open_segment(s, id, O_RDONLY);
+    int whole = fd >= 0 ? spool_pread_all(fd, head, SPOOL_HEADER_BYTES, 0) : 0;
+    if (fd >= 0)
+        close(fd);
+    return whole == 1;
+}
+
 static uint64_t spool_first_index(struct spool *s, uint64_t id)
 {
     unsigned char head[SPOOL_HEADER_BYTES];
-    int fd = spool_open_segment(s, id, O_RDONLY);
-    int whole = fd >= 0 ? spool_pread_all(fd, head, sizeof head, 0) : 0;
-    if (fd >= 0)
-        close(fd);
-    return whole == 1 ? spool_get64(head + 16) : 0;
+    return spool_read_header(s, id, head) ? spool_get64(head + 16) : 0;
 }
 
 /* Find the valid end of the last segment and cut what is torn after it. */
@@ -419,7 +454,7 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
     }
     s->max_bytes = max_bytes;
     s->segment_bytes = segment_bytes;
-    s->tail_fd = s->read_fd = s->lockfd = s->dirfd = -1;
+    s->tail_fd = s->read_fd = s->lockfd = s->dirfd = s->cp_fd = -1;
     uint64_t *ids = NULL;
     size_t count = 0;
     char failed[512];
@@ -433,7 +468,7 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
         spool_refuse(err, errlen, "[spool] dir = '%s': cannot open it: %s", dir, strerror(errno));
         goto fail;
     }
-    if (spool_lock(s, err, errlen) < 0)
+    if (spool_lock(s, err, errlen) < 0 || spool_open_checkpoint(s, err, errlen) < 0)
         goto fail;
     if (spool_list(s, &ids, &count) < 0) {
         spool_refuse(err, errlen, "[spool] dir = '%s': cannot list it: %s", dir, strerror(errno));
@@ -523,6 +558,8 @@ void spool_close(struct spool *s)
         close(s->tail_fd);
     if (s->read_fd >= 0)
         close(s->read_fd);
+    if (s->cp_fd >= 0)
+        close(s->cp_fd);
     if (s->lockfd >= 0)
         close(s->lockfd); /* releases the lock */
     if (s->dirfd >= 0)
@@ -704,24 +741,22 @@ enum spool_status spool_confirm(struct spool *s, struct spool_pos upto, const vo
     unsigned char b[SPOOL_CHECKPOINT_HEAD + SPOOL_STATE_MAX + 4];
     if (state_len > SPOOL_STATE_MAX)
         state_len = SPOOL_STATE_MAX;
+    uint64_t seq = s->cp_seq + 1;
     memcpy(b, SPOOL_CHECKPOINT_MAGIC, 8);
-    spool_put64(b + 8, upto.segment);
-    spool_put64(b + 16, upto.offset);
-    spool_put64(b + 24, upto.index);
-    spool_put32(b + 32, (uint32_t)state_len);
+    spool_put64(b + 8, seq);
+    spool_put64(b + 16, upto.segment);
+    spool_put64(b + 24, upto.offset);
+    spool_put64(b + 32, upto.index);
+    spool_put32(b + 40, (uint32_t)state_len);
     if (state_len > 0)
         memcpy(b + SPOOL_CHECKPOINT_HEAD, state, state_len);
     size_t size = SPOOL_CHECKPOINT_HEAD + state_len;
     spool_put32(b + size, libdeflate_crc32(0, b, size));
     size += 4;
-    int fd = openat(s->dirfd, SPOOL_CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
+    if (spool_pwrite_all(s->cp_fd, b, size, (seq % 2) * SPOOL_CHECKPOINT_SLOT) != size ||
+        fdatasync(s->cp_fd) < 0)
         return SPOOL_IO;
-    int ok = spool_pwrite_all(fd, b, size, 0) == size && fdatasync(fd) == 0;
-    close(fd);
-    if (!ok || renameat(s->dirfd, SPOOL_CHECKPOINT_TMP, s->dirfd, SPOOL_CHECKPOINT) < 0 ||
-        fsync(s->dirfd) < 0)
-        return SPOOL_IO;
+    s->cp_seq = seq;
     s->checkpoint = upto;
     while (s->first_segment < upto.segment && s->first_segment < s->tail_segment) {
         s->older_bytes -= spool_segment_size(s, s->first_segment);
@@ -751,6 +786,11 @@ void spool_mark_durable(struct spool *s)
     s->durable_index = s->written_index;
 }
 
+uint64_t spool_durable_index(const struct spool *s)
+{
+    return s->durable_index;
+}
+
 enum spool_status spool_rewind(struct spool *s)
 {
     buf_rollback(&s->pending, 0);
@@ -769,4 +809,15 @@ uint64_t spool_bytes(const struct spool *s)
 uint64_t spool_skipped(const struct spool *s)
 {
     return s->skipped;
+}
+
+uint64_t spool_segments(const struct spool *s)
+{
+    return s->tail_segment - s->first_segment + 1;
+}
+
+int64_t spool_made_ms(struct spool *s, struct spool_pos pos)
+{
+    unsigned char head[SPOOL_HEADER_BYTES];
+    return spool_read_header(s, pos.segment, head) ? (int64_t)spool_get32(head + 12) * 1000 : 0;
 }

@@ -4,7 +4,8 @@
  *
  * The log is a sequence of segment files, NNNNNNNNNNNNNNNN.seg (hex,
  * increasing), each a 24-byte header (magic "TASPOOL\0", format version,
- * zero, the index of its first record) and then records: a 4-byte
+ * when it was made (seconds since the epoch), the index of its first
+ * record) and then records: a 4-byte
  * little-endian length, a 4-byte CRC-32 (of the length, the index and the
  * payload), the record's 8-byte index (records are numbered from 0, one
  * more each, for the life of the directory) and the payload (one event's
@@ -108,11 +109,18 @@ void spool_mark_durable(struct spool *s);
  * and a later fsync may succeed without them: only writing them again
  * makes them durable. */
 enum spool_status spool_rewind(struct spool *s);
+/* The index after the last record known durable. */
+uint64_t spool_durable_index(const struct spool *s);
 
 /* Bytes of segment files on disk from the checkpoint's segment on, and
  * what is queued but not yet written. */
 uint64_t spool_bytes(const struct spool *s);
 /* Bytes skipped as corrupt while reading. */
 uint64_t spool_skipped(const struct spool *s);
+/* Segment files kept (from the checkpoint's on). */
+uint64_t spool_segments(const struct spool *s);
+/* When the segment holding pos was made (ms since the epoch; 0 unknown):
+ * every record in it is at most that old. */
+int64_t spool_made_ms(struct spool *s, struct spool_pos pos);
 
 #endif

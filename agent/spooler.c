@@ -42,6 +42,8 @@
 #define SPOOLER_STAGE_HEAD 4            /* a staged record: its length, then the JSON */
 #define SPOOLER_STATE_VERSION 1
 #define SPOOLER_CLOSE_FLUSH_MS 2000     /* at exit: how long the last writes may take */
+#define SPOOLER_SAMPLES 256             /* when records were staged, for the backlog's age */
+#define SPOOLER_SAMPLE_EVERY_MS 100
 
 /* One record read for the loop: its JSON's length in chunk, and origin. */
 struct spooler_record {
@@ -67,6 +69,7 @@ struct spooler {
     const struct config *cfg;
     struct budget *memory;
     struct budget disk;
+    struct budget staging;          /* of memory: staged, not yet on disk */
     struct batcher *batcher;
     struct sender *sender;
     struct event *news_ev, *feed_ev, *save_timer;
@@ -86,6 +89,8 @@ struct spooler {
     int64_t loud_ms;
     void (*on_durable)(void *arg);
     void *durable_arg;
+    struct { uint64_t index; int64_t ms; } samples[SPOOLER_SAMPLES]; /* index staged at ms */
+    unsigned nsamples;
 
     /* between the two, under lock */
     pthread_mutex_t lock;
@@ -105,6 +110,8 @@ struct spooler {
     int io_errno;            /* the last write, sync or read failed (0: it worked) */
     const char *io_what;
     int spool_full;          /* at spool.max_bytes: waiting for confirmations */
+    uint64_t pub_bytes, pub_segments; /* the spool's size after the last round */
+    int64_t pub_made_ms;     /* when the segment of the checkpoint was made */
     int notify[2];
     pthread_t thread;
     int thread_started;
@@ -114,6 +121,7 @@ struct spooler {
     struct buf held;        /* taken from the inbox, not yet durable */
     size_t held_appended;   /* of held, appended to the log */
     size_t held_written;    /* ... and written */
+    uint64_t held_first;    /* the index of the record at held[0] */
     struct spool_pos read_at;
     uint64_t carry_lost;    /* records lost at a segment's end, told with the next */
     struct buf record, chunk;
@@ -155,6 +163,29 @@ static void spooler_sync_and_wait(struct spooler *sp)
 
 /* A write or sync failed: say so, rewind the log to what is durable, and
  * write the held records again after a pause. */
+/* The log is durable before record `durable`: let go of the held records
+ * before it (held[0] is record held_first) and tell the loop. */
+static void spooler_release(struct spooler *sp, uint64_t durable)
+{
+    size_t done = 0;
+    while (sp->held_first < durable && done + SPOOLER_STAGE_HEAD <= sp->held_appended) {
+        uint32_t len;
+        memcpy(&len, sp->held.data + done, sizeof len);
+        done += SPOOLER_STAGE_HEAD + len;
+        sp->held_first++;
+    }
+    memmove(sp->held.data, sp->held.data + done, sp->held.len - done);
+    buf_truncate(&sp->held, sp->held.len - done);
+    sp->held_appended -= done;
+    sp->held_written = sp->held_written > done ? sp->held_written - done : 0;
+    pthread_mutex_lock(&sp->lock);
+    sp->consumed_bytes += done;
+    sp->durable_index = durable;
+    if (sp->held.len == 0 && !sp->spool_full)
+        sp->io_errno = 0;
+    pthread_mutex_unlock(&sp->lock);
+}
+
 static void spooler_failed(struct spooler *sp, const char *what, int err)
 {
     pthread_mutex_lock(&sp->lock);
@@ -165,6 +196,9 @@ static void spooler_failed(struct spooler *sp, const char *what, int err)
     if (what == spooler_reading)
         return;
     if (spool_rewind(sp->spool) == SPOOL_OK) {
+        /* what a finished segment's sync made durable stays; the rest is
+         * appended again, to the same places */
+        spooler_release(sp, spool_durable_index(sp->spool));
         sp->held_appended = sp->held_written = 0;
         sp->dirty = 0;
     } /* else the next round appends after what is there, and fails again */
@@ -174,18 +208,8 @@ static void spooler_failed(struct spooler *sp, const char *what, int err)
 static void spooler_made_durable(struct spooler *sp)
 {
     spool_mark_durable(sp->spool);
-    size_t done = sp->held_written;
-    memmove(sp->held.data, sp->held.data + done, sp->held.len - done);
-    buf_truncate(&sp->held, sp->held.len - done);
-    sp->held_appended -= done;
-    sp->held_written = 0;
     sp->dirty = 0;
-    pthread_mutex_lock(&sp->lock);
-    sp->consumed_bytes += done;
-    sp->durable_index = spool_written_index(sp->spool);
-    if (sp->held.len == 0 && !sp->spool_full)
-        sp->io_errno = 0;
-    pthread_mutex_unlock(&sp->lock);
+    spooler_release(sp, spool_written_index(sp->spool));
 }
 
 /* Append and write the held records not yet in the log. */
@@ -373,8 +397,12 @@ static void *spooler_thread(void *arg)
         }
         if (want_read)
             spooler_read(sp);
+        int64_t made = spool_made_ms(sp->spool, spool_checkpoint(sp->spool));
         spooler_poke(sp);
         pthread_mutex_lock(&sp->lock);
+        sp->pub_bytes = spool_bytes(sp->spool);
+        sp->pub_segments = spool_segments(sp->spool);
+        sp->pub_made_ms = made;
         sp->rounds++;
         pthread_cond_broadcast(&sp->settled);
         if (stop)
@@ -452,6 +480,7 @@ static void spooler_hear(struct spooler *sp)
     pthread_mutex_unlock(&sp->lock);
     if (consumed > sp->released_bytes) {
         budget_release(sp->memory, consumed - sp->released_bytes);
+        budget_release(&sp->staging, consumed - sp->released_bytes);
         sp->released_bytes = consumed;
     }
     spooler_log_health(sp, err, what, full || budget_full(&sp->disk));
@@ -479,11 +508,19 @@ static void spooler_news_cb(evutil_socket_t fd, short what, void *arg)
     spooler_hear(arg);
 }
 
-/* Ask the thread for more of the log while the memory budget has room:
- * half of it is for batches read ahead, the rest for staging and bodies. */
+/* Is there room in memory for batches read ahead? Half of it is theirs
+ * (and the bodies'), whatever staging takes of the other half. */
+static int spooler_room_to_read(const struct spooler *sp)
+{
+    size_t batches = sp->memory->used - (sp->memory->used < sp->staging.used ? sp->memory->used
+                                                                             : sp->staging.used);
+    return batches < sp->memory->max / 2;
+}
+
+/* Ask the thread for more of the log while the memory has room. */
 static void spooler_ask(struct spooler *sp)
 {
-    if (sp->feeding || sp->batcher == NULL || sp->memory->used >= sp->memory->max / 2)
+    if (sp->feeding || sp->batcher == NULL || !spooler_room_to_read(sp))
         return;
     sp->feeding = 1;
     pthread_mutex_lock(&sp->lock);
@@ -503,8 +540,38 @@ static void spooler_feed_cb(evutil_socket_t fd, short what, void *arg)
 static void spooler_released(void *arg)
 {
     struct spooler *sp = arg;
-    if (!sp->feeding && sp->memory->used < sp->memory->max / 2)
+    if (!sp->feeding && spooler_room_to_read(sp))
         event_active(sp->feed_ev, 0, 0);
+}
+
+/* Note, every SPOOLER_SAMPLE_EVERY_MS, when the next record is staged; when
+ * the samples are all taken, every other one goes (coarser, as long). */
+static void spooler_sample(struct spooler *sp)
+{
+    int64_t now = clock_wall_ms();
+    if (sp->nsamples > 0 && now - sp->samples[sp->nsamples - 1].ms < SPOOLER_SAMPLE_EVERY_MS)
+        return;
+    if (sp->nsamples == SPOOLER_SAMPLES) {
+        for (unsigned i = 0; i < SPOOLER_SAMPLES / 2; i++)
+            sp->samples[i] = sp->samples[2 * i];
+        sp->nsamples = SPOOLER_SAMPLES / 2;
+    }
+    sp->samples[sp->nsamples].index = sp->staged_index;
+    sp->samples[sp->nsamples].ms = now;
+    sp->nsamples++;
+}
+
+/* Samples of delivered records are not needed, but the last one of them:
+ * it bounds the age of the first undelivered one. */
+static void spooler_forget_samples(struct spooler *sp)
+{
+    unsigned drop = 0;
+    while (drop + 1 < sp->nsamples && sp->samples[drop + 1].index <= sp->confirmed.index)
+        drop++;
+    if (drop > 0) {
+        memmove(sp->samples, sp->samples + drop, (sp->nsamples - drop) * sizeof sp->samples[0]);
+        sp->nsamples -= drop;
+    }
 }
 
 /* Hand the thread the counters as they are now, to keep with the
@@ -567,6 +634,7 @@ static void spooler_settle(struct spooler *sp)
     }
     if (!moved)
         return;
+    spooler_forget_samples(sp);
     if (sp->confirmed.index >= sp->staged_index) /* all of it: no estimate left over */
         budget_release(&sp->disk, sp->disk.used);
     spooler_save(sp);
@@ -606,7 +674,7 @@ void spooler_sealed(struct batch *batch, void *arg)
 int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refuse)
 {
     size_t size = SPOOLER_STAGE_HEAD + len;
-    if (may_refuse && (budget_full(&sp->disk) || budget_full(sp->memory)))
+    if (may_refuse && spooler_full(sp))
         return -1;
     uint32_t len32 = (uint32_t)len;
     pthread_mutex_lock(&sp->lock);
@@ -622,15 +690,48 @@ int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refu
     if (failed)
         return -1;
     budget_charge(sp->memory, size);
+    budget_charge(&sp->staging, size);
     budget_charge(&sp->disk, SPOOL_RECORD_HEAD + len);
     sp->staged_bytes += size;
+    spooler_sample(sp);
     sp->staged_index++;
     return 0;
+}
+
+void spooler_state(const struct spooler *sp, struct spooler_state *out)
+{
+    struct spooler *m = (struct spooler *)sp; /* the lock */
+    pthread_mutex_lock(&m->lock);
+    out->bytes = sp->pub_bytes;
+    out->segments = sp->pub_segments;
+    out->failing = sp->io_errno != 0 && sp->io_what != spooler_reading;
+    int64_t made = sp->pub_made_ms;
+    pthread_mutex_unlock(&m->lock);
+    out->undelivered = sp->staged_index - sp->confirmed.index;
+    out->oldest_ms = 0;
+    if (out->undelivered == 0)
+        return;
+    /* the latest sample at or before the oldest undelivered record; and its
+     * segment was made before it was written */
+    out->oldest_ms = made;
+    for (unsigned i = 0; i < sp->nsamples && sp->samples[i].index <= sp->confirmed.index; i++)
+        if (sp->samples[i].ms > out->oldest_ms)
+            out->oldest_ms = sp->samples[i].ms;
 }
 
 struct budget *spooler_disk(struct spooler *sp)
 {
     return &sp->disk;
+}
+
+struct budget *spooler_staging(struct spooler *sp)
+{
+    return &sp->staging;
+}
+
+int spooler_full(const struct spooler *sp)
+{
+    return budget_full(&sp->disk) || budget_full(&sp->staging) || budget_full(sp->memory);
 }
 
 uint64_t spooler_staged(const struct spooler *sp)
@@ -775,9 +876,14 @@ struct spooler *spooler_open(struct event_base *base, const struct config *cfg,
     buf_free(&rec.state);
     spool_sync_segments(sp->spool, cfg->spool_fsync != FSYNC_NEVER);
     sp->read_at = sp->confirmed = rec.checkpoint;
+    sp->pub_bytes = spool_bytes(sp->spool);
+    sp->pub_segments = spool_segments(sp->spool);
+    sp->pub_made_ms = spool_made_ms(sp->spool, rec.checkpoint);
     sp->staged_index = sp->durable_seen = sp->durable_index = sp->written_index = rec.end_index;
+    sp->held_first = rec.end_index;
     budget_init(&sp->disk, (size_t)cfg->spool_max_bytes);
     budget_charge(&sp->disk, rec.backlog_bytes);
+    budget_init(&sp->staging, memory->max / 2);
     sp->memory = memory;
     sp->recs = calloc(SPOOLER_READ_RECORDS, sizeof *sp->recs);
     struct timeval every = {SPOOLER_SAVE_EVERY_MS / 1000, (SPOOLER_SAVE_EVERY_MS % 1000) * 1000};

@@ -52,11 +52,28 @@ void spooler_sealed(struct batch *batch, void *arg);
  * refused when the spool or the memory for staging is full. Returns 0, or
  * -1 when refused or out of memory. */
 int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refuse);
-/* The disk's budget (spool.max_bytes): producers wait on it as on memory. */
+/* The disk's budget (spool.max_bytes), and the memory events not yet on
+ * disk may take (half of buffer.max_bytes: the other half is for batches,
+ * so that a backlog can always be delivered): producers wait on them as
+ * on the memory's. */
 struct budget *spooler_disk(struct spooler *sp);
+struct budget *spooler_staging(struct spooler *sp);
+/* Is there no room for new events (spool mode)? */
+int spooler_full(const struct spooler *sp);
 /* Everything staged so far is durable once spooler_durable() reaches this. */
 uint64_t spooler_staged(const struct spooler *sp);
 uint64_t spooler_durable(const struct spooler *sp);
+/* What the operator endpoints show of the spool. */
+struct spooler_state {
+    uint64_t bytes;          /* segment files on disk, from the checkpoint's on */
+    uint64_t segments;
+    uint64_t undelivered;    /* events in it the backend has not confirmed */
+    int64_t oldest_ms;       /* the oldest of them was accepted at or after this (wall
+                              * clock, ms); 0 when there are none */
+    int failing;             /* writes fail (a full disk, an I/O error) */
+};
+void spooler_state(const struct spooler *sp, struct spooler_state *out);
+
 /* Call fn(arg) each time more of the log becomes durable. */
 void spooler_on_durable(struct spooler *sp, void (*fn)(void *arg), void *arg);
 

@@ -24,6 +24,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "collector"))
 from collector import Collector  # noqa: E402
 
 AGENT_BIN = os.environ.get("TELEMETRY_TEST_AGENT_BIN", os.path.join(ROOT, "build", "telemetry-agent"))
+# Every agent the tests start serves its operator endpoints on a free port of
+# its own (the default, 0.0.0.0:9464, would make agents started at once
+# collide); Agent.ops_url() says which.
+os.environ["TELEMETRY_AGENT_HTTP_LISTEN"] = "127.0.0.1:0"
 EVENTS_FILE = os.path.join(ROOT, "proto", "events.txt")
 
 
@@ -81,6 +85,16 @@ class Agent:
             except OSError:
                 time.sleep(0.02)
         raise AssertionError("agent did not start listening: " + self.read_stderr())
+
+    def ops_url(self, timeout=10):
+        """http://HOST:PORT of the operator endpoints, from the start-up line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(r"operator endpoints on (http://\S+)", self.read_stderr())
+            if m:
+                return m.group(1)
+            assert time.monotonic() < deadline, "no operator endpoints in:\n" + self.read_stderr()
+            time.sleep(0.05)
 
     def read_stderr(self):
         return self.stderr_path.read_text(errors="replace")

@@ -280,6 +280,34 @@ def mount_small_filesystem(path, size):
                     + r.stderr.strip())
 
 
+def fill_the_disk(make_agent, collector, fs):
+    """An agent spooling on the small filesystem fs, its backend down, a
+    producer at 3,000 events/s, once the disk is full. Returns both."""
+    collector.policy = lambda record: make_response(503)
+    collector.count_event = lambda e: e["properties"]["i"]
+    agent = spool_agent(make_agent, collector, fs / "spool",
+                        spool={"segment_bytes": "65536", "max_bytes": "64M"},
+                        buffer={"max_bytes": "1M"})
+    producer = Steady(agent, rate=3000)
+    producer.start()
+    deadline = time.monotonic() + 30
+    while "No space left on device" not in agent.read_stderr():
+        assert time.monotonic() < deadline, agent.read_stderr()
+        time.sleep(0.2)
+    return agent, producer
+
+
+def all_delivered(agent, collector, producer):
+    """Stop the producer; every event it sent reaches the backend, none is
+    dropped, and the counters add up."""
+    sent = producer.finish()
+    wait_numbers(collector, sent, timeout=60)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(sent))
+    stats = stats_balanced(agent)
+    assert stats["dropped"] == 0 and stats["received"] == sent, stats
+
+
 def test_a_full_disk_pauses_producers_and_goes_on_when_space_returns(make_agent, collector,
                                                                      tmp_path):
     fs = tmp_path / "small"
@@ -287,18 +315,7 @@ def test_a_full_disk_pauses_producers_and_goes_on_when_space_returns(make_agent,
     try:
         filler = fs / "filler"
         filler.write_bytes(b"\0" * (3 * MIB + 512 * 1024))  # leaves about 512 KiB
-        collector.policy = lambda record: make_response(503)
-        count_by_i = lambda e: e["properties"]["i"]  # noqa: E731
-        collector.count_event = count_by_i
-        agent = spool_agent(make_agent, collector, fs / "spool",
-                            spool={"segment_bytes": "65536", "max_bytes": "64M"},
-                            buffer={"max_bytes": "1M"})
-        producer = Steady(agent, rate=3000)
-        producer.start()
-        deadline = time.monotonic() + 30
-        while "No space left on device" not in agent.read_stderr():
-            assert time.monotonic() < deadline, agent.read_stderr()
-            time.sleep(0.2)
+        agent, producer = fill_the_disk(make_agent, collector, fs)
         time.sleep(2)  # the disk stays full: producers wait, the agent runs on
         assert agent.proc.poll() is None
         stalled = producer.sent
@@ -317,13 +334,25 @@ def test_a_full_disk_pauses_producers_and_goes_on_when_space_returns(make_agent,
         assert producer.sent - resumed > 3000, "producers stayed paused after space returned"
         collector.policy = None
         time.sleep(1)
-        sent = producer.finish()
-        wait_numbers(collector, sent, timeout=60)
-        agent.stop()
-        assert sorted(set(numbers(collector))) == list(range(sent))
-        stats = stats_balanced(agent)
-        assert stats["dropped"] == 0 and stats["received"] == sent, stats
+        all_delivered(agent, collector, producer)
         assert len(re.findall(r"No space left on device", agent.stderr)) <= 3  # rate-limited
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=False)
+
+
+def test_a_disk_the_spool_itself_filled_empties_once_the_backend_is_back(make_agent, collector,
+                                                                        tmp_path):
+    # no room left for anything, not even a checkpoint file: delivering must
+    # still move the checkpoint (written in place) and free the segments
+    fs = tmp_path / "small"
+    mount_small_filesystem(fs, "2m")
+    try:
+        agent, producer = fill_the_disk(make_agent, collector, fs)
+        time.sleep(1)
+        collector.policy = None  # the backend is back; the disk is still full
+        time.sleep(2)
+        all_delivered(agent, collector, producer)
+        assert len(segments(fs / "spool")) <= 2
     finally:
         subprocess.run(["umount", "-l", str(fs)], check=False)
 

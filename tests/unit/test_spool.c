@@ -313,26 +313,71 @@ static void test_a_full_spool_takes_nothing(void)
     spool_close(s);
 }
 
-static void test_a_lost_checkpoint_rereads_from_the_start(void)
+/* Write garbage over one of the checkpoint file's two slots. */
+static void damage_checkpoint_slot(int slot)
 {
-    struct spool_recovery rec;
-    struct spool *s = fresh_spool(&rec);
-    if (s == NULL)
-        return;
-    static struct spool_pos ends[20];
-    append_records(s, 0, 20, ends);
-    CHECK_EQ_INT(spool_confirm(s, ends[9], NULL, 0), SPOOL_OK);
-    spool_close(s);
     char path[128];
     snprintf(path, sizeof path, "%s/checkpoint", dir);
     FILE *f = fopen(path, "r+b");
+    if (!CHECK(f != NULL))
+        return;
+    fseek(f, slot * 8192L + 20, SEEK_SET);
     fputs("garbage", f);
     fclose(f);
+}
+
+/* A fresh log of records 0..19, confirmed up to each of `upto` in turn,
+ * closed. Returns 1, or 0 if it could not be made. */
+static int confirmed_log(const int *upto, int n)
+{
+    static struct spool_pos ends[20];
+    struct spool_recovery rec;
+    struct spool *s = fresh_spool(&rec);
+    if (s == NULL)
+        return 0;
+    append_records(s, 0, 20, ends);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ_INT(spool_confirm(s, ends[upto[i]], NULL, 0), SPOOL_OK);
+    spool_close(s);
+    return 1;
+}
+
+static void test_a_lost_checkpoint_rereads_from_the_start(void)
+{
+    static const int upto[] = {9};
+    struct spool_recovery rec;
+    struct spool *s;
+    if (!confirmed_log(upto, 1))
+        return;
+    damage_checkpoint_slot(0);
+    damage_checkpoint_slot(1);
     s = open_spool(&rec);
     if (s == NULL)
         return;
     CHECK_EQ_INT(rec.checkpoint_lost, 1);
     check_reads_range(s, spool_checkpoint(s), 0, 20); /* duplicates, never a loss */
+    spool_close(s);
+}
+
+/* The checkpoint is written to its two slots in turn: a torn write of the
+ * newer leaves the older, and reading starts there (duplicates, no loss). */
+static void test_a_torn_checkpoint_falls_back_to_the_previous_one(void)
+{
+    static const int upto[] = {4, 9}; /* slot 1, then slot 0 */
+    struct spool_recovery rec;
+    if (!confirmed_log(upto, 2))
+        return;
+    struct spool *s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_UINT(spool_checkpoint(s).index, 10);
+    spool_close(s);
+    damage_checkpoint_slot(0);
+    s = open_spool(&rec);
+    if (s == NULL)
+        return;
+    CHECK_EQ_INT(rec.checkpoint_lost, 0);
+    check_reads_range(s, spool_checkpoint(s), 5, 20);
     spool_close(s);
 }
 
@@ -397,6 +442,7 @@ int main(void)
     RUN(test_a_newer_format_is_refused);
     RUN(test_a_full_spool_takes_nothing);
     RUN(test_a_lost_checkpoint_rereads_from_the_start);
+    RUN(test_a_torn_checkpoint_falls_back_to_the_previous_one);
     RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
     RUN(test_the_checkpoint_keeps_its_state_and_indexes);
     char cmd[128];

@@ -1,0 +1,36 @@
+/*
+ * relay: browsers' events over HTTP ([relay] listen, path /analytics): the
+ * shape Orchest's front end posts, checked and enriched like socket events
+ * (pipeline.c, source "http").
+ *
+ *   POST  application/json or text/plain (navigator.sendBeacon), gzip
+ *         allowed: one event {"event", "properties", ...}, an array of
+ *         them, or {"batch": [...]}. 202 {"accepted": n, "rejected":
+ *         [{"index": i, "reason": r}]}; 400 not JSON or not the shape; 413
+ *         past relay.max_body_bytes; 415 another media type or encoding;
+ *         429 with Retry-After past the client's rate (relay.rate_limit) or
+ *         while the buffer (or spool) is full; 403 from a page of an origin
+ *         that is not allowed.
+ *   OPTIONS  CORS preflight for relay.cors_origins (cached a day).
+ *
+ * A browser's distinct_id is dropped unless relay.trust_distinct_id. No
+ * cookies or credentials are read or allowed.
+ */
+#ifndef TA_RELAY_H
+#define TA_RELAY_H
+
+#include "config.h"
+#include "pipeline.h"
+
+#include <event2/event.h>
+
+struct relay;
+
+/* Serve the relay on cfg->relay_listen (which must not be empty). Returns
+ * NULL with a message in err. */
+struct relay *relay_open(struct event_base *base, const struct config *cfg,
+                         struct pipeline *pipeline, char *err, size_t errlen);
+const char *relay_address(const struct relay *r);
+void relay_free(struct relay *r);
+
+#endif

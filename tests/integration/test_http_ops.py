@@ -1,0 +1,251 @@
+"""
+The operator endpoints ([http] listen) with the real agent, a real backend
+and Python's http.client: /metrics in Prometheus text format whose figures
+match what producers sent and the backend received, /healthz, /readyz (and
+why it says no), /status as JSON, `telemetry-agent status`, and the bounds
+on the listener: connections, header sizes, timeouts, slow clients.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import msgpack
+
+from collector import make_response
+from conftest import AGENT_BIN, backend, connect, read_until_closed
+
+
+def get(agent_or_url, path, method="GET", headers=None, timeout=10):
+    """(status, headers, body text) of one request to the operator endpoints."""
+    url = agent_or_url if isinstance(agent_or_url, str) else agent_or_url.ops_url()
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read().decode()
+    finally:
+        conn.close()
+
+
+def metrics(agent):
+    """{(name, frozenset(labels)): value} of /metrics, checking the format."""
+    status, headers, text = get(agent, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    out, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line.split()[2:4]
+            assert kind in ("counter", "gauge", "histogram"), line
+            typed.add(name)
+            continue
+        if line.startswith("# HELP ") or not line:
+            continue
+        m = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (\S+)', line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels, value = m.groups()
+        assert name.startswith("telemetry_agent_"), name
+        assert re.sub(r"_(bucket|sum|count)$", "", name) in typed or name in typed, name
+        pairs = frozenset(re.findall(r'(\w+)="([^"]*)"', labels or ""))
+        out[(name, pairs)] = float(value)
+    return out
+
+
+def m(values, name, **labels):
+    return values[("telemetry_agent_" + name, frozenset(labels.items()))]
+
+
+def ops_agent(make_agent, collector, **sections):
+    config = {"backend": backend(collector), "batch": {"max_age_ms": "50"}}
+    for name, keys in sections.items():
+        config.setdefault(name, {}).update(keys)
+    return make_agent(config)
+
+
+def native(i, name="project:created", chunk=None):
+    e = {"event": name, "properties": {"i": i}}
+    if chunk:
+        e["chunk"] = chunk
+    return msgpack.packb(e)
+
+
+def test_metrics_match_what_producers_sent_and_the_backend_received(make_agent, collector):
+    agent = ops_agent(make_agent, collector)
+    with connect(agent) as s:
+        s.sendall(b"".join(native(i) for i in range(300)))
+        s.sendall(b"".join(native(i, name="no:such-event") for i in range(7)))
+        forward = ["orchest.project:created", [[1700000000, {"event": "project:created",
+                                                             "n": k}] for k in range(20)],
+                   {"chunk": "f1"}]
+        s.sendall(msgpack.packb(forward))
+        s.shutdown(socket.SHUT_WR)
+        assert read_until_closed(s) == [{"ack": "f1"}]
+    collector.wait_for_events(320, timeout=10)
+    time.sleep(0.3)
+    held = [connect(agent), connect(agent)]  # two producers connected
+    time.sleep(0.2)
+    v = metrics(agent)
+    requests = [r for r in collector.requests() if r["path"] == "/batch"]
+    assert m(v, "events_received_total", source="native") == 307
+    assert m(v, "events_received_total", source="forward") == 20
+    assert m(v, "events_received_total", source="http") == 0
+    assert m(v, "events_rejected_total", reason="unknown_event") == 7
+    assert m(v, "events_accepted_total") == 320
+    assert m(v, "events_delivered_total") == 320 == len(collector.events())
+    assert m(v, "events_buffered") == 0
+    assert sum(val for (name, _), val in v.items()
+               if name == "telemetry_agent_events_dropped_total") == 0
+    assert m(v, "batches_sent_total") == len(requests)
+    assert m(v, "backend_answers_total", **{"class": "2xx"}) == len(requests)
+    assert m(v, "backend_answers_total", **{"class": "5xx"}) == 0
+    assert m(v, "bytes_sent_total", encoding="wire") == sum(r["body_length"] for r in requests)
+    assert m(v, "bytes_sent_total", encoding="identity") == sum(len(r["body"]) for r in requests)
+    assert m(v, "backend_request_duration_seconds_count") == len(requests)
+    assert m(v, "backend_request_duration_seconds_bucket", le="+Inf") == len(requests)
+    assert m(v, "requests_in_flight") == 0 and m(v, "backend_up") == 1
+    assert m(v, "connections_open") == 2
+    assert m(v, "connections_accepted_total") == 4  # and the start-up probe's
+    builds = [labels for (name, labels) in v if name == "telemetry_agent_build_info"]
+    assert len(builds) == 1 and ("version", "0.1.0") in builds[0]
+    assert {k for k, _ in builds[0]} == {"version", "libevent", "libcurl", "msgpack"}
+    assert m(v, "process_open_fds") > 3 and m(v, "process_resident_memory_bytes") > 1e6
+    assert abs(m(v, "process_start_time_seconds") - time.time()) < 60
+    for s in held:
+        s.close()
+    agent.stop()
+
+
+def test_healthz_readyz_and_status(make_agent, collector):
+    collector.policy = lambda record: make_response(503)
+    agent = ops_agent(make_agent, collector, http={"ready_max_backlog": "10"},
+                      agent={"shutdown_grace_ms": "3000"})
+    assert get(agent, "/healthz")[:1] == (200,) and get(agent, "/healthz")[2] == "ok\n"
+    assert get(agent, "/readyz")[0] == 200
+    with connect(agent) as s:
+        s.sendall(b"".join(native(i) for i in range(50)))
+    time.sleep(0.5)
+    status, _, body = get(agent, "/readyz")
+    assert status == 503 and "backlog of 50 undelivered events" in body, body
+    status, headers, body = get(agent, "/status")
+    st = json.loads(body)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert st["ready"] is False and "ready_max_backlog" in st["not_ready_because"]
+    assert st["events"]["received"] == 50 and st["events"]["buffered"] == 50
+    assert st["backend"]["state"] in ("backing_off", "probing")
+    assert "503" in st["backend"]["last_error"] and st["backend"]["last_error_at"]
+    assert st["backend"]["url"] == collector.url and st["spool"] is None
+    collector.policy = None
+    collector.wait_for_events(50, timeout=10)
+    time.sleep(0.3)
+    assert get(agent, "/readyz")[0] == 200
+    st = json.loads(get(agent, "/status")[2])
+    assert st["ready"] is True and st["events"]["delivered"] == 50
+    assert st["backend"]["state"] == "up"
+
+    # stopping: not ready, still alive, while it delivers what it holds
+    collector.policy = lambda record: make_response(503)
+    with connect(agent) as s:
+        s.sendall(native(99))
+    time.sleep(0.3)
+    url = agent.ops_url()
+    agent.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    status, _, body = get(url, "/readyz")
+    assert status == 503 and body == "shutting down\n"
+    assert get(url, "/healthz")[0] == 200
+    agent.stop()
+
+
+def test_status_shows_the_spool_and_the_status_command_prints_it(make_agent, collector,
+                                                                 tmp_path):
+    collector.policy = lambda record: make_response(503)
+    agent = ops_agent(make_agent, collector, spool={"dir": str(tmp_path / "spool")},
+                      backend={"url": collector.url.replace("http://", "http://user:pw@")})
+    with connect(agent) as s:
+        s.sendall(b"".join(native(i) for i in range(40)))
+    time.sleep(1.5)
+    st = json.loads(get(agent, "/status")[2])
+    assert st["spool"]["undelivered"] == 40 and st["spool"]["segments"] == 1
+    assert st["spool"]["bytes"] > 40 * 50 and st["spool"]["failing"] is False
+    assert st["spool"]["oldest_undelivered_at"] is not None
+    assert "pw" not in st["backend"]["url"] and "***@" in st["backend"]["url"]
+    v = metrics(agent)
+    assert m(v, "spool_segments") == 1 and m(v, "spool_bytes") == st["spool"]["bytes"]
+    assert 0 < m(v, "spool_oldest_undelivered_age_seconds") < 60
+
+    # the tests give each agent a free port: the command is told which
+    env = dict(os.environ, TELEMETRY_AGENT_HTTP_LISTEN=agent.ops_url()[len("http://"):])
+    out = subprocess.run([AGENT_BIN, "status", "-c", str(agent.config)], capture_output=True,
+                         text=True, timeout=30, env=env)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"received\s+40", out.stdout) and re.search(r"buffered\s+40", out.stdout)
+    assert "503" in out.stdout and "spool" in out.stdout and "pw" not in out.stdout
+    collector.policy = None
+    collector.wait_for_events(40, timeout=10)
+    agent.stop()
+    out = subprocess.run([AGENT_BIN, "status", "-c", str(agent.config)], capture_output=True,
+                         text=True, timeout=30, env=env)
+    assert out.returncode == 1 and "cannot reach the agent" in out.stderr, out.stderr
+
+
+def test_wrong_paths_and_methods(make_agent, collector):
+    agent = ops_agent(make_agent, collector)
+    status, _, body = get(agent, "/nothing")
+    assert status == 404 and "/metrics" in body
+    status, headers, _ = get(agent, "/metrics", method="POST")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+    status, _, body = get(agent, "/healthz", method="HEAD")
+    assert status == 200 and body == ""
+    agent.stop()
+
+
+def test_the_listener_is_bounded_and_cannot_stall_the_agent(make_agent, collector):
+    agent = ops_agent(make_agent, collector,
+                      http={"max_connections": "4", "timeout_ms": "1500"})
+    url = urllib.parse.urlsplit(agent.ops_url())
+    # headers past the bound are refused; the agent goes on
+    status = get(agent, "/healthz", headers={"X-Big": "x" * 20000})[0]
+    assert status in (400, 413, 431)
+    # a slow client (a byte every 100 ms) and idle connections fill every slot ...
+    idle = [socket.create_connection((url.hostname, url.port)) for _ in range(3)]
+    slow = socket.create_connection((url.hostname, url.port))
+    slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+    # ... producers are served all the while
+    with connect(agent) as s:
+        for i in range(10):
+            s.sendall(native(i, chunk=f"c{i}"))
+            slow.sendall(b"X")
+            time.sleep(0.1)
+        s.shutdown(socket.SHUT_WR)
+        assert read_until_closed(s) == [{"ack": f"c{i}"} for i in range(10)]
+    # a fifth connection waits for a free slot: no answer while all four are held
+    waiting = socket.create_connection((url.hostname, url.port))
+    waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    waiting.settimeout(0.3)
+    try:
+        early = waiting.recv(100)
+    except socket.timeout:
+        early = b""
+    assert early == b"", "more connections were served than http.max_connections"
+    # the held ones time out (http.timeout_ms), and then it is answered
+    for s in idle:
+        s.settimeout(5)
+        assert s.recv(100) == b""  # closed by the agent
+    waiting.settimeout(10)
+    answer = b""
+    while True:
+        data = waiting.recv(4096)
+        if not data:
+            break
+        answer += data
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    for s in idle + [slow, waiting]:
+        s.close()
+    collector.wait_for_events(10, timeout=10)
+    agent.stop()

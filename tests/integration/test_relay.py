@@ -1,0 +1,218 @@
+"""
+The browser relay ([relay] listen) with the real agent, a real backend and
+Python's http.client: every answer it gives (202, 400, 403, 405, 413, 415,
+429), CORS preflights, gzip and sendBeacon bodies, JSON edge cases, the
+distinct_id rule and the counters by source. (A real browser drives it in
+test_relay_browser.py.)
+"""
+import gzip
+import http.client
+import json
+import socket
+import time
+import urllib.parse
+
+import msgpack
+import pytest
+
+from collector import make_response
+from conftest import backend, connect
+from test_relay_browser import relay_url
+
+
+def relay_agent(make_agent, collector, **relay):
+    keys = {"listen": "127.0.0.1:0"}
+    keys.update({k: str(v) for k, v in relay.items()})
+    return make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"},
+                       "relay": keys})
+
+
+def post(agent, body, content_type="application/json", headers=None, method="POST"):
+    """(status, headers, parsed JSON or text) of one request to the relay."""
+    u = urllib.parse.urlsplit(relay_url(agent))
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    h = {"Content-Type": content_type} if content_type else {}
+    h.update(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    try:
+        conn.request(method, u.path, body=body, headers=h)
+        r = conn.getresponse()
+        text = r.read().decode()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
+    finally:
+        conn.close()
+
+
+EVENT = {"event": "project:created", "properties": {"projects_count": 7}}
+
+
+def test_one_event_an_array_and_a_batch_are_accepted(make_agent, collector):
+    agent = relay_agent(make_agent, collector)
+    assert post(agent, EVENT)[::2] == (202, {"accepted": 1, "rejected": []})
+    status, _, body = post(agent, [EVENT, {"event": "no:such-event"}, 7, EVENT,
+                                   {"event": "project:created", "surprise": 1}])
+    assert status == 202 and body == {"accepted": 2, "rejected": [
+        {"index": 1, "reason": "unknown_event"}, {"index": 2, "reason": "unsupported_shape"},
+        {"index": 4, "reason": "unknown_key"}]}
+    assert post(agent, {"batch": [EVENT, EVENT]})[2] == {"accepted": 2, "rejected": []}
+    # navigator.sendBeacon's body, and a gzip one
+    assert post(agent, json.dumps(EVENT), "text/plain;charset=UTF-8")[2]["accepted"] == 1
+    assert post(agent, gzip.compress(json.dumps([EVENT] * 3).encode()),
+                headers={"Content-Encoding": "gzip"})[2]["accepted"] == 3
+    got = collector.wait_for_events(9, timeout=10)
+    agent.stop()
+    assert all(e["event"] == "project:created" for e in got)
+    assert all(e["properties"]["$lib"] == "telemetry-agent" and e["uuid"] for e in got)
+    stats = agent.stats()
+    assert stats["received_http"] == 12 and stats["delivered"] == 9
+    assert stats["dropped_unknown_event"] == 1 and stats["dropped_unknown_key"] == 1
+    assert stats["dropped_unsupported_shape"] == 1
+
+
+def test_a_browser_never_decides_distinct_id_unless_trusted(make_agent, collector):
+    for trusted in (False, True):
+        agent = relay_agent(make_agent, collector, trust_distinct_id=str(trusted).lower())
+        e = dict(EVENT, distinct_id=f"browser-{trusted}")
+        assert post(agent, e)[0] == 202
+        got = collector.wait_for_events(1 + trusted, timeout=10)
+        agent.stop()
+    ids = [e["distinct_id"] for e in got]
+    assert "browser-False" not in ids and "browser-True" in ids
+
+
+@pytest.mark.parametrize("body,why", [
+    (b"", "not JSON"),
+    (b'{"event": ', "not JSON"),
+    (b'{"event": "project:created", "properties": {"a": NaN}}', "not JSON"),
+    (b'{"event": "project:created", "properties": {"a": 1e999}}', "not JSON"),
+    (b'{"event": "project:created", "properties": {"a": 99999999999999999999}}', "not JSON"),
+    (b'{"event": "project:created", "event": "x"}', "not JSON"),
+    (b'{"event": "project:\xff"}', "not JSON"),
+    (b'{"event": "project:created\\u0000"}', "not JSON"),
+    (b"[" * 5000 + b"]" * 5000, "not JSON"),
+    (b'"just a string"', "not an event"),
+    (b'{"batch": {"event": "x"}}', "not an event"),
+    (b'{"properties": {}}', "not an event"),
+])
+def test_bodies_that_are_not_json_or_not_the_shape_are_400(make_agent, collector, body, why):
+    agent = relay_agent(make_agent, collector)
+    status, _, answer = post(agent, body)
+    assert status == 400 and why in answer["error"], answer
+    assert post(agent, EVENT)[0] == 202  # and it goes on
+    agent.stop()
+
+
+def test_deep_properties_are_refused_for_that_event(make_agent, collector):
+    agent = relay_agent(make_agent, collector)
+    deep = {"event": "project:created", "properties": {"a": json.loads("[" * 100 + "]" * 100)}}
+    status, _, answer = post(agent, [deep, EVENT])
+    assert status == 202 and answer["accepted"] == 1
+    assert answer["rejected"][0]["index"] == 0
+    agent.stop()
+
+
+def test_media_types_encodings_methods_and_paths(make_agent, collector):
+    agent = relay_agent(make_agent, collector)
+    status, _, answer = post(agent, "<xml/>", "application/xml")
+    assert status == 415 and "application/json" in answer["error"]
+    assert post(agent, json.dumps(EVENT), None)[0] == 415
+    assert post(agent, json.dumps(EVENT), headers={"Content-Encoding": "br"})[0] == 415
+    assert post(agent, b"not gzip", headers={"Content-Encoding": "gzip"})[0] == 400
+    status, headers, _ = post(agent, None, None, method="GET")
+    assert status == 405 and headers["allow"] == "POST, OPTIONS"
+    u = urllib.parse.urlsplit(relay_url(agent))
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn.request("POST", "/elsewhere", body="{}", headers={"Content-Type": "application/json"})
+    assert conn.getresponse().status == 404
+    conn.close()
+    agent.stop()
+    assert agent.stats()["received"] == 0
+
+
+def test_bodies_past_the_bound_are_413_before_they_are_read(make_agent, collector):
+    agent = relay_agent(make_agent, collector, max_body_bytes=4096)
+    u = urllib.parse.urlsplit(relay_url(agent))
+    # the headers announce 10 MB; the answer comes without the body being sent
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(f"POST {u.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: 10000000\r\n\r\n".encode() + b"[" * 1000)
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+    # a gzip body that inflates past 16 times the bound
+    bomb = gzip.compress(b'{"event": "project:created", "properties": {"p": "' + b"a" * 100000
+                         + b'"}}')
+    assert len(bomb) < 4096
+    status, _, answer = post(agent, bomb, headers={"Content-Encoding": "gzip"})
+    assert status == 413 and "inflates" in answer["error"]
+    assert post(agent, EVENT)[0] == 202
+    agent.stop()
+
+
+def test_a_client_past_its_rate_gets_429_with_retry_after(make_agent, collector):
+    agent = relay_agent(make_agent, collector, rate_limit=5, rate_burst=10)
+    assert post(agent, [EVENT] * 10)[2]["accepted"] == 10
+    status, headers, answer = post(agent, [EVENT] * 3)
+    assert status == 429 and int(headers["retry-after"]) >= 1
+    assert "relay.rate_limit" in answer["error"]
+    time.sleep(1.2)  # five more a second
+    assert post(agent, [EVENT] * 3)[0] == 202
+    collector.wait_for_events(13, timeout=10)
+    agent.stop()
+    assert agent.stats()["received_http"] == 13  # refused requests are not events received
+
+
+def test_a_full_buffer_answers_429(make_agent, collector):
+    collector.policy = lambda record: make_response(action="hang", hang_timeout=5)
+    agent = make_agent({"backend": backend(collector, timeout_ms=3000, max_in_flight=1),
+                        "buffer": {"max_bytes": "65536"}, "events": {"max_event_bytes": "8192"},
+                        "batch": {"max_age_ms": "20", "max_bytes": "16384"},
+                        "relay": {"listen": "127.0.0.1:0"}})
+    big = {"event": "project:created", "properties": {"pad": "x" * 2000}}
+    with connect(agent) as s:
+        s.setblocking(False)
+        try:
+            for i in range(200):
+                s.send(msgpack.packb(big))
+        except BlockingIOError:
+            pass  # the agent stopped reading: the buffer is full
+        time.sleep(0.5)
+        status, headers, answer = post(agent, EVENT)
+    assert status == 429 and headers["retry-after"] == "1" and "buffer" in answer["error"]
+    collector.policy = None
+    agent.stop(timeout=30)
+
+
+def test_cors_preflight_and_origins(make_agent, collector):
+    agent = relay_agent(make_agent, collector,
+                        cors_origins="https://app.example, http://localhost:3000")
+    status, headers, _ = post(agent, None, None, method="OPTIONS", headers={
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert headers["access-control-allow-methods"] == "POST, OPTIONS"
+    assert "Content-Type" in headers["access-control-allow-headers"]
+    assert headers["access-control-max-age"] == "86400" and headers["vary"] == "Origin"
+    assert "access-control-allow-credentials" not in headers
+    status, headers, _ = post(agent, None, None, method="OPTIONS",
+                              headers={"Origin": "https://evil.example"})
+    assert status == 403 and "access-control-allow-origin" not in headers
+    status, headers, _ = post(agent, EVENT, headers={"Origin": "https://app.example"})
+    assert status == 202 and headers["access-control-allow-origin"] == "https://app.example"
+    assert post(agent, EVENT, headers={"Origin": "https://evil.example"})[0] == 403
+    agent.stop()
+    assert agent.stats()["received_http"] == 1
+
+
+def test_without_cors_origins_only_the_relays_own_origin_may_post(make_agent, collector):
+    agent = relay_agent(make_agent, collector)
+    host = urllib.parse.urlsplit(relay_url(agent)).netloc
+    status, headers, _ = post(agent, EVENT, headers={"Origin": f"http://{host}"})
+    assert status == 202 and headers["access-control-allow-origin"] == f"http://{host}"
+    assert post(agent, EVENT, headers={"Origin": "http://other.example"})[0] == 403
+    assert post(agent, EVENT)[0] == 202  # no Origin: not a browser page, no CORS at all
+    agent.stop()
