@@ -23,9 +23,10 @@ void account_received(enum event_source source)
     ledger.received[source]++;
 }
 
-void account_refused(enum drop_reason reason)
+void account_refused(enum event_source source, enum drop_reason reason)
 {
     ledger.dropped[reason]++;
+    ledger.refused[source]++;
 }
 
 void account_buffered(void)

@@ -24,6 +24,8 @@ struct account {
     uint64_t received[SOURCE_COUNT];
     uint64_t buffered; /* a gauge: accepted, neither delivered nor dropped yet */
     uint64_t accepted; /* taken in since the agent started (not kept across restarts) */
+    uint64_t refused[SOURCE_COUNT]; /* refused on arrival since the agent started, by
+                                     * source (also in dropped[], by reason) */
     uint64_t delivered;
     uint64_t dropped[DROP_REASON_COUNT];
 };
@@ -34,8 +36,9 @@ const char *account_source_name(enum event_source source);
 
 /* One event arrived from source (counted before it is checked). */
 void account_received(enum event_source source);
-/* An event that arrived leaves at once: refused, or discarded by design. */
-void account_refused(enum drop_reason reason);
+/* An event that arrived from source leaves at once: refused, or
+ * discarded by design. */
+void account_refused(enum event_source source, enum drop_reason reason);
 /* An event that arrived is now buffered. */
 void account_buffered(void);
 /* n buffered events were confirmed by the backend. */

@@ -100,6 +100,10 @@ void metrics_format_summary(char *out, size_t outlen)
         if (a->received[i] > 0)
             n += (size_t)snprintf(out + n, outlen - n, " received_%s=%" PRIu64,
                                   account_source_name((enum event_source)i), a->received[i]);
+    for (int i = 0; i < SOURCE_COUNT && n < outlen; i++)
+        if (a->refused[i] > 0)
+            n += (size_t)snprintf(out + n, outlen - n, " refused_%s=%" PRIu64,
+                                  account_source_name((enum event_source)i), a->refused[i]);
     if (n < outlen)
         n += (size_t)snprintf(out + n, outlen - n,
                               " connections=%" PRIu64 " connections_refused=%" PRIu64

@@ -180,6 +180,13 @@ static void ops_metrics_events(struct buf *out)
         snprintf(label, sizeof label, "source=\"%s\"", account_source_name((enum event_source)i));
         prom_u64(out, "events_received_total", label, acc->received[i]);
     }
+    prom_head(out, "events_refused_total", "counter",
+              "Events refused on arrival (rejected, or dropped for want of room) since the agent "
+              "started, by source.");
+    for (int i = 0; i < SOURCE_COUNT; i++) {
+        snprintf(label, sizeof label, "source=\"%s\"", account_source_name((enum event_source)i));
+        prom_u64(out, "events_refused_total", label, acc->refused[i]);
+    }
     prom_one(out, "events_accepted_total", "counter",
              "Events taken into the buffer (or the spool) since the agent started.",
              acc->accepted);

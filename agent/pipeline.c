@@ -35,7 +35,7 @@ void pipeline_destroy(struct pipeline *p)
 static void pipeline_drop(struct pipeline *p, const struct refusal *r, const char *peer,
                           struct pipeline_result *res)
 {
-    account_refused(r->reason);
+    account_refused(res->source, r->reason);
     if (r->reason == DROP_BUFFER_FULL) {
         res->deferred++;
     } else if (res->rejected++ == 0) {
@@ -92,7 +92,7 @@ static void pipeline_accept(struct pipeline *p, const struct analytics_event *ev
         return;
     }
     if (!p->cfg->enabled) {
-        account_refused(DROP_DISABLED); /* accepted and discarded, by design */
+        account_refused(res->source, DROP_DISABLED); /* accepted and discarded, by design */
         res->accepted++;
         return;
     }
@@ -158,6 +158,7 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
     if (obj->type == MSGPACK_OBJECT_ARRAY) {
         struct pipeline_forward_ctx ctx = {p, peer, res};
         res->forward = 1;
+        res->source = SOURCE_FORWARD;
         if (forward_decode(&p->forward, obj, &res->chunk, pipeline_forward_entry_cb, &ctx, &r) <
             0) {
             account_received(SOURCE_FORWARD); /* the rest of the message, as one event */
@@ -174,7 +175,7 @@ void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,
 {
     struct analytics_event ev;
     struct refusal r;
-    *res = (struct pipeline_result){0};
+    *res = (struct pipeline_result){.source = source};
     account_received(source);
     if (decode_event(obj, p->registry, &ev, &res->chunk, &r) < 0)
         pipeline_drop(p, &r, peer, res);

@@ -41,6 +41,7 @@ struct pipeline_result {
     uint32_t deferred;           /* refused for now (buffer full): worth resending */
     enum drop_reason reason;     /* why the first one was rejected */
     int forward;                 /* a Fluent Forward message (else a native event) */
+    enum event_source source;    /* where its events came from */
 };
 
 /* Events go to spooler, or (NULL) to batcher. Returns 0, or -1 when out

@@ -172,7 +172,7 @@ static int relay_pack(struct buf *out, json_t *v, int depth)
 static const char *relay_refuse(enum drop_reason reason)
 {
     account_received(SOURCE_HTTP);
-    account_refused(reason);
+    account_refused(SOURCE_HTTP, reason);
     return reason_name(reason);
 }
 

@@ -86,15 +86,24 @@ class Agent:
                 time.sleep(0.02)
         raise AssertionError("agent did not start listening: " + self.read_stderr())
 
-    def ops_url(self, timeout=10):
-        """http://HOST:PORT of the operator endpoints, from the start-up line."""
+    def logged_url(self, what, timeout=10):
+        """The http:// URL the start-up line gives after `what` (it may be
+        written a moment after the socket answers)."""
         deadline = time.monotonic() + timeout
         while True:
-            m = re.search(r"operator endpoints on (http://\S+)", self.read_stderr())
+            m = re.search(what + r" on (http://[^\s;]+)", self.read_stderr())
             if m:
                 return m.group(1)
-            assert time.monotonic() < deadline, "no operator endpoints in:\n" + self.read_stderr()
+            assert time.monotonic() < deadline, f"no {what} in:\n" + self.read_stderr()
             time.sleep(0.05)
+
+    def ops_url(self):
+        """http://HOST:PORT of the operator endpoints."""
+        return self.logged_url("operator endpoints")
+
+    def relay_url(self):
+        """http://HOST:PORT/PATH of the browser relay."""
+        return self.logged_url("browser relay")
 
     def read_stderr(self):
         return self.stderr_path.read_text(errors="replace")

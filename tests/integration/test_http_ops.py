@@ -96,6 +96,8 @@ def test_metrics_match_what_producers_sent_and_the_backend_received(make_agent, 
     assert m(v, "events_received_total", source="forward") == 20
     assert m(v, "events_received_total", source="http") == 0
     assert m(v, "events_rejected_total", reason="unknown_event") == 7
+    assert m(v, "events_refused_total", source="native") == 7
+    assert m(v, "events_refused_total", source="forward") == 0
     assert m(v, "events_accepted_total") == 320
     assert m(v, "events_delivered_total") == 320 == len(collector.events())
     assert m(v, "events_buffered") == 0

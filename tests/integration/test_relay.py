@@ -17,7 +17,6 @@ import pytest
 
 from collector import make_response
 from conftest import backend, connect
-from test_relay_browser import relay_url
 
 
 def relay_agent(make_agent, collector, **relay):
@@ -29,7 +28,7 @@ def relay_agent(make_agent, collector, **relay):
 
 def post(agent, body, content_type="application/json", headers=None, method="POST"):
     """(status, headers, parsed JSON or text) of one request to the relay."""
-    u = urllib.parse.urlsplit(relay_url(agent))
+    u = urllib.parse.urlsplit(agent.relay_url())
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     h = {"Content-Type": content_type} if content_type else {}
     h.update(headers or {})
@@ -72,6 +71,7 @@ def test_one_event_an_array_and_a_batch_are_accepted(make_agent, collector):
     assert stats["received_http"] == 12 and stats["delivered"] == 9
     assert stats["dropped_unknown_event"] == 1 and stats["dropped_unknown_key"] == 1
     assert stats["dropped_unsupported_shape"] == 1
+    assert stats["refused_http"] == 3 and "refused_native" not in stats
 
 
 def test_a_browser_never_decides_distinct_id_unless_trusted(make_agent, collector):
@@ -125,7 +125,7 @@ def test_media_types_encodings_methods_and_paths(make_agent, collector):
     assert post(agent, b"not gzip", headers={"Content-Encoding": "gzip"})[0] == 400
     status, headers, _ = post(agent, None, None, method="GET")
     assert status == 405 and headers["allow"] == "POST, OPTIONS"
-    u = urllib.parse.urlsplit(relay_url(agent))
+    u = urllib.parse.urlsplit(agent.relay_url())
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     conn.request("POST", "/elsewhere", body="{}", headers={"Content-Type": "application/json"})
     assert conn.getresponse().status == 404
@@ -136,7 +136,7 @@ def test_media_types_encodings_methods_and_paths(make_agent, collector):
 
 def test_bodies_past_the_bound_are_413_before_they_are_read(make_agent, collector):
     agent = relay_agent(make_agent, collector, max_body_bytes=4096)
-    u = urllib.parse.urlsplit(relay_url(agent))
+    u = urllib.parse.urlsplit(agent.relay_url())
     # the headers announce 10 MB; the answer comes without the body being sent
     with socket.create_connection((u.hostname, u.port), timeout=10) as s:
         s.sendall(f"POST {u.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -210,7 +210,7 @@ def test_cors_preflight_and_origins(make_agent, collector):
 
 def test_without_cors_origins_only_the_relays_own_origin_may_post(make_agent, collector):
     agent = relay_agent(make_agent, collector)
-    host = urllib.parse.urlsplit(relay_url(agent)).netloc
+    host = urllib.parse.urlsplit(agent.relay_url()).netloc
     status, headers, _ = post(agent, EVENT, headers={"Origin": f"http://{host}"})
     assert status == 202 and headers["access-control-allow-origin"] == f"http://{host}"
     assert post(agent, EVENT, headers={"Origin": "http://other.example"})[0] == 403

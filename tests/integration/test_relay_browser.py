@@ -10,7 +10,6 @@ import functools
 import http.server
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -21,12 +20,6 @@ from conftest import HERE, ROOT, backend
 
 CHROMIUM = "/usr/bin/chromium"
 DRIVER = os.path.join(HERE, "browser", "drive.js")
-
-
-def relay_url(agent):
-    m = re.search(r"browser relay on (http://\S+)", agent.read_stderr())
-    assert m, agent.read_stderr()
-    return m.group(1)
 
 
 class Pages:
@@ -59,7 +52,7 @@ def test_a_browser_page_sends_events_through_the_relay(make_agent, collector, tm
     try:
         agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"},
                             "relay": {"listen": "127.0.0.1:0", "cors_origins": allowed.origin}})
-        relay = relay_url(agent)
+        relay = agent.relay_url()
         page = "{}/index.html?relay={}&tag={}&flush={}"
         out = subprocess.run(
             ["node", DRIVER, CHROMIUM, page.format(allowed.origin, relay, "fetch", 50),
@@ -93,7 +86,7 @@ def test_a_disallowed_origin_is_refused_by_the_relay_itself(make_agent, collecto
     import urllib.parse
     agent = make_agent({"backend": backend(collector),
                         "relay": {"listen": "127.0.0.1:0", "cors_origins": "http://ok.example"}})
-    u = urllib.parse.urlsplit(relay_url(agent))
+    u = urllib.parse.urlsplit(agent.relay_url())
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     conn.request("POST", u.path, body='{"event": "project:created"}',
                  headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": origin})
