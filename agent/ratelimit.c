@@ -53,7 +53,7 @@ int ratelimit_take(struct ratelimit *rl, const char *addr, unsigned n, int64_t n
     double elapsed = (double)(now_ms - s->last_ms) / 1000.0;
     s->tokens = fmin(rl->burst, s->tokens + (elapsed > 0 ? elapsed : 0) * rl->per_second);
     s->last_ms = now_ms;
-    double need = fmin((double)n, rl->burst); /* a request larger than the burst waits for a full one */
+    double need = fmin((double)n, rl->burst); /* the caller refuses more than a burst */
     if (s->tokens >= need) {
         s->tokens -= need;
         return 0;

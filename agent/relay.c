@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #define RELAY_INFLATE_FACTOR 16     /* a gzip body may inflate to this many times the bound */
+#define RELAY_INFLATE_MAX (16 * 1024 * 1024) /* ... and never past this */
 #define RELAY_PREFLIGHT_MAX_AGE "86400"
 
 struct relay {
@@ -103,6 +104,8 @@ static int relay_body(struct relay *r, struct evhttp_request *req, const char **
         return -1;
     }
     size_t max = (size_t)r->cfg->relay_max_body_bytes * RELAY_INFLATE_FACTOR, out_len = 0;
+    if (max > RELAY_INFLATE_MAX)
+        max = RELAY_INFLATE_MAX;
     buf_rollback(&r->inflated, 0);
     if (buf_reserve(&r->inflated, max) < 0) {
         relay_json_error(req, HTTP_INTERNAL, "out of memory");
@@ -219,11 +222,18 @@ static json_t *relay_events(json_t *root)
     return json_is_array(batch) && json_object_size(root) == 1 ? json_incref(batch) : NULL;
 }
 
-/* Room for n events from this client, and in the buffer? Answers 429 if not. */
+/* Room for n events from this client, and in the buffer? Answers 429 if
+ * not (413 if n could never pass the rate). */
 static int relay_admit(struct relay *r, struct evhttp_request *req, const char *peer, unsigned n)
 {
     int wait = 1;
     char after[16], msg[200];
+    if (r->cfg->relay_rate_limit > 0 && n > (unsigned)r->cfg->relay_rate_burst) {
+        snprintf(msg, sizeof msg, "%u events in one request: more than relay.rate_burst = %lld "
+                 "(send them in smaller requests)", n, (long long)r->cfg->relay_rate_burst);
+        relay_json_error(req, 413, msg);
+        return -1;
+    }
     if (ratelimit_take(&r->rate, peer, n, clock_monotonic_ms(), &wait) < 0) {
         snprintf(msg, sizeof msg, "more than relay.rate_limit = %lld events a second from %s",
                  (long long)r->cfg->relay_rate_limit, peer);

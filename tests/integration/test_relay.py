@@ -160,6 +160,8 @@ def test_a_client_past_its_rate_gets_429_with_retry_after(make_agent, collector)
     assert "relay.rate_limit" in answer["error"]
     time.sleep(1.2)  # five more a second
     assert post(agent, [EVENT] * 3)[0] == 202
+    status, _, answer = post(agent, [EVENT] * 11)  # could never pass: more than a burst
+    assert status == 413 and "relay.rate_burst" in answer["error"]
     collector.wait_for_events(13, timeout=10)
     agent.stop()
     assert agent.stats()["received_http"] == 13  # refused requests are not events received
