@@ -4,11 +4,20 @@
  * libevent 2.1 has no limit on evhttp's connections, and no hook when one
  * closes. So each connection's bufferevent is made here (evhttp_set_bevcb)
  * and kept with a reference of its own: once evhttp lets a connection go
- * it clears the bufferevent's callbacks, a sweep a few times a second
- * notices, drops the reference (closing the socket) and counts the
- * connection closed. While max_connections are open the listener pauses.
+ * (closing its socket) it clears the bufferevent's callbacks; a sweep a few
+ * times a second notices, drops the reference and counts the connection
+ * closed. While max_connections are open the listener pauses. The sweep
+ * also closes a connection that has lived past a deadline (three request
+ * timeouts), so a client that trickles a byte now and then
+ * cannot hold a slot; and each connection reads at most what one request
+ * may hold before evhttp takes it, so a client that never reads its
+ * answers cannot make the agent buffer without end. When accept() fails
+ * (out of file descriptors), accepting pauses until the next sweep.
  */
 #include "httpd.h"
+
+#include "clock.h"
+#include "log.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -23,15 +32,28 @@
 
 #define HTTPD_SWEEP_MS 200
 #define HTTPD_BACKLOG 64
+#define HTTPD_READ_SLACK (64 * 1024) /* read past a request's bound, for the next one's start */
+
+/* An open connection: its bufferevent (with a reference of ours) and when
+ * it was accepted. */
+struct httpd_conn {
+    struct bufferevent *bev;
+    int64_t since_ms;
+};
 
 struct httpd {
     struct event_base *base;
     struct evhttp *http;
     struct evconnlistener *listener;
     struct event *sweep;
-    struct bufferevent **conns; /* each open connection's, with a reference of ours */
+    struct httpd_conn *conns;
     unsigned count, cap, max;
-    int paused;
+    size_t read_max;         /* bytes a connection reads ahead */
+    int64_t lifetime_ms;
+    int paused;              /* by the bound, or after a failed accept */
+    int accept_failed;
+    int stopped;             /* httpd_stop: never accepts again */
+    struct log_limit log;
     char address[96];
 };
 
@@ -69,6 +91,7 @@ int httpd_parse_listen(const char *listen, char *host, size_t hostlen, int *port
 
 static void httpd_pause(struct httpd *h, int paused)
 {
+    paused = paused || h->stopped;
     if (paused == h->paused)
         return;
     if ((paused ? evconnlistener_disable(h->listener) : evconnlistener_enable(h->listener)) == 0)
@@ -82,20 +105,46 @@ static void httpd_sweep_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct httpd *h = arg;
     unsigned kept = 0;
+    int64_t now = clock_monotonic_ms();
     for (unsigned i = 0; i < h->count; i++) {
         bufferevent_data_cb readcb, writecb;
         bufferevent_event_cb eventcb;
         void *cbarg;
-        bufferevent_getcb(h->conns[i], &readcb, &writecb, &eventcb, &cbarg);
-        if (readcb == NULL && writecb == NULL && eventcb == NULL)
-            bufferevent_decref(h->conns[i]); /* the last reference: the socket closes */
-        else
-            h->conns[kept++] = h->conns[i];
+        bufferevent_getcb(h->conns[i].bev, &readcb, &writecb, &eventcb, &cbarg);
+        if (readcb == NULL && writecb == NULL && eventcb == NULL) {
+            bufferevent_decref(h->conns[i].bev); /* evhttp let it go: the last reference */
+            continue;
+        }
+        if (now - h->conns[i].since_ms > h->lifetime_ms && cbarg != NULL)
+            evhttp_connection_free(cbarg); /* its callbacks' argument is the connection;
+                                            * the next sweep lets it go */
+        h->conns[kept++] = h->conns[i];
     }
     h->count = kept;
+    h->accept_failed = 0;
     httpd_pause(h, h->count >= h->max);
     if (h->count == 0)
         evtimer_del(h->sweep);
+}
+
+static void httpd_arm_sweep(struct httpd *h)
+{
+    struct timeval tv = {0, HTTPD_SWEEP_MS * 1000};
+    if (!evtimer_pending(h->sweep, NULL))
+        event_add(h->sweep, &tv);
+}
+
+/* accept() failed (out of descriptors, most often): pause until the next
+ * sweep rather than be called again at once. */
+static void httpd_accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+    (void)listener;
+    struct httpd *h = arg;
+    log_limited(&h->log, LOG_ERROR, "HTTP on %s: cannot accept a connection: %s; pausing",
+                h->address, strerror(errno));
+    h->accept_failed = 1;
+    httpd_pause(h, 1);
+    httpd_arm_sweep(h);
 }
 
 static struct bufferevent *httpd_bev_cb(struct event_base *base, void *arg)
@@ -103,21 +152,21 @@ static struct bufferevent *httpd_bev_cb(struct event_base *base, void *arg)
     struct httpd *h = arg;
     if (h->count == h->cap) {
         unsigned cap = h->cap ? h->cap * 2 : 16;
-        struct bufferevent **more = realloc(h->conns, cap * sizeof *more);
+        struct httpd_conn *more = realloc(h->conns, cap * sizeof *more);
         if (more == NULL)
             return NULL; /* evhttp makes one itself: this connection goes uncounted */
         h->conns = more;
         h->cap = cap;
     }
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    /* not BEV_OPT_CLOSE_ON_FREE: evhttp then closes the socket itself when it
+     * lets the connection go, and our reference keeps only the memory */
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
     if (bev == NULL)
         return NULL;
+    bufferevent_setwatermark(bev, EV_READ, 0, h->read_max);
     bufferevent_incref(bev);
-    h->conns[h->count++] = bev;
-    if (h->count == 1) {
-        struct timeval tv = {0, HTTPD_SWEEP_MS * 1000};
-        event_add(h->sweep, &tv);
-    }
+    h->conns[h->count++] = (struct httpd_conn){bev, clock_monotonic_ms()};
+    httpd_arm_sweep(h);
     httpd_pause(h, h->count >= h->max);
     return bev;
 }
@@ -186,6 +235,8 @@ struct httpd *httpd_open(struct event_base *base, const char *key, const char *l
     }
     h->base = base;
     h->max = limits->max_connections;
+    h->read_max = limits->max_headers_bytes + limits->max_body_bytes + HTTPD_READ_SLACK;
+    h->lifetime_ms = 3 * (int64_t)limits->timeout_ms;
     httpd_name(fd, h->address, sizeof h->address);
     h->sweep = event_new(base, -1, EV_PERSIST, httpd_sweep_cb, h);
     h->http = evhttp_new(base);
@@ -207,6 +258,7 @@ struct httpd *httpd_open(struct event_base *base, const char *key, const char *l
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
     evhttp_set_bevcb(h->http, httpd_bev_cb, h);
+    evconnlistener_set_error_cb(h->listener, httpd_accept_error_cb);
     evhttp_set_gencb(h->http, handler ? handler : httpd_generic_cb, arg);
     return h;
 }
@@ -221,6 +273,12 @@ unsigned httpd_connections(const struct httpd *h)
     return h->count;
 }
 
+void httpd_stop(struct httpd *h)
+{
+    h->stopped = 1;
+    httpd_pause(h, 1);
+}
+
 void httpd_free(struct httpd *h)
 {
     if (h == NULL)
@@ -230,7 +288,7 @@ void httpd_free(struct httpd *h)
     else if (h->listener != NULL)
         evconnlistener_free(h->listener);
     for (unsigned i = 0; i < h->count; i++)
-        bufferevent_decref(h->conns[i]);
+        bufferevent_decref(h->conns[i].bev);
     free(h->conns);
     if (h->sweep != NULL)
         event_free(h->sweep);

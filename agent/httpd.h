@@ -2,7 +2,8 @@
  * httpd: an HTTP listener on the event loop (libevent's evhttp), bounded:
  * at most max_connections at once (past it, accepting pauses and new
  * connections wait in the kernel's queue), headers and bodies of bounded
- * size, and a timeout on each connection. The operator endpoints (ops.c)
+ * size, a timeout on each connection's reads and a deadline of three
+ * timeouts on its whole life. The operator endpoints (ops.c)
  * are served by one.
  */
 #ifndef TA_HTTPD_H
@@ -38,6 +39,8 @@ struct httpd *httpd_open(struct event_base *base, const char *key, const char *l
 const char *httpd_address(const struct httpd *h);
 /* Connections open now. */
 unsigned httpd_connections(const struct httpd *h);
+/* Accept no more connections (shutdown); those open are still served. */
+void httpd_stop(struct httpd *h);
 void httpd_free(struct httpd *h);
 
 /* Answer req with code and body (content_type may be NULL: none). */

@@ -137,8 +137,7 @@ static void main_stop_cb(evutil_socket_t sig, short what, void *arg)
     log_info("SIG%s: shutting down; delivering buffered events for up to %lld ms",
              sigabbrev_np(sig), (long long)a->cfg.shutdown_grace_ms);
     listener_shutdown(a->listener);
-    relay_free(a->relay); /* browsers' requests are refused from now on */
-    a->relay = NULL;
+    relay_stop(a->relay); /* browsers' requests are refused from now on */
     if (a->spooler != NULL)
         spooler_stopping(a->spooler);
     batcher_seal(&a->batcher);
@@ -195,7 +194,9 @@ static void main_ignore_quiet_signals(void)
  * the soft limit as far as needed (and allowed), or say why not. */
 static void main_raise_fd_limit(const struct config *cfg)
 {
-    rlim_t need = (rlim_t)cfg->max_connections + MAIN_FDS_BESIDES_CONNECTIONS;
+    rlim_t need = (rlim_t)cfg->max_connections + MAIN_FDS_BESIDES_CONNECTIONS +
+                  (cfg->relay_listen[0] ? (rlim_t)cfg->relay_max_connections : 0) +
+                  (cfg->http_listen[0] ? (rlim_t)cfg->http_max_connections : 0);
     struct rlimit lim;
     if (getrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur >= need)
         return;

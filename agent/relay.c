@@ -16,6 +16,7 @@
 #include "ratelimit.h"
 #include "wire.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
@@ -28,6 +29,7 @@
 #define RELAY_INFLATE_FACTOR 16     /* a gzip body may inflate to this many times the bound */
 #define RELAY_INFLATE_MAX (16 * 1024 * 1024) /* ... and never past this */
 #define RELAY_PREFLIGHT_MAX_AGE "86400"
+#define RELAY_MAX_NESTING (WIRE_MAX_DEPTH + 2) /* the events' own, inside an array or a batch */
 
 struct relay {
     const struct config *cfg;
@@ -38,6 +40,7 @@ struct relay {
     struct libdeflate_decompressor *gunzip;
     struct buf inflated, packed;
     struct ratelimit rate;
+    int stopping;
 };
 
 /* ---- answers ---- */
@@ -125,6 +128,31 @@ static int relay_body(struct relay *r, struct evhttp_request *req, const char **
     }
     *text = r->inflated.data;
     *len = out_len;
+    return 0;
+}
+
+/* Does JSON text nest deeper than limit? A linear look before the parser
+ * is asked to build anything. */
+static int relay_too_deep(const char *text, size_t len, int limit)
+{
+    int depth = 0, in_string = 0, escaped = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (escaped)
+                escaped = 0;
+            else if (c == '\\')
+                escaped = 1;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if ((c == '[' || c == '{') && ++depth > limit) {
+            return 1;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
     return 0;
 }
 
@@ -222,19 +250,13 @@ static json_t *relay_events(json_t *root)
     return json_is_array(batch) && json_object_size(root) == 1 ? json_incref(batch) : NULL;
 }
 
-/* Room for n events from this client, and in the buffer? Answers 429 if
- * not (413 if n could never pass the rate). */
+/* Room for n more events from this client, and in the buffer? Answers 429
+ * if not. */
 static int relay_admit(struct relay *r, struct evhttp_request *req, const char *peer, unsigned n)
 {
     int wait = 1;
     char after[16], msg[200];
-    if (r->cfg->relay_rate_limit > 0 && n > (unsigned)r->cfg->relay_rate_burst) {
-        snprintf(msg, sizeof msg, "%u events in one request: more than relay.rate_burst = %lld "
-                 "(send them in smaller requests)", n, (long long)r->cfg->relay_rate_burst);
-        relay_json_error(req, 413, msg);
-        return -1;
-    }
-    if (ratelimit_take(&r->rate, peer, n, clock_monotonic_ms(), &wait) < 0) {
+    if (n > 0 && ratelimit_take(&r->rate, peer, n, clock_monotonic_ms(), &wait) < 0) {
         snprintf(msg, sizeof msg, "more than relay.rate_limit = %lld events a second from %s",
                  (long long)r->cfg->relay_rate_limit, peer);
     } else if (budget_full(r->memory) || (r->spooler != NULL && spooler_full(r->spooler))) {
@@ -249,8 +271,29 @@ static int relay_admit(struct relay *r, struct evhttp_request *req, const char *
     return -1;
 }
 
+/* The client's address as the rate knows it: an IPv6 address by its /64,
+ * the block one host is usually given. */
+static void relay_peer(struct evhttp_request *req, char *out, size_t len)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    unsigned char v6[16];
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+    snprintf(out, len, "%s", addr ? addr : "?");
+    if (addr != NULL && inet_pton(AF_INET6, addr, v6) == 1) {
+        memset(v6 + 8, 0, 8);
+        if (inet_ntop(AF_INET6, v6, out, (socklen_t)len) != NULL && strlen(out) + 4 < len)
+            strcat(out, "/64");
+    }
+}
+
 static void relay_post(struct relay *r, struct evhttp_request *req)
 {
+    char peer[RATELIMIT_ADDR_LEN];
+    relay_peer(req, peer, sizeof peer);
+    /* a request costs one event of its client's rate before any work */
+    if (relay_admit(r, req, peer, 1) < 0)
+        return;
     const char *type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     size_t tlen = type ? strcspn(type, "; ") : 0;
     if (type == NULL || !((tlen == 16 && strncasecmp(type, "application/json", 16) == 0) ||
@@ -263,6 +306,12 @@ static void relay_post(struct relay *r, struct evhttp_request *req)
     size_t len;
     if (relay_body(r, req, &text, &len) < 0)
         return;
+    if (relay_too_deep(text, len, RELAY_MAX_NESTING)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the body nests deeper than %d levels", RELAY_MAX_NESTING);
+        relay_json_error(req, HTTP_BADREQUEST, msg);
+        return;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
@@ -279,11 +328,13 @@ static void relay_post(struct relay *r, struct evhttp_request *req)
         json_decref(root);
         return;
     }
-    char peer[RATELIMIT_ADDR_LEN + 16], *addr = NULL;
-    ev_uint16_t port = 0;
-    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
-    snprintf(peer, sizeof peer, "%s", addr ? addr : "?");
-    if (relay_admit(r, req, peer, (unsigned)json_array_size(events)) == 0) {
+    size_t n = json_array_size(events);
+    if (r->cfg->relay_rate_limit > 0 && n > (size_t)r->cfg->relay_rate_burst) {
+        char msg[160]; /* it could never pass the rate */
+        snprintf(msg, sizeof msg, "more than relay.rate_burst = %lld events in one request "
+                 "(send them in smaller requests)", (long long)r->cfg->relay_rate_burst);
+        relay_json_error(req, 413, msg);
+    } else if (relay_admit(r, req, peer, n > 1 ? (unsigned)n - 1 : 0) == 0) {
         struct buf rejected = BUF_INIT, out = BUF_INIT;
         size_t i, accepted = 0;
         json_t *event;
@@ -330,7 +381,14 @@ static void relay_request_cb(struct evhttp_request *req, void *arg)
     int allowed = origin == NULL || relay_origin_allowed(r, req, origin);
     if (origin != NULL && allowed) {
         relay_header(req, "Access-Control-Allow-Origin", origin);
+        relay_header(req, "Access-Control-Expose-Headers", "Retry-After");
         relay_header(req, "Vary", "Origin");
+    }
+    if (r->stopping) {
+        relay_header(req, "Connection", "close");
+        relay_header(req, "Retry-After", "1");
+        relay_json_error(req, 503, "the agent is shutting down");
+        return;
     }
     if (cmd == EVHTTP_REQ_OPTIONS && origin != NULL && allowed) {
         relay_header(req, "Access-Control-Allow-Methods", "POST, OPTIONS");
@@ -374,6 +432,14 @@ struct relay *relay_open(struct event_base *base, const struct config *cfg,
         return NULL;
     }
     return r;
+}
+
+void relay_stop(struct relay *r)
+{
+    if (r == NULL)
+        return;
+    r->stopping = 1;
+    httpd_stop(r->httpd);
 }
 
 const char *relay_address(const struct relay *r)

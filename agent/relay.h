@@ -31,6 +31,9 @@ struct relay;
 struct relay *relay_open(struct event_base *base, const struct config *cfg,
                          struct pipeline *pipeline, char *err, size_t errlen);
 const char *relay_address(const struct relay *r);
+/* Shutdown: accept no more connections, answer 503 on those open (the
+ * answers already given still go out). */
+void relay_stop(struct relay *r);
 void relay_free(struct relay *r);
 
 #endif

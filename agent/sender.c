@@ -156,6 +156,7 @@ static void sender_back_off(struct sender *s, const char *why, const char *retry
     if (s->health == BACKEND_BACKOFF)
         return; /* an answer to a request sent before the backoff began */
     s->failures++;
+    event_base_update_cache_time(s->base); /* the pause counts from now, not the turn's start */
     int64_t delay = misconfigured ? cfg->misconfigured_retry_ms
                                   : retry_backoff_ms(s->failures, cfg->retry_initial_ms,
                                                      cfg->retry_max_ms, sender_random(s));

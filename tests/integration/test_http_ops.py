@@ -18,6 +18,7 @@ import urllib.parse
 import msgpack
 
 from collector import make_response
+from test_pressure import MIB, SANITIZED
 from conftest import AGENT_BIN, backend, connect, read_until_closed
 
 
@@ -247,7 +248,57 @@ def test_the_listener_is_bounded_and_cannot_stall_the_agent(make_agent, collecto
             break
         answer += data
     assert answer.startswith(b"HTTP/1.1 200"), answer
+    # a client that trickles a byte a second is cut at three timeouts (4.5 s)
+    started = time.monotonic()
+    slow.settimeout(0.05)
+    closed = False
+    while not closed and time.monotonic() - started < 10:
+        try:
+            slow.sendall(b"X")
+            closed = slow.recv(100) == b""
+        except socket.timeout:
+            time.sleep(1)
+        except OSError:
+            closed = True
+    assert closed, "a trickling client kept its connection"
     for s in idle + [slow, waiting]:
         s.close()
     collector.wait_for_events(10, timeout=10)
+    agent.stop()
+
+
+def test_a_client_that_never_reads_cannot_make_the_agent_buffer_without_end(make_agent,
+                                                                           collector):
+    # requests pipelined by a client that reads no answer, then megabytes of
+    # more: each connection reads only what a request may hold
+    agent = ops_agent(make_agent, collector)
+    u = urllib.parse.urlsplit(agent.ops_url())
+    rss = lambda: int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{agent.proc.pid}/status").read())[1]) * 1024  # noqa: E731,E501
+    before = rss()
+    hogs = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((u.hostname, u.port))
+        s.setblocking(False)
+        hogs.append(s)
+    junk = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2000 + b"x" * (8 * MIB)
+    deadline = time.monotonic() + 5
+    sent = [0] * len(hogs)
+    while time.monotonic() < deadline and min(sent) < len(junk):
+        for i, s in enumerate(hogs):
+            try:
+                sent[i] += s.send(junk[sent[i]:sent[i] + 65536])
+            except (BlockingIOError, OSError):
+                pass
+        time.sleep(0.01)
+    assert min(sent) < len(junk), "the agent read everything a client that reads nothing sent"
+    with connect(agent) as p:  # producers are still served
+        p.sendall(native(1, chunk="c1"))
+        p.shutdown(socket.SHUT_WR)
+        assert read_until_closed(p) == [{"ack": "c1"}]
+    if not SANITIZED:
+        assert rss() - before < 32 * MIB, f"RSS grew by {(rss() - before) / MIB:.0f} MiB"
+    for s in hogs:
+        s.close()
     agent.stop()

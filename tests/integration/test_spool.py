@@ -241,14 +241,14 @@ def test_a_failing_fsync_holds_the_acks_and_writes_again(make_agent, collector, 
     # it writes them again (the kernel may have dropped the pages it could
     # not write) and acknowledges them
     build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
-    flag = tmp_path / "fail-fsync"
-    flag.write_text("")
+    flag = tmp_path / "fail-fsync"  # fsync fails while it exists
     env = {"LD_PRELOAD": os.path.join(build, "tests", "integration", "libfsync_fault.so"),
            "FSYNC_FAULT_FLAG": str(flag),
            "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
            .lstrip(":")}
     agent = spool_agent(make_agent, collector, tmp_path / "spool", env=env,
                         spool={"fsync": fsync})
+    flag.write_text("")
     with connect(agent) as s:
         s.sendall(b"".join(msgpack.packb({"event": "project:created", "properties": {"i": i},
                                           "chunk": f"c{i}"}) for i in range(20)))
