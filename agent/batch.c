@@ -4,6 +4,7 @@
 #include "batch.h"
 
 #include "account.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -176,25 +177,11 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark)
  * own JSON: braces and commas count only outside strings. */
 static size_t batch_event_end(const struct buf *events, uint32_t nth)
 {
-    int depth = 0, in_string = 0, escaped = 0;
+    struct json_nesting n = {0};
     uint32_t seen = 0;
-    for (size_t i = 0; i < events->len; i++) {
-        char c = events->data[i];
-        if (in_string) {
-            if (escaped)
-                escaped = 0;
-            else if (c == '\\')
-                escaped = 1;
-            else if (c == '"')
-                in_string = 0;
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if ((c == '}' || c == ']') && --depth == 0 && ++seen == nth) {
+    for (size_t i = 0; i < events->len; i++)
+        if (json_nesting_step(&n, events->data[i]) < 0 && n.depth == 0 && ++seen == nth)
             return i + 1;
-        }
-    }
     return 0;
 }
 

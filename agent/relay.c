@@ -135,24 +135,10 @@ static int relay_body(struct relay *r, struct evhttp_request *req, const char **
  * is asked to build anything. */
 static int relay_too_deep(const char *text, size_t len, int limit)
 {
-    int depth = 0, in_string = 0, escaped = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (in_string) {
-            if (escaped)
-                escaped = 0;
-            else if (c == '\\')
-                escaped = 1;
-            else if (c == '"')
-                in_string = 0;
-        } else if (c == '"') {
-            in_string = 1;
-        } else if ((c == '[' || c == '{') && ++depth > limit) {
+    struct json_nesting n = {0};
+    for (size_t i = 0; i < len; i++)
+        if (json_nesting_step(&n, text[i]) > 0 && n.depth > limit)
             return 1;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
     return 0;
 }
 

@@ -12,6 +12,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+int json_nesting_step(struct json_nesting *n, char c)
+{
+    if (n->in_string) {
+        if (n->escaped)
+            n->escaped = 0;
+        else if (c == '\\')
+            n->escaped = 1;
+        else if (c == '"')
+            n->in_string = 0;
+        return 0;
+    }
+    if (c == '"') {
+        n->in_string = 1;
+    } else if (c == '{' || c == '[') {
+        n->depth++;
+        return 1;
+    } else if (c == '}' || c == ']') {
+        n->depth--;
+        return -1;
+    }
+    return 0;
+}
+
 size_t json_utf8_sequence_length(const unsigned char *s, size_t avail)
 {
     unsigned char c = s[0];

@@ -22,6 +22,15 @@ int json_write_float(struct buf *out, float v);
 int json_write_int64(struct buf *out, int64_t v);
 int json_write_uint64(struct buf *out, uint64_t v);
 
+/* Where JSON text opens and closes objects and arrays (outside strings),
+ * one character at a time: start from {0}. */
+struct json_nesting {
+    int depth, in_string, escaped;
+};
+/* +1 if c opens an object or array, -1 if it closes one, else 0; depth is
+ * kept up to date. */
+int json_nesting_step(struct json_nesting *n, char c);
+
 /* Length of the valid UTF-8 sequence starting at s (1-4), or 0 if the bytes
  * at s do not start a valid, shortest-form, non-surrogate sequence. */
 size_t json_utf8_sequence_length(const unsigned char *s, size_t avail);
