@@ -194,9 +194,10 @@ static void main_ignore_quiet_signals(void)
  * the soft limit as far as needed (and allowed), or say why not. */
 static void main_raise_fd_limit(const struct config *cfg)
 {
-    rlim_t need = (rlim_t)cfg->max_connections + MAIN_FDS_BESIDES_CONNECTIONS +
-                  (cfg->relay_listen[0] ? (rlim_t)cfg->relay_max_connections : 0) +
+    rlim_t http = (cfg->relay_listen[0] ? (rlim_t)cfg->relay_max_connections : 0) +
                   (cfg->http_listen[0] ? (rlim_t)cfg->http_max_connections : 0);
+    rlim_t besides = MAIN_FDS_BESIDES_CONNECTIONS + http;
+    rlim_t need = (rlim_t)cfg->max_connections + besides;
     struct rlimit lim;
     if (getrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur >= need)
         return;
@@ -205,13 +206,14 @@ static void main_raise_fd_limit(const struct config *cfg)
     if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
         want = lim.rlim_cur;
     if (want < need)
-        log_warn("agent.max_connections = %lld needs %llu file descriptors, but the limit is "
-                 "%llu (hard limit %llu): connections past about %llu will be refused by "
-                 "accept(); raise the limit (ulimit -n) or lower agent.max_connections",
+        log_warn("agent.max_connections = %lld needs %llu file descriptors (with %llu for the "
+                 "HTTP listeners), but the limit is %llu (hard limit %llu): connections past "
+                 "about %llu will be refused by accept(); raise the limit (ulimit -n) or lower "
+                 "agent.max_connections",
                  (long long)cfg->max_connections, (unsigned long long)need,
-                 (unsigned long long)want, (unsigned long long)lim.rlim_max,
-                 (unsigned long long)(want > MAIN_FDS_BESIDES_CONNECTIONS
-                                          ? want - MAIN_FDS_BESIDES_CONNECTIONS : 0));
+                 (unsigned long long)http, (unsigned long long)want,
+                 (unsigned long long)lim.rlim_max,
+                 (unsigned long long)(want > besides ? want - besides : 0));
 }
 
 static int main_start(struct agent *a)
