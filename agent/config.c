@@ -39,6 +39,7 @@ static const char *const config_log_levels[] = {"error", "warn", "info", "debug"
 static const char *const config_formats[] = {"posthog", NULL};
 static const char *const config_overflows[] = {"block", "drop_newest", NULL};
 static const char *const config_fsyncs[] = {"always", "interval", "never", NULL};
+static const char *const config_log_formats[] = {"text", "json", NULL};
 
 #define KIB INT64_C(1024)
 #define MIB (KIB * 1024)
@@ -59,6 +60,9 @@ static const struct config_key config_keys[] = {
      "distinct_id of events that carry none; empty means this host's name"},
     {"agent", "log_level", CT_CHOICE, OFF(log_level), "info", 0, 0, config_log_levels, 0,
      "least severe level logged to stderr"},
+    {"agent", "log_format", CT_CHOICE, OFF(log_format), "text", 0, 0, config_log_formats, 0,
+     "text lines, or json: one object a line ({\"ts\", \"level\", \"msg\"}) for log "
+     "collectors"},
     {"agent", "shutdown_grace_ms", CT_INT, OFF(shutdown_grace_ms), "10000", 0, HOUR_MS, NULL, 0,
      "on SIGTERM/SIGINT, how long to keep delivering buffered events before exiting"},
     {"agent", "max_connections", CT_INT, OFF(max_connections), "1024", 1, 65536, NULL, 0,
@@ -701,6 +705,60 @@ void config_free(struct config *cfg)
     }
     props_free(cfg->properties);
     cfg->properties = NULL;
+}
+
+const char *config_mask_url(const char *url, char *out, size_t outlen)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    if (at != NULL && (slash == NULL || at < slash))
+        snprintf(out, outlen, "%.*s***%s", (int)(scheme + 3 - url), url, at);
+    else
+        snprintf(out, outlen, "%s", url);
+    return out;
+}
+
+const char *config_section(size_t i)
+{
+    const char *last = NULL;
+    for (size_t k = 0; k < CONFIG_NKEYS; k++) {
+        if (last != NULL && strcmp(last, config_keys[k].section) == 0)
+            continue;
+        last = config_keys[k].section;
+        if (i-- == 0)
+            return last;
+    }
+    return NULL;
+}
+
+const char *config_describe_section(const struct config *cfg, const char *section, char *out,
+                                    size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < CONFIG_NKEYS && n < outlen; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (strcmp(k->section, section) != 0)
+            continue;
+        const char *base = (const char *)cfg + k->offset;
+        char value[512];
+        if (k->secret) {
+            snprintf(value, sizeof value, "%s", (*(char *const *)base)[0] ? "***" : "");
+        } else if (k->type == CT_STRING) {
+            config_mask_url(*(char *const *)base, value, sizeof value);
+        } else if (k->type == CT_BOOL) {
+            snprintf(value, sizeof value, "%s", *(const int *)base ? "true" : "false");
+        } else if (k->type == CT_CHOICE) {
+            snprintf(value, sizeof value, "%s", k->choices[*(const int64_t *)base]);
+        } else if (k->type == CT_MODE) {
+            snprintf(value, sizeof value, "%04llo", (unsigned long long)*(const int64_t *)base);
+        } else {
+            snprintf(value, sizeof value, "%lld", (long long)*(const int64_t *)base);
+        }
+        n += (size_t)snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", k->name, value);
+    }
+    return out;
 }
 
 void config_print_defaults(FILE *out)

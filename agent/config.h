@@ -20,6 +20,7 @@
 enum backend_format { BACKEND_FORMAT_POSTHOG };
 enum buffer_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP_NEWEST };
 enum spool_fsync { FSYNC_ALWAYS, FSYNC_INTERVAL, FSYNC_NEVER };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
 struct config {
     /* [agent] */
@@ -29,6 +30,7 @@ struct config {
     char *socket_group;
     char *distinct_id;
     int64_t log_level; /* enum log_level */
+    int64_t log_format; /* enum log_format */
     int64_t shutdown_grace_ms;
     int64_t max_connections;
     int64_t max_message_bytes;
@@ -95,6 +97,15 @@ struct config {
  * config_free(). */
 int config_load(struct config *cfg, const char *path, char *const *envp, char *err, size_t errlen);
 void config_free(struct config *cfg);
+/* The effective settings of one section, "key=value key=value ...", with
+ * secrets and the credentials in URLs shown as ***. Returns out. */
+const char *config_describe_section(const struct config *cfg, const char *section, char *out,
+                                    size_t outlen);
+/* The sections of the key table, in order; NULL after the last. */
+const char *config_section(size_t i);
+/* url with any user:password@ shown as ***@. Returns out. */
+const char *config_mask_url(const char *url, char *out, size_t outlen);
+
 /* Write the documented default configuration file. */
 void config_print_defaults(FILE *out);
 

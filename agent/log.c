@@ -20,6 +20,7 @@
 #define LOG_LINE_MAX 2048
 
 static enum log_level log_threshold = LOG_INFO;
+static int log_json;
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 static struct writer *log_writer;
 static int log_writer_failed;
@@ -28,6 +29,11 @@ static atomic_uint_fast64_t log_dropped, log_dropped_reported;
 void log_set_level(enum log_level level)
 {
     log_threshold = level;
+}
+
+void log_set_json(int json)
+{
+    log_json = json;
 }
 
 static int log_enabled(enum log_level level)
@@ -40,17 +46,36 @@ uint64_t log_lines_dropped(void)
     return atomic_load(&log_dropped);
 }
 
-/* "2026-11-28T12:00:00.123Z warn: " */
-static size_t log_prefix(char *line, size_t size, enum log_level level)
+/* One whole line for msg (which may be cut to fit): "2026-11-28T12:00:00.123Z
+ * warn: msg\n", or its JSON object. Returns its length. */
+static size_t log_line(char *line, size_t size, enum log_level level, const char *msg)
 {
     struct timespec ts;
     struct tm tm;
+    char when[40];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    int m = snprintf(line + n, size - n, ".%03ldZ %s: ", ts.tv_nsec / 1000000,
-                     log_level_names[level]);
-    return n + (m > 0 ? (size_t)m : 0);
+    size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    if (!log_json) {
+        int m = snprintf(line, size, "%s %s: %s\n", when, log_level_names[level], msg);
+        if (m < 0)
+            return 0;
+        if ((size_t)m >= size) { /* cut, and still one line */
+            line[size - 2] = '\n';
+            return size - 1;
+        }
+        return (size_t)m;
+    }
+    struct buf out = buf_borrow(line, size); /* size fits msg escaped (6 bytes a byte at most) */
+    buf_append_str(&out, "{\"ts\":\"");
+    buf_append_str(&out, when);
+    buf_append_str(&out, "\",\"level\":\"");
+    buf_append_str(&out, log_level_names[level]);
+    buf_append_str(&out, "\",\"msg\":");
+    json_write_string(&out, msg, strlen(msg));
+    buf_append_str(&out, "}\n");
+    return out.failed ? 0 : out.len;
 }
 
 /* On the writer's thread, whenever its queue is empty again: say how many
@@ -63,11 +88,10 @@ static void log_drained(void *arg)
     if (dropped == reported)
         return;
     atomic_store(&log_dropped_reported, dropped);
-    char line[256];
-    size_t n = log_prefix(line, sizeof line, LOG_WARN);
-    n += (size_t)snprintf(line + n, sizeof line - n,
-                          "%llu log lines were not written: standard error was not being read\n",
-                          (unsigned long long)(dropped - reported));
+    char msg[128], line[256];
+    snprintf(msg, sizeof msg, "%llu log lines were not written: standard error was not being read",
+             (unsigned long long)(dropped - reported));
+    size_t n = log_line(line, sizeof line, LOG_WARN, msg);
     if (writer_submit_copy(log_writer, line, n) < 0)
         atomic_store(&log_dropped_reported, reported); /* say it next time */
 }
@@ -86,14 +110,15 @@ static void log_submit(const char *line, size_t len)
 
 static void log_write(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
-    char line[LOG_LINE_MAX];
-    size_t n = log_prefix(line, sizeof line, level);
-    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
-    n = m < 0 ? n : n + (size_t)m;
-    if (n >= sizeof line - 64)
-        n = sizeof line - 64; /* truncated; leave room for the suffix */
-    n += (size_t)snprintf(line + n, sizeof line - n, "%s\n", suffix);
-    log_submit(line, n);
+    char msg[LOG_LINE_MAX], line[LOG_LINE_MAX * 6 + 128];
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = m < 0 ? 0 : (size_t)m;
+    if (n >= sizeof msg - 64)
+        n = sizeof msg - 64; /* truncated; leave room for the suffix */
+    snprintf(msg + n, sizeof msg - n, "%s", suffix);
+    n = log_line(line, sizeof line, level, msg);
+    if (n > 0)
+        log_submit(line, n);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

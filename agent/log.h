@@ -9,6 +9,10 @@
  * go through a struct log_limit so that a flood produces a handful of lines
  * and a count of what was suppressed, never one line per event; text that
  * comes from outside is escaped with log_escape first.
+ *
+ * Lines are text ("2026-11-28T12:00:00.123Z warn: message") or, for
+ * cluster log collectors, JSON: one object a line, {"ts": ..., "level":
+ * ..., "msg": ...}.
  */
 #ifndef TA_LOG_H
 #define TA_LOG_H
@@ -30,6 +34,8 @@ struct log_limit {
 #define LOG_QUEUE_BYTES (256 * 1024)
 
 void log_set_level(enum log_level level);
+/* Lines as JSON objects (1) or text (0, the default). */
+void log_set_json(int json);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)

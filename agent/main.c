@@ -23,6 +23,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "memlimit.h"
 #include "metrics.h"
 #include "ops.h"
 #include "pipeline.h"
@@ -36,6 +37,8 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <jansson.h>
+#include <msgpack.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -214,6 +217,25 @@ static void main_raise_fd_limit(const struct config *cfg)
                  (unsigned long long)http, (unsigned long long)want,
                  (unsigned long long)lim.rlim_max,
                  (unsigned long long)(want > besides ? want - besides : 0));
+}
+
+/* The effective configuration (secrets masked) and the libraries in use,
+ * at start, for whoever reads the log of a pod. */
+static void main_log_setup(const struct config *cfg)
+{
+    char text[2048];
+    const char *section;
+    for (size_t i = 0; (section = config_section(i)) != NULL; i++)
+        log_info("configuration [%s] %s", section,
+                 config_describe_section(cfg, section, text, sizeof text));
+    log_info("libraries: libevent %s, libcurl %s, msgpack-c %s, jansson %s", event_get_version(),
+             curl_version_info(CURLVERSION_NOW)->version, msgpack_version(), jansson_version_str());
+    int64_t limit = memlimit_bytes("/proc/self/cgroup", "/sys/fs/cgroup");
+    if (limit > 0 && cfg->buffer_max_bytes > limit / 2)
+        log_warn("buffer.max_bytes = %lld is more than half of this container's memory limit "
+                 "of %lld bytes (its cgroup): a full buffer may get the agent OOM-killed; lower "
+                 "buffer.max_bytes or raise the limit", (long long)cfg->buffer_max_bytes,
+                 (long long)limit);
 }
 
 static int main_start(struct agent *a)
@@ -408,6 +430,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level((enum log_level)a->cfg.log_level);
+    log_set_json(a->cfg.log_format == LOG_FORMAT_JSON);
     if (a->cfg.registry[0] != '\0' &&
         (a->registry = registry_load(a->cfg.registry, err, sizeof err)) == NULL) {
         fprintf(stderr, "telemetry-agent: configuration error: %s\n", err);
@@ -433,9 +456,11 @@ int main(int argc, char **argv)
         if (a->relay != NULL)
             snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "; browser relay on http://%s%s",
                      relay_address(a->relay), a->cfg.relay_path);
+        char url[512];
         log_info("%s %s listening on %s; %s; backend %s%s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
-                 a->cfg.socket, names, a->cfg.url,
+                 a->cfg.socket, names, config_mask_url(a->cfg.url, url, sizeof url),
                  a->cfg.enabled ? "" : " (disabled: events are discarded)", ops);
+        main_log_setup(&a->cfg);
         event_base_dispatch(a->base);
     }
     main_stop(a, started);

@@ -97,18 +97,6 @@ static const char *ops_not_ready(const struct ops *o, char *why, size_t len)
     return NULL;
 }
 
-/* The backend's URL without credentials in it. */
-static void ops_url(const char *url, char *out, size_t len)
-{
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
-    if (at != NULL && (slash == NULL || at < slash))
-        snprintf(out, len, "%.*s***%s", (int)(scheme + 3 - url), url, at);
-    else
-        snprintf(out, len, "%s", url);
-}
-
 /* ---- /metrics ---- */
 
 static void ops_printf(struct buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -360,7 +348,7 @@ static void ops_status_backend(const struct ops *o, struct buf *out)
     struct sender_state st;
     char url[512];
     sender_state(o->src.sender, &st);
-    ops_url(o->src.cfg->url, url, sizeof url);
+    config_mask_url(o->src.cfg->url, url, sizeof url);
     int first = 1;
     buf_append_char(out, '{');
     json_str(out, &first, "url", url);

@@ -5,6 +5,7 @@
 #include "check.h"
 #include "config.h"
 #include "json.h"
+#include "memlimit.h"
 #include "props.h"
 #include "support.h"
 #include "timestamp.h"
@@ -818,8 +819,48 @@ static void test_config_secret_never_shown(void)
                         "[backend]\napi_key = " SECRET "\ntimeout_ms = 1\n", env_key);
 }
 
+/* Write text to dir/rel, making the directories on the way. */
+static void put_file(const char *dir, const char *rel, const char *text)
+{
+    char path[512], cmd[600];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", path);
+    CHECK_EQ_INT(system(cmd), 0);
+    FILE *f = fopen(path, "w");
+    if (!CHECK(f != NULL))
+        return;
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The container's memory limit from fake cgroup files, v2 and v1. */
+static void test_memory_limit_from_the_cgroup(void)
+{
+    char dir[] = "/tmp/ta-cgroup-XXXXXX", proc[600];
+    if (!CHECK(mkdtemp(dir) != NULL))
+        return;
+    snprintf(proc, sizeof proc, "%s/proc-cgroup", dir);
+    put_file(dir, "proc-cgroup", "0::/kubepods/pod1/agent\n");
+    put_file(dir, "root/kubepods/pod1/agent/memory.max", "67108864\n");
+    char root[600];
+    snprintf(root, sizeof root, "%s/root", dir);
+    CHECK_EQ_INT(memlimit_bytes(proc, root), 67108864);
+    put_file(dir, "root/kubepods/pod1/agent/memory.max", "max\n");
+    CHECK_EQ_INT(memlimit_bytes(proc, root), -1);
+    put_file(dir, "proc-cgroup", "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n");
+    put_file(dir, "root/memory/docker/abc/memory.limit_in_bytes", "134217728\n");
+    CHECK_EQ_INT(memlimit_bytes(proc, root), 134217728);
+    put_file(dir, "root/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+    CHECK_EQ_INT(memlimit_bytes(proc, root), -1); /* v1's "no limit" */
+    CHECK_EQ_INT(memlimit_bytes("/nonexistent/cgroup", root), -1);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
+    RUN(test_memory_limit_from_the_cgroup);
     RUN(test_timestamp_format);
     RUN(test_timestamp_matches_gmtime);
     RUN(test_timestamp_round_trip);
