@@ -589,6 +589,18 @@ static int config_refuse(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+/* A listen address: empty, or what httpd_parse_listen takes. */
+static int config_check_listen(const char *section, const char *listen, char *err, size_t errlen)
+{
+    char why[200], host[64];
+    int port;
+    if (listen[0] == '\0' ||
+        httpd_parse_listen(listen, host, sizeof host, &port, why, sizeof why) == 0)
+        return 0;
+    return config_refuse(err, errlen, "%s listen = %s (allowed: HOST:PORT, [IPv6]:PORT, or empty)",
+                         section, why);
+}
+
 /* Checks across keys, and values derived from others. */
 static int config_finish(struct config *cfg, char *err, size_t errlen)
 {
@@ -608,18 +620,9 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         return config_refuse(err, errlen, "[buffer] max_bytes = %" PRId64 " is not allowed "
                              "(allowed: at least [batch] max_bytes = %" PRId64 ")",
                              cfg->buffer_max_bytes, cfg->batch_max_bytes);
-    char listen_err[200], host[64];
-    int port;
-    if (cfg->http_listen[0] != '\0' &&
-        httpd_parse_listen(cfg->http_listen, host, sizeof host, &port, listen_err,
-                           sizeof listen_err) < 0)
-        return config_refuse(err, errlen, "[http] listen = %s (allowed: HOST:PORT, [IPv6]:PORT, "
-                             "or empty)", listen_err);
-    if (cfg->relay_listen[0] != '\0' &&
-        httpd_parse_listen(cfg->relay_listen, host, sizeof host, &port, listen_err,
-                           sizeof listen_err) < 0)
-        return config_refuse(err, errlen, "[relay] listen = %s (allowed: HOST:PORT, [IPv6]:PORT, "
-                             "or empty)", listen_err);
+    if (config_check_listen("[http]", cfg->http_listen, err, errlen) < 0 ||
+        config_check_listen("[relay]", cfg->relay_listen, err, errlen) < 0)
+        return -1;
     if (cfg->relay_path[0] != '/')
         return config_refuse(err, errlen, "[relay] path = '%s' is not allowed (allowed: a path "
                              "starting with /)", cfg->relay_path);

@@ -34,6 +34,8 @@ struct spool {
     int lockfd;
     int cp_fd;               /* the checkpoint file */
     uint64_t cp_seq;         /* the sequence number of the newest slot written */
+    uint64_t made_segment;   /* the segment made_ms was read from (0: none yet) */
+    int64_t made_ms;
     char *dir;
     uint64_t max_bytes;
     uint64_t segment_bytes;
@@ -477,11 +479,8 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
     for (size_t i = 0; i < count; i++) {
         unsigned char head[SPOOL_HEADER_BYTES];
         uint32_t version = 0;
-        int fd = spool_open_segment(s, ids[i], O_RDONLY);
-        int whole = fd >= 0 ? spool_pread_all(fd, head, sizeof head, 0) : -1;
-        if (fd >= 0)
-            close(fd);
-        int kind = whole == 1 ? spool_check_header(head, sizeof head, &version) : 0;
+        int kind = spool_read_header(s, ids[i], head)
+                       ? spool_check_header(head, sizeof head, &version) : 0;
         if (kind < 0) {
             snprintf(err, errlen, "[spool] dir = '%s': segment %016" PRIx64 ".seg is of format "
                      "%" PRIu32 ", written by a newer agent (allowed: format %d or older)",
@@ -816,8 +815,13 @@ uint64_t spool_segments(const struct spool *s)
     return s->tail_segment - s->first_segment + 1;
 }
 
-int64_t spool_made_ms(struct spool *s, struct spool_pos pos)
+int64_t spool_checkpoint_made_ms(struct spool *s)
 {
     unsigned char head[SPOOL_HEADER_BYTES];
-    return spool_read_header(s, pos.segment, head) ? (int64_t)spool_get32(head + 12) * 1000 : 0;
+    if (s->made_segment != s->checkpoint.segment) {
+        s->made_segment = s->checkpoint.segment;
+        s->made_ms = spool_read_header(s, s->made_segment, head)
+                         ? (int64_t)spool_get32(head + 12) * 1000 : 0;
+    }
+    return s->made_ms;
 }

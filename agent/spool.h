@@ -119,8 +119,9 @@ uint64_t spool_bytes(const struct spool *s);
 uint64_t spool_skipped(const struct spool *s);
 /* Segment files kept (from the checkpoint's on). */
 uint64_t spool_segments(const struct spool *s);
-/* When the segment holding pos was made (ms since the epoch; 0 unknown):
- * every record in it is at most that old. */
-int64_t spool_made_ms(struct spool *s, struct spool_pos pos);
+/* When the checkpoint's segment was made (ms since the epoch; 0 unknown):
+ * every undelivered record is at most that old. Read from the segment's
+ * header only when the checkpoint moves to another segment. */
+int64_t spool_checkpoint_made_ms(struct spool *s);
 
 #endif

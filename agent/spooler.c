@@ -397,7 +397,7 @@ static void *spooler_thread(void *arg)
         }
         if (want_read)
             spooler_read(sp);
-        int64_t made = spool_made_ms(sp->spool, spool_checkpoint(sp->spool));
+        int64_t made = spool_checkpoint_made_ms(sp->spool);
         spooler_poke(sp);
         pthread_mutex_lock(&sp->lock);
         sp->pub_bytes = spool_bytes(sp->spool);
@@ -878,7 +878,7 @@ struct spooler *spooler_open(struct event_base *base, const struct config *cfg,
     sp->read_at = sp->confirmed = rec.checkpoint;
     sp->pub_bytes = spool_bytes(sp->spool);
     sp->pub_segments = spool_segments(sp->spool);
-    sp->pub_made_ms = spool_made_ms(sp->spool, rec.checkpoint);
+    sp->pub_made_ms = spool_checkpoint_made_ms(sp->spool);
     sp->staged_index = sp->durable_seen = sp->durable_index = sp->written_index = rec.end_index;
     sp->held_first = rec.end_index;
     budget_init(&sp->disk, (size_t)cfg->spool_max_bytes);
