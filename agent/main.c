@@ -241,7 +241,14 @@ static void main_log_setup(const struct config *cfg)
 static int main_start(struct agent *a)
 {
     char err[CONFIG_ERR_LEN];
-    a->base = event_base_new();
+    /* a precise clock: the coarse one lets timers fire a few ms early, and a
+     * Retry-After pause is a floor */
+    struct event_config *ev_cfg = event_config_new();
+    if (ev_cfg != NULL) {
+        event_config_set_flag(ev_cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+        a->base = event_base_new_with_config(ev_cfg);
+        event_config_free(ev_cfg);
+    }
     if (a->base == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("cannot initialise the event loop or libcurl");
         return -1;
