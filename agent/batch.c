@@ -25,6 +25,27 @@ int batcher_init(struct batcher *b, struct event_base *base, const struct batch_
     return b->age_timer ? 0 : -1;
 }
 
+struct batch_limits batch_limits_for(const struct config *cfg, size_t envelope_bytes,
+                                     int spooled)
+{
+    struct batch_limits limits = {
+        .max_events = (uint32_t)cfg->batch_max_events,
+        .max_body_bytes = (size_t)cfg->batch_max_bytes,
+        .envelope_bytes = envelope_bytes,
+        .max_age_ms = cfg->batch_max_age_ms,
+        /* events from the spool were checked when they were accepted */
+        .max_event_bytes = spooled ? SIZE_MAX : (size_t)cfg->max_event_bytes,
+        .drop_when_full = !spooled && cfg->buffer_overflow == OVERFLOW_DROP_NEWEST,
+    };
+    return limits;
+}
+
+void batcher_set_limits(struct batcher *b, const struct batch_limits *limits)
+{
+    batcher_seal(b);
+    b->limits = *limits;
+}
+
 static void batch_free(struct batch *batch)
 {
     buf_free(&batch->events);

@@ -26,6 +26,7 @@
 
 #include "budget.h"
 #include "buf.h"
+#include "config.h"
 #include "reason.h"
 #include "spool.h"
 
@@ -74,6 +75,11 @@ struct batch_limits {
     int drop_when_full;     /* buffer.overflow = drop_newest */
 };
 
+/* The limits cfg sets, for bodies with envelope_bytes besides the events;
+ * spooled: events come from the disk spool. */
+struct batch_limits batch_limits_for(const struct config *cfg, size_t envelope_bytes,
+                                     int spooled);
+
 enum batch_add {
     BATCH_ADDED,
     BATCH_EVENT_TOO_LARGE, /* rolled back */
@@ -96,6 +102,8 @@ struct batcher {
 
 int batcher_init(struct batcher *b, struct event_base *base, const struct batch_limits *limits,
                  struct budget *budget, batch_sealed_fn on_sealed, void *arg);
+/* Seal the open batch, and make later ones with limits (a reload). */
+void batcher_set_limits(struct batcher *b, const struct batch_limits *limits);
 /* Drop the open batch (as shutdown) and free the batcher's resources. */
 void batcher_destroy(struct batcher *b);
 

@@ -5,6 +5,7 @@
 
 #include "json.h"
 #include "timestamp.h"
+#include "transport.h"
 
 #include <libdeflate.h>
 #include <stdlib.h>
@@ -94,4 +95,10 @@ int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms,
         return -1;
     out->len = libdeflate_gzip_compress(f->gzip, f->plain.data, f->plain.len, out->data, bound);
     return out->len > 0 ? 0 : -1;
+}
+
+struct body_format *body_format_for(const struct config *cfg)
+{
+    int to_stdout = transport_is_stdout(cfg);
+    return body_format_new(to_stdout ? NULL : cfg->api_key, !to_stdout && cfg->gzip);
 }

@@ -12,6 +12,7 @@
 
 #include "batch.h"
 #include "buf.h"
+#include "config.h"
 
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ struct body_format;
 
 /* api_key NULL leaves the key out (a body that is printed, not sent). */
 struct body_format *body_format_new(const char *api_key, int gzip);
+/* The format cfg asks for: its API key and gzip, except for printed
+ * bodies (backend.url = stdout), which show neither. */
+struct body_format *body_format_for(const struct config *cfg);
 void body_format_free(struct body_format *f);
 /* Bytes of an uncompressed body besides the events, at most. */
 size_t body_envelope_bytes(const struct body_format *f);

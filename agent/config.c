@@ -23,6 +23,9 @@
 
 enum config_type { CT_BOOL, CT_INT, CT_BYTES, CT_MODE, CT_STRING, CT_CHOICE };
 
+#define CK_SECRET 1u  /* never echo the value */
+#define CK_RESTART 2u /* a reload keeps the running value: it takes effect at restart */
+
 struct config_key {
     const char *section;
     const char *name;
@@ -31,7 +34,7 @@ struct config_key {
     const char *default_text;
     int64_t min, max;
     const char *const *choices; /* CT_CHOICE: NULL-terminated names, stored as the index */
-    int secret;                 /* never echo the value */
+    unsigned flags;             /* CK_SECRET, CK_RESTART */
     const char *doc;
 };
 
@@ -50,11 +53,11 @@ static const char *const config_log_formats[] = {"text", "json", NULL};
 static const struct config_key config_keys[] = {
     {"agent", "enabled", CT_BOOL, OFF(enabled), "true", 0, 0, NULL, 0,
      "false accepts and discards every event and never contacts the backend"},
-    {"agent", "socket", CT_STRING, OFF(socket), "/run/telemetry/agent.sock", 0, 0, NULL, 0,
+    {"agent", "socket", CT_STRING, OFF(socket), "/run/telemetry/agent.sock", 0, 0, NULL, CK_RESTART,
      "Unix stream socket producers write msgpack events to; its directory is created"},
-    {"agent", "socket_mode", CT_MODE, OFF(socket_mode), "0660", 0, 0777, NULL, 0,
+    {"agent", "socket_mode", CT_MODE, OFF(socket_mode), "0660", 0, 0777, NULL, CK_RESTART,
      "permissions of the socket file (octal)"},
-    {"agent", "socket_group", CT_STRING, OFF(socket_group), "", 0, 0, NULL, 0,
+    {"agent", "socket_group", CT_STRING, OFF(socket_group), "", 0, 0, NULL, CK_RESTART,
      "group owning the socket file (name or number); empty keeps the agent's group"},
     {"agent", "distinct_id", CT_STRING, OFF(distinct_id), "", 0, 0, NULL, 0,
      "distinct_id of events that carry none; empty means this host's name"},
@@ -65,10 +68,15 @@ static const struct config_key config_keys[] = {
      "collectors"},
     {"agent", "shutdown_grace_ms", CT_INT, OFF(shutdown_grace_ms), "10000", 0, HOUR_MS, NULL, 0,
      "on SIGTERM/SIGINT, how long to keep delivering buffered events before exiting"},
-    {"agent", "max_connections", CT_INT, OFF(max_connections), "1024", 1, 65536, NULL, 0,
+    {"agent", "watch_config_ms", CT_INT, OFF(watch_config_ms), "0", 0, HOUR_MS, NULL, 0,
+     "look at the config file, backend.api_key_file and events.registry this often and reload "
+     "when one of them changed, as on SIGHUP (a mounted ConfigMap or Secret changes in place); "
+     "0: reload only on SIGHUP"},
+    {"agent", "max_connections", CT_INT, OFF(max_connections), "1024", 1, 65536, NULL, CK_RESTART,
      "producer connections served at once; more are closed on accept"},
     {"agent", "max_message_bytes", CT_BYTES, OFF(max_message_bytes), "1048576", 1 * KIB, 64 * MIB,
-     NULL, 0, "largest single msgpack message; a connection sending a larger one is closed"},
+     NULL,
+     CK_RESTART, "largest single msgpack message; a connection sending a larger one is closed"},
     {"events", "registry", CT_STRING, OFF(registry), TELEMETRY_EVENTS_FILE, 0, 0, NULL, 0,
      "file of allowed event names, one a line; empty allows any name"},
     {"events", "max_event_bytes", CT_BYTES, OFF(max_event_bytes), "32768", 256, 16 * MIB, NULL, 0,
@@ -82,57 +90,62 @@ static const struct config_key config_keys[] = {
     {"batch", "max_age_ms", CT_INT, OFF(batch_max_age_ms), "1000", 1, HOUR_MS, NULL, 0,
      "... or this long after its first event arrived"},
     {"buffer", "max_bytes", CT_BYTES, OFF(buffer_max_bytes), "8388608", 64 * KIB, 64 * GIB, NULL,
-     0, "memory for undelivered events: batches and the request bodies made of them"},
-    {"buffer", "overflow", CT_CHOICE, OFF(buffer_overflow), "block", 0, 0, config_overflows, 0,
+     CK_RESTART, "memory for undelivered events: batches and the request bodies made of them"},
+    {"buffer", "overflow", CT_CHOICE, OFF(buffer_overflow), "block", 0, 0, config_overflows,
+     CK_RESTART,
      "when it is full: block stops reading producers until there is room again; drop_newest "
      "drops new events (counted as buffer_full)"},
-    {"spool", "dir", CT_STRING, OFF(spool_dir), "", 0, 0, NULL, 0,
+    {"spool", "dir", CT_STRING, OFF(spool_dir), "", 0, 0, NULL, CK_RESTART,
      "directory of the disk spool (created, one agent each): accepted events are written "
      "there before they are acknowledged and kept until the backend confirms them; empty "
      "keeps them in memory only (to turn it on: dir = /var/lib/telemetry-agent/spool)"},
     {"spool", "max_bytes", CT_BYTES, OFF(spool_max_bytes), "1073741824", 1 * MIB, 1024 * GIB,
-     NULL, 0, "disk for undelivered events; when it is full buffer.overflow applies"},
+     NULL, CK_RESTART, "disk for undelivered events; when it is full buffer.overflow applies"},
     {"spool", "segment_bytes", CT_BYTES, OFF(spool_segment_bytes), "16777216", 64 * KIB,
-     1 * GIB, NULL, 0, "size of each spool file; a file is deleted once all of it is delivered"},
-    {"spool", "fsync", CT_CHOICE, OFF(spool_fsync), "interval", 0, 0, config_fsyncs, 0,
+     1 * GIB, NULL,
+     CK_RESTART, "size of each spool file; a file is deleted once all of it is delivered"},
+    {"spool", "fsync", CT_CHOICE, OFF(spool_fsync), "interval", 0, 0, config_fsyncs, CK_RESTART,
      "when acknowledged events are forced to disk: always (each write, before its acks), "
      "interval (every fsync_interval_ms, acks wait for it) or never (acks after the write: "
      "safe against a crash of the agent, not of the machine)"},
-    {"spool", "fsync_interval_ms", CT_INT, OFF(spool_fsync_interval_ms), "50", 1, 60000, NULL, 0,
+    {"spool", "fsync_interval_ms", CT_INT, OFF(spool_fsync_interval_ms), "50", 1, 60000, NULL,
+     CK_RESTART,
      "with fsync = interval: the longest an acknowledgement waits for the disk"},
-    {"relay", "listen", CT_STRING, OFF(relay_listen), "", 0, 0, NULL, 0,
+    {"relay", "listen", CT_STRING, OFF(relay_listen), "", 0, 0, NULL, CK_RESTART,
      "HOST:PORT where browsers POST events (the relay); empty turns it off"},
-    {"relay", "path", CT_STRING, OFF(relay_path), "/analytics", 0, 0, NULL, 0,
+    {"relay", "path", CT_STRING, OFF(relay_path), "/analytics", 0, 0, NULL, CK_RESTART,
      "the relay's path"},
     {"relay", "max_body_bytes", CT_BYTES, OFF(relay_max_body_bytes), "65536", 1 * KIB, 16 * MIB,
-     NULL, 0, "largest request body (413 past it); a gzip body may inflate to 16 times this"},
-    {"relay", "rate_limit", CT_INT, OFF(relay_rate_limit), "50", 0, 1000000, NULL, 0,
+     NULL,
+     CK_RESTART, "largest request body (413 past it); a gzip body may inflate to 16 times this"},
+    {"relay", "rate_limit", CT_INT, OFF(relay_rate_limit), "50", 0, 1000000, NULL, CK_RESTART,
      "events a second from one client address (429 past it); 0: no limit"},
-    {"relay", "rate_burst", CT_INT, OFF(relay_rate_burst), "200", 1, 1000000, NULL, 0,
+    {"relay", "rate_burst", CT_INT, OFF(relay_rate_burst), "200", 1, 1000000, NULL, CK_RESTART,
      "events one client address may send at once before rate_limit applies"},
-    {"relay", "cors_origins", CT_STRING, OFF(relay_cors_origins), "", 0, 0, NULL, 0,
+    {"relay", "cors_origins", CT_STRING, OFF(relay_cors_origins), "", 0, 0, NULL, CK_RESTART,
      "origins (scheme://host[:port], separated by spaces or commas) whose pages may send "
      "events; empty: only pages served from the relay's own origin"},
-    {"relay", "trust_distinct_id", CT_BOOL, OFF(trust_distinct_id), "false", 0, 0, NULL, 0,
+    {"relay", "trust_distinct_id", CT_BOOL, OFF(trust_distinct_id), "false", 0, 0, NULL, CK_RESTART,
      "take a browser's distinct_id; false gives its events the agent's"},
-    {"relay", "max_connections", CT_INT, OFF(relay_max_connections), "256", 1, 65536, NULL, 0,
+    {"relay", "max_connections", CT_INT, OFF(relay_max_connections), "256", 1, 65536, NULL,
+     CK_RESTART,
      "browser connections at once; more wait until one closes"},
-    {"relay", "timeout_ms", CT_INT, OFF(relay_timeout_ms), "10000", 100, HOUR_MS, NULL, 0,
+    {"relay", "timeout_ms", CT_INT, OFF(relay_timeout_ms), "10000", 100, HOUR_MS, NULL, CK_RESTART,
      "a browser connection that takes longer to send its request, or stays idle, is closed"},
-    {"http", "listen", CT_STRING, OFF(http_listen), "0.0.0.0:9464", 0, 0, NULL, 0,
+    {"http", "listen", CT_STRING, OFF(http_listen), "0.0.0.0:9464", 0, 0, NULL, CK_RESTART,
      "HOST:PORT of the operator endpoints (/metrics, /healthz, /readyz, /status); empty "
      "turns them off"},
     {"http", "ready_max_backlog", CT_INT, OFF(http_ready_max_backlog), "0", 0, INT64_C(1) << 40,
      NULL, 0, "/readyz answers 503 while more events than this wait for the backend; 0: never"},
-    {"http", "max_connections", CT_INT, OFF(http_max_connections), "64", 1, 4096, NULL, 0,
+    {"http", "max_connections", CT_INT, OFF(http_max_connections), "64", 1, 4096, NULL, CK_RESTART,
      "connections to the operator endpoints at once; more wait until one closes"},
-    {"http", "timeout_ms", CT_INT, OFF(http_timeout_ms), "10000", 100, HOUR_MS, NULL, 0,
+    {"http", "timeout_ms", CT_INT, OFF(http_timeout_ms), "10000", 100, HOUR_MS, NULL, CK_RESTART,
      "an operator connection that takes longer to send its request, or stays idle, is closed"},
     {"backend", "url", CT_STRING, OFF(url), "stdout", 0, 0, NULL, 0,
      "http:// or https:// URL batches are POSTed to; stdout prints each batch as a line"},
     {"backend", "format", CT_CHOICE, OFF(format), "posthog", 0, 0, config_formats, 0,
      "request body format: posthog (/batch API: api_key, batch, sent_at)"},
-    {"backend", "api_key", CT_STRING, OFF(api_key), "", 0, 0, NULL, 1,
+    {"backend", "api_key", CT_STRING, OFF(api_key), "", 0, 0, NULL, CK_SECRET,
      "project API key; or use api_key_file or the TELEMETRY_AGENT_API_KEY environment variable"},
     {"backend", "api_key_file", CT_STRING, OFF(api_key_file), "", 0, 0, NULL, 0,
      "file holding the API key (surrounding whitespace ignored)"},
@@ -396,7 +409,7 @@ static void config_value_error(char *err, size_t errlen, const char *where,
     char allowed[256];
     config_describe_allowed(k, allowed, sizeof allowed);
     snprintf(err, errlen, "%s[%s] %s = '%s' is not allowed (allowed: %s)", where, k->section,
-             k->name, k->secret ? "(hidden)" : value, allowed);
+             k->name, k->flags & CK_SECRET ? "(hidden)" : value, allowed);
 }
 
 static int config_ini_handler(void *arg, const char *section, const char *name, const char *value)
@@ -601,8 +614,9 @@ static int config_check_listen(const char *section, const char *listen, char *er
                          section, why);
 }
 
-/* Checks across keys, and values derived from others. */
-static int config_finish(struct config *cfg, char *err, size_t errlen)
+/* Checks across keys (which a reload repeats once the keys that need a
+ * restart have their running values back). */
+static int config_check_combination(const struct config *cfg, char *err, size_t errlen)
 {
     int to_stdout = strcmp(cfg->url, "stdout") == 0;
     if (!to_stdout && strncmp(cfg->url, "http://", 7) != 0 && strncmp(cfg->url, "https://", 8) != 0)
@@ -645,6 +659,16 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         return config_refuse(err, errlen, "[backend] retry_max_ms = %" PRId64 " is not allowed "
                              "(allowed: at least retry_initial_ms = %" PRId64 ")",
                              cfg->retry_max_ms, cfg->retry_initial_ms);
+    if (cfg->enabled && !to_stdout && cfg->api_key[0] == '\0')
+        return config_refuse(err, errlen, "[backend] api_key is empty (allowed: a key, from "
+                             "api_key, api_key_file or %s; required when url is not stdout)",
+                             CONFIG_API_KEY_ENV);
+    return 0;
+}
+
+/* Values derived from others, then the checks across keys. */
+static int config_finish(struct config *cfg, char *err, size_t errlen)
+{
     if (cfg->api_key_file[0] != '\0') {
         if (cfg->api_key[0] != '\0')
             return config_refuse(err, errlen, "[backend] api_key and api_key_file are both set "
@@ -652,10 +676,6 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         if (config_read_api_key_file(cfg, err, errlen) < 0)
             return -1;
     }
-    if (cfg->enabled && !to_stdout && cfg->api_key[0] == '\0')
-        return config_refuse(err, errlen, "[backend] api_key is empty (allowed: a key, from "
-                             "api_key, api_key_file or %s; required when url is not stdout)",
-                             CONFIG_API_KEY_ENV);
     if (cfg->distinct_id[0] == '\0') {
         char host[256] = "unknown-host";
         gethostname(host, sizeof host - 1);
@@ -670,7 +690,7 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         if (props_child(cfg->properties, lib[i][0], strlen(lib[i][0])) == NULL &&
             props_add(cfg->properties, lib[i][0], lib[i][1], err, errlen) < 0)
             return -1;
-    return 0;
+    return config_check_combination(cfg, err, errlen);
 }
 
 int config_load(struct config *cfg, const char *path, char *const *envp, char *err, size_t errlen)
@@ -735,6 +755,26 @@ const char *config_section(size_t i)
     return NULL;
 }
 
+/* The value of key k in cfg as a person reads it, secrets and URL
+ * credentials masked. */
+static void config_value_text(const struct config *cfg, const struct config_key *k, char *out,
+                              size_t outlen)
+{
+    const char *base = (const char *)cfg + k->offset;
+    if (k->flags & CK_SECRET)
+        snprintf(out, outlen, "%s", (*(char *const *)base)[0] ? "***" : "");
+    else if (k->type == CT_STRING)
+        config_mask_url(*(char *const *)base, out, outlen);
+    else if (k->type == CT_BOOL)
+        snprintf(out, outlen, "%s", *(const int *)base ? "true" : "false");
+    else if (k->type == CT_CHOICE)
+        snprintf(out, outlen, "%s", k->choices[*(const int64_t *)base]);
+    else if (k->type == CT_MODE)
+        snprintf(out, outlen, "%04llo", (unsigned long long)*(const int64_t *)base);
+    else
+        snprintf(out, outlen, "%lld", (long long)*(const int64_t *)base);
+}
+
 const char *config_describe_section(const struct config *cfg, const char *section, char *out,
                                     size_t outlen)
 {
@@ -744,24 +784,104 @@ const char *config_describe_section(const struct config *cfg, const char *sectio
         const struct config_key *k = &config_keys[i];
         if (strcmp(k->section, section) != 0)
             continue;
-        const char *base = (const char *)cfg + k->offset;
         char value[512];
-        if (k->secret) {
-            snprintf(value, sizeof value, "%s", (*(char *const *)base)[0] ? "***" : "");
-        } else if (k->type == CT_STRING) {
-            config_mask_url(*(char *const *)base, value, sizeof value);
-        } else if (k->type == CT_BOOL) {
-            snprintf(value, sizeof value, "%s", *(const int *)base ? "true" : "false");
-        } else if (k->type == CT_CHOICE) {
-            snprintf(value, sizeof value, "%s", k->choices[*(const int64_t *)base]);
-        } else if (k->type == CT_MODE) {
-            snprintf(value, sizeof value, "%04llo", (unsigned long long)*(const int64_t *)base);
-        } else {
-            snprintf(value, sizeof value, "%lld", (long long)*(const int64_t *)base);
-        }
+        config_value_text(cfg, k, value, sizeof value);
         n += (size_t)snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", k->name, value);
     }
     return out;
+}
+
+static int config_values_differ(const struct config *a, const struct config *b,
+                                const struct config_key *k)
+{
+    const char *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+    if (k->type == CT_STRING)
+        return strcmp(*(char *const *)x, *(char *const *)y) != 0;
+    if (k->type == CT_BOOL)
+        return *(const int *)x != *(const int *)y;
+    return *(const int64_t *)x != *(const int64_t *)y;
+}
+
+/* The bytes of key k's field (a string's pointer, not a copy). */
+static size_t config_field_size(const struct config_key *k)
+{
+    return k->type == CT_STRING ? sizeof(char *) : k->type == CT_BOOL ? sizeof(int)
+                                                                       : sizeof(int64_t);
+}
+
+/* Exchange the values of key k between a and b. */
+static void config_swap_value(struct config *a, struct config *b, const struct config_key *k)
+{
+    char tmp[sizeof(int64_t) > sizeof(char *) ? sizeof(int64_t) : sizeof(char *)];
+    size_t size = config_field_size(k);
+    char *x = (char *)a + k->offset, *y = (char *)b + k->offset;
+    memcpy(tmp, x, size);
+    memcpy(x, y, size);
+    memcpy(y, tmp, size);
+}
+
+/* A key whose change needs a restart; so is a switch between printing
+ * batches and sending them, which changes the transport. */
+static int config_needs_restart(const struct config *running, const struct config *next,
+                                const struct config_key *k)
+{
+    if (k->flags & CK_RESTART)
+        return 1;
+    return k->offset == OFF(url) &&
+           (strcmp(running->url, "stdout") == 0) != (strcmp(next->url, "stdout") == 0);
+}
+
+static void config_report(const struct config *running, const struct config *next,
+                          const struct config_key *k, int restart, config_change_fn fn, void *arg)
+{
+    char from[512], to[512];
+    config_value_text(running, k, from, sizeof from);
+    config_value_text(next, k, to, sizeof to);
+    fn(arg, k->section, k->name, from, to, restart);
+}
+
+int config_reconcile(struct config *running, struct config *next, config_change_fn fn, void *arg,
+                     char *err, size_t errlen)
+{
+    /* The check sees next with the running values of what needs a restart:
+     * a copy made with those fields borrowed (running itself is never
+     * written but for what changes: other threads read the rest). */
+    unsigned char restart[CONFIG_NKEYS] = {0};
+    struct config merged = *next;
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (config_values_differ(running, next, k) && config_needs_restart(running, next, k)) {
+            restart[i] = 1;
+            memcpy((char *)&merged + k->offset, (const char *)running + k->offset,
+                   config_field_size(k));
+        }
+    }
+    int rc = config_check_combination(&merged, err, errlen);
+    if (rc < 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (with the running values of the settings that change "
+                 "only at restart)");
+        return -1;
+    }
+    int changed = 0;
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (restart[i]) {
+            config_report(running, next, k, 1, fn, arg);
+        } else if (config_values_differ(running, next, k)) {
+            config_report(running, next, k, 0, fn, arg);
+            config_swap_value(running, next, k);
+            changed++;
+        }
+    }
+    if (!props_equal(running->properties, next->properties)) {
+        fn(arg, CONFIG_PROPERTIES, NULL, NULL, NULL, 0);
+        changed++;
+    }
+    struct props_node *properties = running->properties;
+    running->properties = next->properties;
+    next->properties = properties;
+    return changed;
 }
 
 void config_print_defaults(FILE *out)
@@ -782,8 +902,9 @@ void config_print_defaults(FILE *out)
         const struct config_key *k = &config_keys[i];
         if (i == 0 || strcmp(config_keys[i - 1].section, k->section) != 0)
             fprintf(out, "\n[%s]\n", k->section);
-        fprintf(out, "; %s\n%s =%s%s\n", k->doc, k->name, k->default_text[0] ? " " : "",
-                k->default_text);
+        fprintf(out, "; %s%s\n%s =%s%s\n", k->doc,
+                k->flags & CK_RESTART ? " (a change needs a restart)" : "", k->name,
+                k->default_text[0] ? " " : "", k->default_text);
     }
     fprintf(out,
             "\n[properties]\n"

@@ -32,6 +32,7 @@ struct config {
     int64_t log_level; /* enum log_level */
     int64_t log_format; /* enum log_format */
     int64_t shutdown_grace_ms;
+    int64_t watch_config_ms;
     int64_t max_connections;
     int64_t max_message_bytes;
     /* [events] */
@@ -97,6 +98,22 @@ struct config {
  * config_free(). */
 int config_load(struct config *cfg, const char *path, char *const *envp, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/* One difference found by a reload: section and name of the key (name
+ * NULL: the [properties]), its running and its new value as texts (secrets
+ * masked; NULL for the properties), and whether it waits for a restart. */
+typedef void (*config_change_fn)(void *arg, const char *section, const char *name,
+                                 const char *from, const char *to, int needs_restart);
+
+/* Reload: next was just loaded by config_load(). Keys that need a restart
+ * keep their running value (fn hears of each that differs); the checks
+ * across keys are made again with those values (-1 with a message in err:
+ * nothing changed). Then every other changed key, and the properties, move
+ * from next into running, and next gets the values they replace: free it
+ * with config_free() once nothing points into them any more. Returns the
+ * number of settings changed. */
+int config_reconcile(struct config *running, struct config *next, config_change_fn fn, void *arg,
+                     char *err, size_t errlen);
 /* The effective settings of one section, "key=value key=value ...", with
  * secrets and the credentials in URLs shown as ***. Returns out. */
 const char *config_describe_section(const struct config *cfg, const char *section, char *out,

@@ -20,11 +20,16 @@
 #define FORWARD_PACKED_INITIAL (16 * 1024)
 #define FORWARD_INFLATE_GUESS 4 /* first guess of the gunzipped size, times the input */
 
-int forward_init(struct forward_decoder *d, const char *tag_prefix,
-                 const struct registry *registry, size_t max_unpacked)
+void forward_set_tag_prefix(struct forward_decoder *d, const char *tag_prefix)
 {
     d->tag_prefix = tag_prefix;
     d->tag_prefix_len = strlen(tag_prefix);
+}
+
+int forward_init(struct forward_decoder *d, const char *tag_prefix,
+                 const struct registry *registry, size_t max_unpacked)
+{
+    forward_set_tag_prefix(d, tag_prefix);
     d->registry = registry;
     d->max_unpacked = max_unpacked;
     d->inflater = NULL;

@@ -46,6 +46,9 @@ typedef void (*forward_entry_fn)(void *arg, const struct analytics_event *ev,
 int forward_init(struct forward_decoder *d, const char *tag_prefix,
                  const struct registry *registry, size_t max_unpacked);
 void forward_destroy(struct forward_decoder *d);
+/* Name records without an 'event' key from tags without tag_prefix (kept,
+ * not copied). */
+void forward_set_tag_prefix(struct forward_decoder *d, const char *tag_prefix);
 
 /* Decode the Forward message msg (an array), calling fn for each entry in
  * order. *chunk is set to option.chunk (NULL: no acknowledgement asked).

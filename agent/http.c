@@ -53,7 +53,8 @@ struct http {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
-    struct curl_slist *headers;
+    struct curl_slist *headers[2]; /* without, with Content-Encoding: gzip */
+    int gzip;                      /* bodies are gzipped: headers[1] */
     char *url;
     char last_redirect[512]; /* the last redirect target logged */
     TAILQ_HEAD(, http_request) requests;
@@ -279,7 +280,7 @@ static int http_post(struct transport *t, struct buf *body, long timeout_ms,
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers[h->gzip]);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -325,12 +326,27 @@ static void http_free(struct transport *t)
     }
     if (h->timer)
         event_free(h->timer);
-    curl_slist_free_all(h->headers);
+    curl_slist_free_all(h->headers[0]);
+    curl_slist_free_all(h->headers[1]);
     free(h->url);
     free(h);
 }
 
-static const struct transport_ops http_ops = {http_post, http_free};
+/* Later requests go to cfg's url, gzipped as cfg says; requests under way
+ * keep theirs (curl copied the URL; both header lists live as long as h). */
+static int http_retarget(struct transport *t, const struct config *cfg)
+{
+    struct http *h = (struct http *)t;
+    char *url = strdup(cfg->url);
+    if (url == NULL)
+        return -1;
+    free(h->url);
+    h->url = url;
+    h->gzip = cfg->gzip != 0;
+    return 0;
+}
+
+static const struct transport_ops http_ops = {http_post, http_retarget, http_free};
 
 struct transport *http_transport_new(struct event_base *base, const struct config *cfg)
 {
@@ -341,20 +357,23 @@ struct transport *http_transport_new(struct event_base *base, const struct confi
     h->base = base;
     TAILQ_INIT(&h->requests);
     LIST_INIT(&h->sockets);
-    h->url = strdup(cfg->url);
     h->multi = curl_multi_init();
     h->timer = evtimer_new(base, http_timeout_cb, h);
-    if (h->url == NULL || h->multi == NULL || h->timer == NULL)
+    if (http_retarget(&h->transport, cfg) < 0 || h->multi == NULL || h->timer == NULL)
         goto fail;
     const char *headers[] = {"Content-Type: application/json",
                              "User-Agent: " TELEMETRY_NAME "/" TELEMETRY_VERSION,
                              "Expect:", /* no 100-continue round trip */
-                             cfg->gzip ? "Content-Encoding: gzip" : NULL, NULL};
-    for (const char *const *line = headers; *line; line++) {
-        struct curl_slist *grown = curl_slist_append(h->headers, *line);
-        if (grown == NULL)
-            goto fail;
-        h->headers = grown;
+                             "Content-Encoding: gzip", NULL};
+    for (int gzip = 0; gzip < 2; gzip++) {
+        for (const char *const *line = headers; *line; line++) {
+            if (!gzip && strstr(*line, "gzip") != NULL)
+                continue;
+            struct curl_slist *grown = curl_slist_append(h->headers[gzip], *line);
+            if (grown == NULL)
+                goto fail;
+            h->headers[gzip] = grown;
+        }
     }
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);

@@ -19,8 +19,9 @@
 
 #define LOG_LINE_MAX 2048
 
-static enum log_level log_threshold = LOG_INFO;
-static int log_json;
+/* set on the event loop (at start, on reload), read from every thread */
+static atomic_int log_threshold = LOG_INFO;
+static atomic_int log_json;
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 static struct writer *log_writer;
 static int log_writer_failed;
@@ -28,17 +29,17 @@ static atomic_uint_fast64_t log_dropped, log_dropped_reported;
 
 void log_set_level(enum log_level level)
 {
-    log_threshold = level;
+    atomic_store_explicit(&log_threshold, (int)level, memory_order_relaxed);
 }
 
 void log_set_json(int json)
 {
-    log_json = json;
+    atomic_store_explicit(&log_json, json, memory_order_relaxed);
 }
 
 static int log_enabled(enum log_level level)
 {
-    return level <= log_threshold;
+    return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
 uint64_t log_lines_dropped(void)
@@ -57,7 +58,7 @@ static size_t log_line(char *line, size_t size, enum log_level level, const char
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
-    if (!log_json) {
+    if (!atomic_load_explicit(&log_json, memory_order_relaxed)) {
         int m = snprintf(line, size, "%s %s: %s\n", when, log_level_names[level], msg);
         if (m < 0)
             return 0;

@@ -12,8 +12,10 @@
  * (config, registry, socket). Shutdown on SIGTERM, SIGINT or SIGQUIT: stop
  * accepting, read what connections already sent, seal the open batch,
  * deliver for up to agent.shutdown_grace_ms, report what could not be
- * delivered (with a spool: what stays on disk for the next start), exit 0. A second signal ends the wait. Every other signal a
- * process manager or a person may send is logged and ignored.
+ * delivered (with a spool: what stays on disk for the next start), exit 0.
+ * A second signal ends the wait. SIGHUP reloads the configuration
+ * (reload.c). Every other signal a process manager or a person may send is
+ * logged and ignored.
  */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "account.h"
@@ -29,6 +31,7 @@
 #include "pipeline.h"
 #include "registry.h"
 #include "relay.h"
+#include "reload.h"
 #include "sender.h"
 #include "spooler.h"
 #include "statuscmd.h"
@@ -54,7 +57,7 @@ extern char **environ;
 
 /* Signals that end the agent gracefully, and those it logs and ignores. */
 static const int main_stop_signals[] = {SIGTERM, SIGINT, SIGQUIT};
-static const int main_ignored_signals[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM,
+static const int main_ignored_signals[] = {SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM,
                                            SIGPROF, SIGIO, SIGPWR, SIGXCPU, SIGSTKFLT};
 #define MAIN_NSTOP (sizeof main_stop_signals / sizeof main_stop_signals[0])
 #define MAIN_NIGNORED (sizeof main_ignored_signals / sizeof main_ignored_signals[0])
@@ -73,6 +76,8 @@ struct agent {
     struct listener *listener;
     struct ops *ops;         /* the operator endpoints, or NULL */
     struct relay *relay;     /* the browser relay, or NULL */
+    struct reloader *reloader;
+    const char *config_path; /* NULL: built-in defaults */
     struct event *stop_ev[MAIN_NSTOP], *ignored_ev[MAIN_NIGNORED], *grace_ev;
     int stopping;
 };
@@ -161,10 +166,7 @@ static void main_ignored_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     (void)arg;
-    if (sig == SIGHUP)
-        log_warn("SIGHUP: ignored (reloading the configuration needs a restart)");
-    else
-        log_warn("SIG%s: ignored", sigabbrev_np(sig));
+    log_warn("SIG%s: ignored", sigabbrev_np(sig));
 }
 
 /* Handle the signals of the two lists on the loop. Returns 0 or -1. */
@@ -189,6 +191,7 @@ static void main_ignore_quiet_signals(void)
 {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* until the reloader hears it: start-up may take a while */
     for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
         signal(sig, SIG_IGN);
 }
@@ -255,10 +258,7 @@ static int main_start(struct agent *a)
     }
     main_raise_fd_limit(&a->cfg);
     budget_init(&a->budget, (size_t)a->cfg.buffer_max_bytes);
-    int to_stdout = transport_is_stdout(&a->cfg);
-    /* printed bodies never show the API key */
-    struct body_format *format =
-        body_format_new(to_stdout ? NULL : a->cfg.api_key, !to_stdout && a->cfg.gzip);
+    struct body_format *format = body_format_for(&a->cfg);
     struct transport *transport = transport_new(a->base, &a->cfg);
     size_t envelope = format ? body_envelope_bytes(format) : 0;
     if (format == NULL || transport == NULL ||
@@ -276,15 +276,7 @@ static int main_start(struct agent *a)
         log_error("%s", err);
         return -1;
     }
-    /* events from the spool were checked when they were accepted */
-    struct batch_limits limits = {
-        .max_events = (uint32_t)a->cfg.batch_max_events,
-        .max_body_bytes = (size_t)a->cfg.batch_max_bytes,
-        .envelope_bytes = envelope,
-        .max_age_ms = a->cfg.batch_max_age_ms,
-        .max_event_bytes = spooled ? SIZE_MAX : (size_t)a->cfg.max_event_bytes,
-        .drop_when_full = !spooled && a->cfg.buffer_overflow == OVERFLOW_DROP_NEWEST,
-    };
+    struct batch_limits limits = batch_limits_for(&a->cfg, envelope, spooled);
     if (batcher_init(&a->batcher, a->base, &limits, &a->budget,
                      spooled ? spooler_sealed : sender_submit,
                      spooled ? (void *)a->spooler : (void *)a->sender) < 0) {
@@ -301,7 +293,11 @@ static int main_start(struct agent *a)
     a->pipeline_ready = 1;
     /* Signals first: once the socket answers, a SIGTERM must mean shutdown. */
     a->grace_ev = evtimer_new(a->base, main_grace_cb, a);
-    if (a->grace_ev == NULL || main_watch_signals(a) < 0) {
+    struct reload_targets reload = {&a->cfg, a->config_path, environ, &a->registry,
+                                    &a->pipeline, &a->batcher, a->sender, spooled,
+                                    &a->stopping};
+    if (a->grace_ev == NULL || main_watch_signals(a) < 0 ||
+        (a->reloader = reloader_new(a->base, &reload)) == NULL) {
         log_error("cannot handle signals");
         return -1;
     }
@@ -357,6 +353,8 @@ static void main_report(int started)
 
 static void main_stop(struct agent *a, int started)
 {
+    reloader_free(a->reloader);
+    a->reloader = NULL;
     relay_free(a->relay);
     a->relay = NULL;
     ops_free(a->ops);
@@ -432,6 +430,7 @@ int main(int argc, char **argv)
     static struct agent agent;
     struct agent *a = &agent;
     char err[CONFIG_ERR_LEN];
+    a->config_path = config_path;
     if (config_load(&a->cfg, config_path, environ, err, sizeof err) < 0) {
         fprintf(stderr, "telemetry-agent: configuration error: %s\n", err);
         return 1;

@@ -32,6 +32,8 @@ enum metric {
     METRIC_ANSWERS_4XX,
     METRIC_ANSWERS_5XX,
     METRIC_ANSWERS_NONE,                  /* no answer: refused, reset, timed out */
+    METRIC_CONFIG_RELOADS,                /* configurations reloaded */
+    METRIC_CONFIG_RELOAD_FAILURES,        /* reloads refused (the running one stayed) */
     METRIC_COUNT
 };
 

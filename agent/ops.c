@@ -150,6 +150,10 @@ static const struct {
     {"connections_paused_total", METRIC_CONNECTIONS_PAUSED,
      "Times a producer waited for room in the buffer."},
     {"bytes_received_total", METRIC_BYTES_RECEIVED, "Bytes read from producers."},
+    {"config_reloads_total", METRIC_CONFIG_RELOADS,
+     "Configurations reloaded (SIGHUP or agent.watch_config_ms)."},
+    {"config_reload_failures_total", METRIC_CONFIG_RELOAD_FAILURES,
+     "Reloads refused for a configuration error; the running configuration stayed."},
 };
 
 static void ops_metrics_counters(struct buf *out)

@@ -25,6 +25,15 @@ int pipeline_init(struct pipeline *p, const struct config *cfg, const struct reg
                         (size_t)cfg->max_message_bytes);
 }
 
+void pipeline_reconfigure(struct pipeline *p, const struct registry *registry)
+{
+    p->registry = registry;
+    p->defaults.properties = p->cfg->properties;
+    p->defaults.distinct_id = p->cfg->distinct_id;
+    p->forward.registry = registry;
+    forward_set_tag_prefix(&p->forward, p->cfg->forward_tag_prefix);
+}
+
 void pipeline_destroy(struct pipeline *p)
 {
     forward_destroy(&p->forward);

@@ -48,6 +48,10 @@ struct pipeline_result {
  * of memory. */
 int pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
                   struct batcher *batcher, struct spooler *spooler);
+/* After a reload: check names against registry (NULL: any) and enrich
+ * with the properties, distinct_id and forward.tag_prefix that p's
+ * configuration holds now. */
+void pipeline_reconfigure(struct pipeline *p, const struct registry *registry);
 void pipeline_destroy(struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,

@@ -216,3 +216,15 @@ void props_free(struct props_node *root)
     props_free_children(root);
     free(root);
 }
+
+int props_equal(const struct props_node *a, const struct props_node *b)
+{
+    if (a->nchildren != b->nchildren || (a->json == NULL) != (b->json == NULL) ||
+        (a->json != NULL && strcmp(a->json, b->json) != 0))
+        return 0;
+    for (size_t i = 0; i < a->nchildren; i++)
+        if (strcmp(a->children[i].key, b->children[i].key) != 0 ||
+            !props_equal(&a->children[i], &b->children[i]))
+            return 0;
+    return 1;
+}

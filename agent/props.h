@@ -33,6 +33,8 @@ int props_set(struct props_node *root, const char *dotted_key, const char *value
 /* Child of `node` named key[0..len), or NULL. */
 const struct props_node *props_child(const struct props_node *node, const char *key, size_t len);
 void props_free(struct props_node *root);
+/* The same keys, in the same order, with the same values. */
+int props_equal(const struct props_node *a, const struct props_node *b);
 
 /* 1 if text is a complete JSON scalar (true, false, null, number, string). */
 int props_is_json_scalar(const char *text);

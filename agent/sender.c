@@ -401,6 +401,21 @@ void sender_hurry(struct sender *s)
     sender_pump(s);
 }
 
+int sender_reconfigure(struct sender *s, struct body_format *format)
+{
+    if (transport_retarget(s->transport, s->cfg) < 0) {
+        body_format_free(format);
+        return -1;
+    }
+    body_format_free(s->format);
+    s->format = format;
+    if (s->timeout_ms < s->cfg->timeout_ms || s->timeout_ms > s->cfg->timeout_max_ms)
+        s->timeout_ms = s->timeout_ms < s->cfg->timeout_ms ? s->cfg->timeout_ms
+                                                           : s->cfg->timeout_max_ms;
+    sender_hurry(s); /* a fixed key or URL is tried at once */
+    return 0;
+}
+
 struct sender *sender_new(struct event_base *base, const struct config *cfg,
                           struct budget *budget, struct transport *transport,
                           struct body_format *format)

@@ -32,6 +32,12 @@ struct sender *sender_new(struct event_base *base, const struct config *cfg,
                           struct body_format *format);
 void sender_free(struct sender *s);
 
+/* After a reload changed the configuration the sender reads: send later
+ * requests with format (taken over, also on failure) to the backend as
+ * configured now, and end a backoff at once. Returns 0, or -1 when the
+ * transport could not follow (out of memory: nothing changed). */
+int sender_reconfigure(struct sender *s, struct body_format *format);
+
 /* Take a sealed batch (the batcher's on_sealed callback; arg is the sender). */
 void sender_submit(struct batch *batch, void *arg);
 

@@ -81,7 +81,15 @@ static void stdout_free(struct transport *t)
     free(s);
 }
 
-static const struct transport_ops stdout_ops = {stdout_post, stdout_free};
+/* Printing has no target to change (a switch to a URL needs a restart). */
+static int stdout_retarget(struct transport *t, const struct config *cfg)
+{
+    (void)t;
+    (void)cfg;
+    return 0;
+}
+
+static const struct transport_ops stdout_ops = {stdout_post, stdout_retarget, stdout_free};
 
 struct transport *stdout_transport_new(struct event_base *base)
 {

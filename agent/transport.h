@@ -36,6 +36,9 @@ struct transport_ops {
      * the event loop. Returns 0, or -1 (body freed, done never called). */
     int (*post)(struct transport *t, struct buf *body, long timeout_ms, transport_done_fn done,
                 void *arg);
+    /* Send later requests as cfg says (backend.url, backend.gzip); requests
+     * under way finish as they began. Returns 0, or -1 (nothing changed). */
+    int (*retarget)(struct transport *t, const struct config *cfg);
     /* Abandon every request without calling done, and free t. */
     void (*free)(struct transport *t);
 };
@@ -48,6 +51,11 @@ static inline int transport_post(struct transport *t, struct buf *body, long tim
                                  transport_done_fn done, void *arg)
 {
     return t->ops->post(t, body, timeout_ms, done, arg);
+}
+
+static inline int transport_retarget(struct transport *t, const struct config *cfg)
+{
+    return t->ops->retarget(t, cfg);
 }
 
 static inline void transport_free(struct transport *t)

@@ -46,6 +46,17 @@ class Agent:
         # sun_path holds 107 bytes: keep the socket path short
         self.socket = os.path.join(tempfile.mkdtemp(prefix="ta-"), "run", "agent.sock")
         self.config = tmp_path / "agent.ini"
+        self.config.write_text(self.config_text(sections))
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.proc = None
+        self.preexec = None  # run in the child before exec (e.g. setrlimit)
+        self.stdout = self.stderr = ""
+        self.returncode = None
+
+    def config_text(self, sections):
+        """The INI text of sections over the tests' base (the agent's own
+        socket, a short grace, the registry)."""
         base = {"agent": {"socket": self.socket, "shutdown_grace_ms": "5000"},
                 "events": {"registry": EVENTS_FILE}}
         for name, keys in sections.items():
@@ -54,13 +65,7 @@ class Agent:
         for name, keys in base.items():
             lines.append(f"[{name}]")
             lines += [f"{k} = {v}" for k, v in keys.items()]
-        self.config.write_text("\n".join(lines) + "\n")
-        self.env = dict(os.environ)
-        self.env.update(env or {})
-        self.proc = None
-        self.preexec = None  # run in the child before exec (e.g. setrlimit)
-        self.stdout = self.stderr = ""
-        self.returncode = None
+        return "\n".join(lines) + "\n"
 
     def start(self, wait=True):
         self.stdout_path = self.dir / "stdout.txt"

@@ -2,8 +2,8 @@
 The image, built for real (docker/build: buildah and podman, no Docker
 engine) and smoke-tested: two containers share a volume for the socket, as
 an emptyDir would; one runs the agent as its non-root user, the other
-telemetry-send; the event reaches the test backend, /healthz answers, and
-SIGTERM ends the agent within its grace period with everything delivered.
+telemetry-send; the event reaches the test backend, /healthz answers,
+SIGHUP reloads the configuration of the agent as PID 1, and SIGTERM ends the agent within its grace period with everything delivered.
 
 Building takes minutes, so the suite runs it only where buildah, podman and
 mmdebstrap are installed (TELEMETRY_TEST_DOCKER=1 also installs them);
@@ -73,6 +73,17 @@ def test_the_image_runs_the_agent_beside_a_producer(collector, capsys):
         assert send.returncode == 0, send.stdout + send.stderr
         got = collector.wait_for_events(1, timeout=30)
         assert got[0]["properties"]["source"] == "image-test"
+        # the agent is PID 1 and SIGHUP reloads its configuration there
+        comm = subprocess.run(PODMAN + ["exec", name, "cat", "/proc/1/comm"],
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+        assert comm == "telemetry-agent"
+        subprocess.run(PODMAN + ["kill", "--signal", "HUP", name], check=True,
+                       capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while "reload (SIGHUP): done" not in subprocess.run(
+                PODMAN + ["logs", name], capture_output=True, text=True).stderr:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the configuration"
+            time.sleep(0.5)
         started = time.monotonic()
         stop = subprocess.run(PODMAN + ["stop", "-t", "30", name], capture_output=True,
                               text=True, timeout=60)

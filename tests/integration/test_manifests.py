@@ -93,6 +93,10 @@ def test_the_manifests_decode_and_the_sidecar_agrees_with_its_configuration(tmp_
         assert mounts["telemetry-spool"] == ini["spool"]["dir"]
         assert volumes["telemetry-config"]["configMap"]["name"] == cm["metadata"]["name"]
         assert agent["args"] == ["-c", mounts["telemetry-config"] + "/telemetry-agent.ini"]
+        # Kubernetes updates a ConfigMap mounted as a directory in place (never
+        # one mounted with subPath), and the agent watches its file
+        assert not any("subPath" in m for m in agent["volumeMounts"])
+        assert int(ini["agent"]["watch_config_ms"]) > 0
         for c in [agent] + pod["containers"]:
             sc = c["securityContext"]
             assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]

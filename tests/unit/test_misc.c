@@ -858,6 +858,101 @@ static void test_memory_limit_from_the_cgroup(void)
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* What config_reconcile reported, one "section.name from->to restart" line
+ * each. */
+static char reconcile_log[2048];
+
+static void note_change(void *arg, const char *section, const char *name, const char *from,
+                        const char *to, int needs_restart)
+{
+    (void)arg;
+    size_t n = strlen(reconcile_log);
+    snprintf(reconcile_log + n, sizeof reconcile_log - n, "%s.%s %s->%s%s\n", section,
+             name ? name : "*", from ? from : "", to ? to : "", needs_restart ? " restart" : "");
+}
+
+/* Load running from `before` and next from `after`, and reconcile them. */
+static int reconcile_ini(struct config *running, struct config *next, const char *before,
+                         const char *after, char *err, size_t errlen)
+{
+    reconcile_log[0] = '\0';
+    if (!CHECK_EQ_INT(load_ini(running, before, no_env, err, errlen, NULL), 0))
+        return -2;
+    if (!CHECK_EQ_INT(load_ini(next, after, no_env, err, errlen, NULL), 0)) {
+        config_free(running);
+        return -2;
+    }
+    return config_reconcile(running, next, note_change, NULL, err, errlen);
+}
+
+static void test_config_reconcile(void)
+{
+    struct config running, next;
+    char err[CONFIG_ERR_LEN];
+    const char *before = "[agent]\nsocket = /tmp/a.sock\n[batch]\nmax_events = 100\n"
+                         "[backend]\nurl = http://127.0.0.1:1/batch\napi_key = old\n"
+                         "[properties]\nteam = a\n";
+    const char *after = "[agent]\nsocket = /tmp/b.sock\n[batch]\nmax_events = 7\n"
+                        "[backend]\nurl = http://user:pw@127.0.0.1:2/batch\napi_key = new\n"
+                        "[properties]\nteam = b\n";
+    int changed = reconcile_ini(&running, &next, before, after, err, sizeof err);
+    if (changed == -2)
+        return;
+    CHECK_EQ_INT(changed, 4); /* max_events, url, api_key, properties */
+    CHECK_CONTAINS(reconcile_log, "agent.socket /tmp/a.sock->/tmp/b.sock restart\n");
+    CHECK_CONTAINS(reconcile_log, "batch.max_events 100->7\n");
+    CHECK_CONTAINS(reconcile_log, "backend.url http://127.0.0.1:1/batch->http://***@127.0.0.1:2");
+    CHECK_CONTAINS(reconcile_log, "backend.api_key ***->***\n");
+    CHECK_CONTAINS(reconcile_log, "properties.* ->\n");
+    CHECK_NOT_CONTAINS(reconcile_log, "new");
+    CHECK_STR_EQ(running.socket, "/tmp/a.sock"); /* kept until restart */
+    CHECK_EQ_INT(running.batch_max_events, 7);
+    CHECK_STR_EQ(running.api_key, "new");
+    CHECK_STR_EQ(next.api_key, "old"); /* next holds what was replaced */
+    CHECK_STR_EQ(props_child(running.properties, "team", 4)->json, "\"b\"");
+    CHECK_STR_EQ(props_child(next.properties, "team", 4)->json, "\"a\"");
+    config_free(&running);
+    config_free(&next);
+
+    /* From printing to sending changes the transport: a restart. */
+    changed = reconcile_ini(&running, &next, "[backend]\nurl = stdout\n",
+                            "[backend]\nurl = http://127.0.0.1:1/batch\napi_key = k\n", err,
+                            sizeof err);
+    if (changed == -2)
+        return;
+    CHECK_EQ_INT(changed, 1); /* the key only */
+    CHECK_CONTAINS(reconcile_log, "backend.url stdout->http://127.0.0.1:1/batch restart\n");
+    CHECK_STR_EQ(running.url, "stdout");
+    config_free(&running);
+    config_free(&next);
+
+    /* Checked with the running values of what needs a restart: a batch
+     * larger than the buffer that keeps its size is refused, and nothing
+     * changes. */
+    changed = reconcile_ini(&running, &next, "[batch]\nmax_events = 100\n",
+                            "[batch]\nmax_events = 5\nmax_bytes = 32MiB\n"
+                            "[buffer]\nmax_bytes = 64MiB\n", err, sizeof err);
+    if (changed == -2)
+        return;
+    CHECK_EQ_INT(changed, -1);
+    CHECK_CONTAINS(err, "[buffer] max_bytes = 8388608 is not allowed");
+    CHECK_CONTAINS(err, "change only at restart");
+    CHECK_EQ_INT(running.batch_max_events, 100);
+    CHECK_EQ_INT(running.buffer_max_bytes, 8388608);
+    CHECK_STR_EQ(reconcile_log, "");
+    config_free(&running);
+    config_free(&next);
+
+    /* The same file again: nothing changes. */
+    changed = reconcile_ini(&running, &next, before, before, err, sizeof err);
+    if (changed == -2)
+        return;
+    CHECK_EQ_INT(changed, 0);
+    CHECK_STR_EQ(reconcile_log, "");
+    config_free(&running);
+    config_free(&next);
+}
+
 int main(void)
 {
     RUN(test_memory_limit_from_the_cgroup);
@@ -886,6 +981,7 @@ int main(void)
     RUN(test_config_size_forms);
     RUN(test_config_api_key);
     RUN(test_config_secret_never_shown);
+    RUN(test_config_reconcile);
     buf_free(&text_buf);
     return check_finish();
 }

@@ -24,6 +24,7 @@ struct post {
     void *arg;
     long timeout_ms;
     int ids[8]; /* the "i" of its events */
+    char api_key[32];
     int count;
     int answered;
 };
@@ -32,6 +33,7 @@ struct fake_transport {
     struct transport base;
     struct post posts[MAX_POSTS];
     int nposts;
+    int retargets;
 };
 
 static int fake_post(struct transport *t, struct buf *body, long timeout_ms, transport_done_fn done,
@@ -44,6 +46,8 @@ static int fake_post(struct transport *t, struct buf *body, long timeout_ms, tra
     *p = (struct post){.done = done, .arg = arg, .timeout_ms = timeout_ms};
     json_t *root = js_parse_buf(body);
     json_t *batch = json_object_get(root, "batch");
+    const char *key = json_string_value(json_object_get(root, "api_key"));
+    snprintf(p->api_key, sizeof p->api_key, "%s", key ? key : "");
     for (size_t k = 0; k < json_array_size(batch) && k < 8; k++)
         p->ids[p->count++] = (int)json_integer_value(json_object_get(json_array_get(batch, k), "i"));
     json_decref(root);
@@ -56,7 +60,14 @@ static void fake_free(struct transport *t)
     (void)t; /* owned by the test */
 }
 
-static const struct transport_ops fake_ops = {fake_post, fake_free};
+static int fake_retarget(struct transport *t, const struct config *cfg)
+{
+    (void)cfg;
+    ((struct fake_transport *)t)->retargets++;
+    return 0;
+}
+
+static const struct transport_ops fake_ops = {fake_post, fake_retarget, fake_free};
 
 struct fixture {
     struct config cfg;
@@ -207,9 +218,33 @@ static void test_timeouts_together_double_once(void)
     fixture_destroy(&f);
 }
 
+/* A reload while the backend is refused for a wrong key: the new key goes
+ * out at once, with the batch that waited, not after
+ * backend.misconfigured_retry_ms. */
+static void test_reconfigure_ends_a_backoff(void)
+{
+    struct fixture f;
+    if (!fixture_init(&f, quick_retries))
+        return;
+    add_events(&f, 4);
+    answer(&f, 0, 1, 401, 0);
+    wait_backoff(&f); /* misconfigured: 30 s, so nothing within the wait */
+    CHECK_EQ_INT(f.transport.nposts, 1);
+    CHECK_EQ_INT(sender_reconfigure(f.sender, body_format_new("new-key", 0)), 0);
+    CHECK_EQ_INT(f.transport.retargets, 1);
+    if (CHECK_EQ_INT(f.transport.nposts, 2))
+        CHECK_STR_EQ(f.transport.posts[1].api_key, "new-key");
+    check_post(&f, 1, 1, 4);
+    answer(&f, 1, 1, 200, 0);
+    CHECK_EQ_UINT(account_now()->delivered, 4);
+    CHECK_EQ_UINT(f.budget.used, 0);
+    fixture_destroy(&f);
+}
+
 int main(void)
 {
     RUN(test_split_halves_keep_their_order);
     RUN(test_timeouts_together_double_once);
+    RUN(test_reconfigure_ends_a_backoff);
     return check_finish();
 }
