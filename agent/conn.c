@@ -266,7 +266,9 @@ static int conn_finish(struct conn *c)
 static int conn_reject(struct conn *c, const char *reason, const char *why)
 {
     metrics_add(METRIC_CONNECTIONS_CLOSED_BAD_INPUT, 1);
-    log_limited(&c->set->log, LOG_WARN, "%s: closing: %s", c->name, why);
+    log_with(&c->set->log, LOG_WARN,
+             LOG_FIELDS(LOG_TEXT("peer", c->name), LOG_TEXT("reason", reason)), "%s: closing: %s",
+             c->name, why);
     struct buf *out = conn_reply_buf(c);
     size_t mark = out->len;
     if (conn_reply_error(out, reason, why) == 0 && out == &c->held)

@@ -49,7 +49,8 @@ uint64_t log_lines_dropped(void)
 
 /* One whole line for msg (which may be cut to fit): "2026-11-28T12:00:00.123Z
  * warn: msg\n", or its JSON object. Returns its length. */
-static size_t log_line(char *line, size_t size, enum log_level level, const char *msg)
+static size_t log_line(char *line, size_t size, enum log_level level, const char *msg,
+                       const struct log_field *fields)
 {
     struct timespec ts;
     struct tm tm;
@@ -75,6 +76,18 @@ static size_t log_line(char *line, size_t size, enum log_level level, const char
     buf_append_str(&out, log_level_names[level]);
     buf_append_str(&out, "\",\"msg\":");
     json_write_string(&out, msg, strlen(msg));
+    for (const struct log_field *f = fields; f != NULL && f->key != NULL; f++) {
+        buf_append_str(&out, ",\"");
+        buf_append_str(&out, f->key);
+        buf_append_str(&out, "\":");
+        if (f->text != NULL) {
+            json_write_string(&out, f->text, strlen(f->text));
+        } else {
+            char number[24];
+            snprintf(number, sizeof number, "%lld", f->number);
+            buf_append_str(&out, number);
+        }
+    }
     buf_append_str(&out, "}\n");
     return out.failed ? 0 : out.len;
 }
@@ -92,7 +105,7 @@ static void log_drained(void *arg)
     char msg[128], line[256];
     snprintf(msg, sizeof msg, "%llu log lines were not written: standard error was not being read",
              (unsigned long long)(dropped - reported));
-    size_t n = log_line(line, sizeof line, LOG_WARN, msg);
+    size_t n = log_line(line, sizeof line, LOG_WARN, msg, NULL);
     if (writer_submit_copy(log_writer, line, n) < 0)
         atomic_store(&log_dropped_reported, reported); /* say it next time */
 }
@@ -109,15 +122,26 @@ static void log_submit(const char *line, size_t len)
         atomic_fetch_add(&log_dropped, 1);
 }
 
-static void log_write(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+#define LOG_MAX_FIELDS 16
+
+static void log_write(enum log_level level, const struct log_field *fields, unsigned suppressed,
+                      const char *fmt, va_list ap)
 {
-    char msg[LOG_LINE_MAX], line[LOG_LINE_MAX * 6 + 128];
+    char msg[LOG_LINE_MAX], line[LOG_LINE_MAX * 7 + 128];
     int m = vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = m < 0 ? 0 : (size_t)m;
     if (n >= sizeof msg - 64)
         n = sizeof msg - 64; /* truncated; leave room for the suffix */
-    snprintf(msg + n, sizeof msg - n, "%s", suffix);
-    n = log_line(line, sizeof line, level, msg);
+    struct log_field all[LOG_MAX_FIELDS + 2];
+    size_t k = 0;
+    for (const struct log_field *f = fields; f != NULL && f->key != NULL && k < LOG_MAX_FIELDS;)
+        all[k++] = *f++;
+    if (suppressed > 0) {
+        snprintf(msg + n, sizeof msg - n, " (%u similar messages suppressed)", suppressed);
+        all[k++] = (struct log_field)LOG_NUMBER("suppressed", suppressed);
+    }
+    all[k] = (struct log_field){NULL, NULL, 0};
+    n = log_line(line, sizeof line, level, msg, all);
     if (n > 0)
         log_submit(line, n);
 }
@@ -128,14 +152,17 @@ void log_msg(enum log_level level, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    log_write(level, "", fmt, ap);
+    log_write(level, NULL, 0, fmt, ap);
     va_end(ap);
 }
 
-void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
+/* Whether limit lets a line through now; *suppressed: how many it held
+ * back since the last. */
+static int log_pass(struct log_limit *limit, unsigned *suppressed)
 {
-    if (!log_enabled(level))
-        return;
+    *suppressed = 0;
+    if (limit == NULL)
+        return 1;
     int64_t now = clock_monotonic_ms();
     if (now - limit->window_start_ms >= LOG_LIMIT_WINDOW_MS) {
         limit->window_start_ms = now;
@@ -143,17 +170,34 @@ void log_limited(struct log_limit *limit, enum log_level level, const char *fmt,
     }
     if (limit->printed >= LOG_LIMIT_BURST) {
         limit->suppressed++;
-        return;
+        return 0;
     }
     limit->printed++;
-    char suffix[80] = "";
-    if (limit->suppressed > 0) {
-        snprintf(suffix, sizeof suffix, " (%u similar messages suppressed)", limit->suppressed);
-        limit->suppressed = 0;
-    }
+    *suppressed = limit->suppressed;
+    limit->suppressed = 0;
+    return 1;
+}
+
+void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
+{
+    unsigned suppressed;
+    if (!log_enabled(level) || !log_pass(limit, &suppressed))
+        return;
     va_list ap;
     va_start(ap, fmt);
-    log_write(level, suffix, fmt, ap);
+    log_write(level, NULL, suppressed, fmt, ap);
+    va_end(ap);
+}
+
+void log_with(struct log_limit *limit, enum log_level level, const struct log_field *fields,
+              const char *fmt, ...)
+{
+    unsigned suppressed;
+    if (!log_enabled(level) || !log_pass(limit, &suppressed))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_write(level, fields, suppressed, fmt, ap);
     va_end(ap);
 }
 

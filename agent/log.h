@@ -12,7 +12,11 @@
  *
  * Lines are text ("2026-11-28T12:00:00.123Z warn: message") or, for
  * cluster log collectors, JSON: one object a line, {"ts": ..., "level":
- * ..., "msg": ...}.
+ * ..., "msg": ...} and the line's fields. Fields name what a collector
+ * filters or counts by (the peer, a drop's reason, the backend's status,
+ * the counters at exit); the message says the same in words, so text lines
+ * leave them out. A rate-limited line that follows suppressed ones has the
+ * field "suppressed".
  */
 #ifndef TA_LOG_H
 #define TA_LOG_H
@@ -37,7 +41,22 @@ void log_set_level(enum log_level level);
 /* Lines as JSON objects (1) or text (0, the default). */
 void log_set_json(int json);
 
+/* One field of a JSON line: a string (text != NULL) or a whole number.
+ * The key is a constant of the agent's, never text from outside. */
+struct log_field {
+    const char *key;
+    const char *text;
+    long long number;
+};
+#define LOG_TEXT(k, v) {(k), (v), 0}
+#define LOG_NUMBER(k, v) {(k), NULL, (long long)(v)}
+/* A field list for log_with(), ended for it. */
+#define LOG_FIELDS(...) ((const struct log_field[]){__VA_ARGS__, {NULL, NULL, 0}})
+
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line with fields (LOG_FIELDS(...)), through limit when not NULL. */
+void log_with(struct log_limit *limit, enum log_level level, const struct log_field *fields,
+              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -348,7 +348,11 @@ static void main_report(int started)
     if (!account_balanced())
         log_error("the counters do not add up: received != delivered + buffered + dropped; "
                   "this is a bug in the agent");
-    log_info("stopped: %s", summary);
+    log_with(NULL, LOG_INFO,
+             LOG_FIELDS(LOG_NUMBER("received", received), LOG_NUMBER("delivered", acc->delivered),
+                        LOG_NUMBER("buffered", acc->buffered),
+                        LOG_NUMBER("dropped", account_dropped_total())),
+             "stopped: %s", summary);
 }
 
 static void main_stop(struct agent *a, int started)
@@ -463,8 +467,12 @@ int main(int argc, char **argv)
             snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "; browser relay on http://%s%s",
                      relay_address(a->relay), a->cfg.relay_path);
         char url[512];
-        log_info("%s %s listening on %s; %s; backend %s%s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
-                 a->cfg.socket, names, config_mask_url(a->cfg.url, url, sizeof url),
+        config_mask_url(a->cfg.url, url, sizeof url);
+        log_with(NULL, LOG_INFO,
+                 LOG_FIELDS(LOG_TEXT("version", TELEMETRY_VERSION),
+                            LOG_TEXT("socket", a->cfg.socket), LOG_TEXT("backend", url)),
+                 "%s %s listening on %s; %s; backend %s%s%s", TELEMETRY_NAME, TELEMETRY_VERSION,
+                 a->cfg.socket, names, url,
                  a->cfg.enabled ? "" : " (disabled: events are discarded)", ops);
         main_log_setup(&a->cfg);
         event_base_dispatch(a->base);

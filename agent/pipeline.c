@@ -51,7 +51,9 @@ static void pipeline_drop(struct pipeline *p, const struct refusal *r, const cha
         res->reason = r->reason;
     }
     struct log_limit *limit = r->reason == DROP_BUFFER_FULL ? &p->full_log : &p->reject_log;
-    log_limited(limit, LOG_WARN, "%s: event dropped (%s): %s", peer, reason_name(r->reason),
+    log_with(limit, LOG_WARN,
+             LOG_FIELDS(LOG_TEXT("peer", peer), LOG_TEXT("reason", reason_name(r->reason))),
+             "%s: event dropped (%s): %s", peer, reason_name(r->reason),
                 r->detail);
 }
 

@@ -103,8 +103,9 @@ static void reload_report_change(void *arg, const char *section, const char *nam
 static void reload_refuse(const char *why, const char *err)
 {
     metrics_add(METRIC_CONFIG_RELOAD_FAILURES, 1);
-    log_error("reload (%s) refused: configuration error: %s; the running configuration stays",
-              why, err);
+    log_with(NULL, LOG_ERROR, LOG_FIELDS(LOG_TEXT("reload", why), LOG_TEXT("result", "refused")),
+             "reload (%s) refused: configuration error: %s; the running configuration stays",
+             why, err);
 }
 
 static void reload_arm_watch(struct reloader *r)
@@ -183,7 +184,10 @@ static void reload_now(struct reloader *r, const char *why)
     if (registry != NULL)
         snprintf(names, sizeof names, "the registry has %zu event name%s",
                  registry_count(registry), registry_count(registry) == 1 ? "" : "s");
-    log_info("reload (%s): done, %d setting%s changed; %s", why, changed, changed == 1 ? "" : "s",
+    log_with(NULL, LOG_INFO,
+             LOG_FIELDS(LOG_TEXT("reload", why), LOG_TEXT("result", "done"),
+                        LOG_NUMBER("changed", changed)),
+             "reload (%s): done, %d setting%s changed; %s", why, changed, changed == 1 ? "" : "s",
              names);
 }
 

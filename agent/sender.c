@@ -176,9 +176,11 @@ static void sender_back_off(struct sender *s, const char *why, const char *retry
                       why, sender_pending(s), (long long)delay);
         }
     } else {
-        log_limited(&s->retry_log, LOG_WARN,
-                    "backend: %s; pausing requests for %lld ms (%u failures in a row, %u "
-                    "batches waiting)", why, (long long)delay, s->failures, sender_pending(s));
+        log_with(&s->retry_log, LOG_WARN,
+                 LOG_FIELDS(LOG_NUMBER("pause_ms", delay), LOG_NUMBER("failures", s->failures),
+                            LOG_NUMBER("batches_waiting", sender_pending(s))),
+                 "backend: %s; pausing requests for %lld ms (%u failures in a row, %u batches "
+                 "waiting)", why, (long long)delay, s->failures, sender_pending(s));
     }
     s->health = BACKEND_BACKOFF;
     struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
@@ -309,8 +311,10 @@ static void sender_done(const struct transport_result *result, void *arg)
         sender_finish(d, 1, 0);
         break;
     case RETRY_DROP:
-        log_limited(&s->drop_log, LOG_ERROR, "backend %s; dropped a batch of %u events", why,
-                    d->batch->count);
+        log_with(&s->drop_log, LOG_ERROR,
+                 LOG_FIELDS(LOG_NUMBER("status", result->status),
+                            LOG_NUMBER("events", d->batch->count)),
+                 "backend %s; dropped a batch of %u events", why, d->batch->count);
         sender_backend_well(s); /* it answered: the others may still pass */
         sender_finish(d, 0, DROP_BACKEND_REJECTED);
         break;

@@ -4,6 +4,7 @@ The agent's log as an operator reads it: text or JSON lines
 URL credentials masked, and the libraries in use.
 """
 import json
+import time
 
 from conftest import backend, send_events
 
@@ -17,13 +18,37 @@ def test_json_lines_carry_ts_level_and_msg(make_agent, collector):
     lines = agent.stderr.splitlines()
     assert len(lines) > 5
     objects = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert all(set(o) == {"ts", "level", "msg"} for o in objects)
+    assert all({"ts", "level", "msg"} <= set(o) for o in objects)
     assert all(o["ts"].endswith("Z") and o["level"] in ("error", "warn", "info", "debug")
                for o in objects)
     msgs = [o["msg"] for o in objects]
     assert any(m.startswith("telemetry-agent 0.1.0 listening on") for m in msgs)
-    assert any("unknown_event" in m and o["level"] == "warn" for m, o in zip(msgs, objects))
-    assert any(m.startswith("stopped: received=2 delivered=1") for m in msgs)
+    # the lines a collector filters or counts by carry fields besides msg
+    start = [o for o in objects if o["msg"].startswith("telemetry-agent 0.1.0 listening on")][0]
+    assert start["socket"] == agent.socket and start["backend"] == collector.url
+    assert start["version"] == "0.1.0"
+    drop = [o for o in objects if "unknown_event" in o["msg"]][0]
+    assert drop["level"] == "warn" and drop["reason"] == "unknown_event"
+    assert drop["peer"] in drop["msg"]
+    stopped = [o for o in objects if o["msg"].startswith("stopped: received=2 delivered=1")][0]
+    assert (stopped["received"], stopped["delivered"], stopped["dropped"],
+            stopped["buffered"]) == (2, 1, 1, 0)
+    plain = [o for o in objects if o["msg"].startswith("configuration [batch]")][0]
+    assert set(plain) == {"ts", "level", "msg"}
+
+
+def test_repeated_errors_are_summarised_with_a_count(make_agent, collector):
+    agent = make_agent({"backend": backend(collector), "agent": {"log_format": "json"}})
+    send_events(agent, [{"event": "no:such-event"}] * 40)
+    time.sleep(0.3)
+    send_events(agent, [{"event": "project:created"}])
+    collector.wait_for_events(1, timeout=10)
+    agent.stop()
+    objects = [json.loads(line) for line in agent.stderr.splitlines()]
+    drops = [o for o in objects if o.get("reason") == "unknown_event"]
+    # a burst of lines, then the rest are counted, not repeated
+    assert 1 <= len(drops) <= 6, len(drops)
+    assert agent.stats()["dropped_unknown_event"] == 40
 
 
 def test_start_up_shows_the_configuration_without_secrets(make_agent, collector):
