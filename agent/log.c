@@ -178,17 +178,6 @@ static int log_pass(struct log_limit *limit, unsigned *suppressed)
     return 1;
 }
 
-void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
-{
-    unsigned suppressed;
-    if (!log_enabled(level) || !log_pass(limit, &suppressed))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    log_write(level, NULL, suppressed, fmt, ap);
-    va_end(ap);
-}
-
 void log_with(struct log_limit *limit, enum log_level level, const struct log_field *fields,
               const char *fmt, ...)
 {

@@ -57,9 +57,9 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* A line with fields (LOG_FIELDS(...)), through limit when not NULL. */
 void log_with(struct log_limit *limit, enum log_level level, const struct log_field *fields,
               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
+/* A line through limit (see struct log_limit), without fields. */
+#define log_limited(limit, level, ...) log_with((limit), (level), NULL, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
