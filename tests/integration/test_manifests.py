@@ -6,7 +6,9 @@ does not know (a field it drops is a typo); the agent is a native sidecar
 (restartPolicy: Always, which no validator checks) and agrees with its
 configuration: socket path, port, probe paths, grace period, spool
 directory, the user the image runs as; the ConfigMap's INI passes
---check-config; the runtime packages cover what the binaries link.
+--check-config; the runtime packages cover what the binaries link; the
+compose file builds every image from the repository and configures a valid
+agent that reaches the collector through the shared socket volume.
 """
 import configparser
 import json
@@ -17,7 +19,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import AGENT_BIN, ROOT
+from conftest import AGENT_BIN, EVENTS_FILE, ROOT
 
 DOCKER = os.path.join(ROOT, "docker")
 K8S = os.path.join(DOCKER, "k8s")
@@ -169,3 +171,31 @@ def test_the_runtime_packages_cover_what_the_binaries_link():
             owner = subprocess.run(["dpkg", "-S", os.path.realpath(paths[lib])],
                                    capture_output=True, text=True).stdout.split(":")[0]
             assert owner in listed, f"{binary} links {lib} from {owner}, not in runtime-packages"
+
+
+def test_the_compose_file_builds_from_the_repo_and_configures_a_valid_agent():
+    with open(os.path.join(DOCKER, "compose.yaml")) as f:
+        compose = yaml.safe_load(f)
+    services = compose["services"]
+    assert set(services) == {"agent", "producer", "collector"}
+    for name, service in services.items():
+        if "build" in service:  # every image builds from this repository, offline
+            context = os.path.normpath(os.path.join(DOCKER, service["build"]["context"]))
+            assert os.path.isfile(os.path.join(context, service["build"]["dockerfile"])), name
+        else:
+            assert service["image"] == services["agent"]["image"], name
+    # the agent's environment is a valid configuration, pointing at the collector
+    env = dict(os.environ, **services["agent"]["environment"])
+    env.pop("TELEMETRY_AGENT_HTTP_LISTEN", None)
+    env["TELEMETRY_AGENT_EVENTS_REGISTRY"] = EVENTS_FILE  # installed in the image
+    out = subprocess.run([AGENT_BIN, "--check-config"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    url = services["agent"]["environment"]["TELEMETRY_AGENT_BACKEND_URL"]
+    with open(os.path.join(DOCKER, "collector.Dockerfile")) as f:
+        dockerfile = f.read()
+    port = re.search(r'"--port", "(\d+)"', dockerfile).group(1)
+    assert url == f"http://collector:{port}/batch"
+    # producer and agent share the socket's volume, at the agent's socket path
+    socket_path = services["producer"]["environment"]["TELEMETRY_SOCKET"]
+    for name in ("agent", "producer"):
+        assert f"telemetry-socket:{os.path.dirname(socket_path)}" in services[name]["volumes"]
