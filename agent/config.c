@@ -74,6 +74,14 @@ static const struct config_key config_keys[] = {
      "0: reload only on SIGHUP"},
     {"agent", "max_connections", CT_INT, OFF(max_connections), "1024", 1, 65536, NULL, CK_RESTART,
      "producer connections served at once; more are closed on accept"},
+    {"agent", "idle_timeout_ms", CT_INT, OFF(idle_timeout_ms), "30000", 100, HOUR_MS, NULL, 0,
+     "a connection that holds part of a message and completes none for this long is closed "
+     "(error timeout); one idle between messages stays open"},
+    {"agent", "max_pending_reply_bytes", CT_BYTES, OFF(max_pending_reply_bytes), "65536", 1 * KIB,
+     64 * MIB, NULL, 0, "acknowledgements a producer has not read yet; past this its connection "
+     "is not read until it reads them"},
+    {"agent", "write_timeout_ms", CT_INT, OFF(write_timeout_ms), "30000", 100, HOUR_MS, NULL, 0,
+     "a producer that reads none of its pending acknowledgements for this long is closed"},
     {"agent", "max_message_bytes", CT_BYTES, OFF(max_message_bytes), "1048576", 1 * KIB, 64 * MIB,
      NULL,
      CK_RESTART, "largest single msgpack message; a connection sending a larger one is closed"},

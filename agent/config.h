@@ -35,6 +35,9 @@ struct config {
     int64_t watch_config_ms;
     int64_t max_connections;
     int64_t max_message_bytes;
+    int64_t idle_timeout_ms;
+    int64_t max_pending_reply_bytes;
+    int64_t write_timeout_ms;
     /* [events] */
     char *registry;
     int64_t max_event_bytes;

@@ -2,7 +2,9 @@
  * conn: per-connection reading, replies and closing (see conn.h).
  *
  * A connection is read while its unsent replies stay under
- * CONN_MAX_UNSENT_REPLIES. Each wakeup handles at most CONN_READS_PER_WAKEUP
+ * agent.max_pending_reply_bytes; one whose producer reads none of them for
+ * agent.write_timeout_ms is closed, and so is one that holds part of a
+ * message and completes none for agent.idle_timeout_ms. Each wakeup handles at most CONN_READS_PER_WAKEUP
  * reads and CONN_WORK_PER_WAKEUP messages and events (a few kilobytes of
  * gzip can carry a million events), then lets the others have a turn: what
  * is left in the buffer is taken up by more_ev, a timer that fires after
@@ -30,7 +32,6 @@
 #define CONN_READS_TO_DRAIN 256  /* at shutdown: a socket buffer's worth, not forever */
 #define CONN_WORK_PER_WAKEUP 16384 /* messages + events; kilobytes of gzip can hold millions */
 #define CONN_WORK_TO_DRAIN (16 * CONN_WORK_PER_WAKEUP) /* at shutdown */
-#define CONN_MAX_UNSENT_REPLIES (64 * 1024) /* then stop reading until the producer reads */
 #define CONN_DRAIN_SYNC_MS 5000  /* at shutdown: how long acks may wait for the spool */
 
 /* Replies in held[..end) wait until the spool is durable before index. */
@@ -45,6 +46,7 @@ struct conn {
     struct conn_set *set;
     int fd;
     struct event *read_ev, *write_ev, *more_ev;
+    struct event *idle_ev; /* runs while part of a message waits for the rest */
     struct stream in;
     struct buf replies;  /* acknowledgements not yet written */
     size_t replies_sent; /* of replies.len */
@@ -169,6 +171,7 @@ static void conn_close(struct conn *c)
     event_free(c->read_ev);
     event_free(c->write_ev);
     event_free(c->more_ev);
+    event_free(c->idle_ev);
     stream_destroy(&c->in);
     buf_free(&c->replies);
     buf_free(&c->held);
@@ -190,10 +193,17 @@ static void conn_set_reading(struct conn *c, int on)
     c->reading = on;
 }
 
+static struct timeval conn_ms(int64_t ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
 /* Write what replies the socket takes now. Returns -1 if it failed for good
- * (errno says why). */
+ * (errno says why), else whether anything was written. */
 static int conn_send_replies(struct conn *c)
 {
+    int wrote = 0;
     while (c->replies_sent < c->replies.len) {
         ssize_t n = send(c->fd, c->replies.data + c->replies_sent,
                          c->replies.len - c->replies_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -204,6 +214,7 @@ static int conn_send_replies(struct conn *c)
         if (n < 0)
             return -1;
         c->replies_sent += (size_t)n;
+        wrote = 1;
     }
     /* Move what is left to the front once most of the buffer is sent, so a
      * producer that always lags a little cannot make it grow without end. */
@@ -213,7 +224,7 @@ static int conn_send_replies(struct conn *c)
         buf_truncate(&c->replies, unsent);
         c->replies_sent = 0;
     }
-    return 0;
+    return wrote;
 }
 
 /* Write what replies the socket takes now and wait for it to drain
@@ -222,7 +233,8 @@ static int conn_send_replies(struct conn *c)
 static int conn_flush_replies(struct conn *c)
 {
     static const struct timeval now = {0, 0};
-    if (conn_send_replies(c) < 0) {
+    int wrote = conn_send_replies(c);
+    if (wrote < 0) {
         if (c->closing) /* the producer left without reading them */
             log_debug("%s: closed with acknowledgements unsent: %s", c->name, strerror(errno));
         else
@@ -236,14 +248,19 @@ static int conn_flush_replies(struct conn *c)
         conn_close(c);
         return -1;
     }
-    if (unsent > 0 && event_add(c->write_ev, NULL) < 0) {
+    /* the producer has agent.write_timeout_ms to read some of them */
+    struct timeval limit = conn_ms(c->set->cfg->write_timeout_ms);
+    if (unsent == 0) {
+        event_del(c->write_ev);
+    } else if ((wrote || !event_pending(c->write_ev, EV_WRITE, NULL)) &&
+               event_add(c->write_ev, &limit) < 0) {
         log_limited(&c->set->log, LOG_ERROR, "%s: closing: cannot wait to write its "
                     "acknowledgements", c->name);
         conn_close(c);
         return -1;
     }
     conn_set_reading(c, !c->closing && !c->paused &&
-                            unsent + c->held.len < CONN_MAX_UNSENT_REPLIES);
+                            unsent + c->held.len < (size_t)c->set->cfg->max_pending_reply_bytes);
     if (c->reading && c->backlog && evtimer_add(c->more_ev, &now) < 0)
         log_limited(&c->set->log, LOG_ERROR, "%s: cannot schedule its next turn; it goes on "
                     "when it next sends", c->name);
@@ -260,12 +277,11 @@ static int conn_finish(struct conn *c)
     return conn_flush_replies(c);
 }
 
-/* Stop reading a connection for bad input. The acknowledgements of the
- * messages before the fault are still written, then {"error": reason,
- * "detail": why}, then it is closed. */
-static int conn_reject(struct conn *c, const char *reason, const char *why)
+/* Stop reading a connection. The acknowledgements of the messages before
+ * are still written, then {"error": reason, "detail": why}, then it is
+ * closed. */
+static int conn_end_with_error(struct conn *c, const char *reason, const char *why)
 {
-    metrics_add(METRIC_CONNECTIONS_CLOSED_BAD_INPUT, 1);
     log_with(&c->set->log, LOG_WARN,
              LOG_FIELDS(LOG_TEXT("peer", c->name), LOG_TEXT("reason", reason)), "%s: closing: %s",
              c->name, why);
@@ -276,11 +292,59 @@ static int conn_reject(struct conn *c, const char *reason, const char *why)
     return conn_finish(c);
 }
 
+/* Bad input: what was sent breaks the framing or a limit. */
+static int conn_reject(struct conn *c, const char *reason, const char *why)
+{
+    metrics_add(METRIC_CONNECTIONS_CLOSED_BAD_INPUT, 1);
+    return conn_end_with_error(c, reason, why);
+}
+
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
+    struct conn *c = arg;
+    if (what & EV_TIMEOUT) { /* nothing could be written for write_timeout_ms */
+        metrics_add(METRIC_CONNECTIONS_CLOSED_UNREAD, 1);
+        log_with(&c->set->log, LOG_WARN, LOG_FIELDS(LOG_TEXT("peer", c->name)),
+                 "%s: closing: it read none of its acknowledgements (%zu bytes) for %lld ms "
+                 "(agent.write_timeout_ms)", c->name, c->replies.len - c->replies_sent,
+                 (long long)c->set->cfg->write_timeout_ms);
+        conn_close(c);
+        return;
+    }
+    conn_flush_replies(c);
+}
+
+/* Part of a message waits: the producer has agent.idle_timeout_ms to
+ * complete a message (the clock restarts with each one). */
+static void conn_watch_partial(struct conn *c, int completed)
+{
+    if (stream_pending(&c->in) == 0) {
+        evtimer_del(c->idle_ev);
+        return;
+    }
+    struct timeval limit = conn_ms(c->set->cfg->idle_timeout_ms);
+    if ((completed || !evtimer_pending(c->idle_ev, NULL)) && evtimer_add(c->idle_ev, &limit) < 0)
+        log_limited(&c->set->log, LOG_ERROR, "%s: cannot time its partial message", c->name);
+}
+
+static void conn_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
     (void)what;
-    conn_flush_replies(arg);
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->paused || c->backlog || !c->reading) { /* the agent is not reading it: not idle */
+        conn_watch_partial(c, 1);
+        return;
+    }
+    char why[160];
+    metrics_add(METRIC_CONNECTIONS_CLOSED_IDLE, 1);
+    snprintf(why, sizeof why, "%zu bytes of a message and no message completed for %lld ms "
+             "(agent.idle_timeout_ms)", stream_pending(&c->in),
+             (long long)c->set->cfg->idle_timeout_ms);
+    conn_end_with_error(c, WIRE_ERROR_TIMEOUT, why);
 }
 
 /* Full, or others wait for room in it: a new message waits behind them. */
@@ -325,6 +389,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
     msgpack_object obj;
     struct pipeline_result result;
     size_t had_replies = c->replies.len;
+    int completed = 0;
     c->backlog = 0;
     for (;;) {
         if (*work >= max_work) {
@@ -340,6 +405,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
         switch (stream_next(&c->in, &obj)) {
         case STREAM_OBJECT:
             pipeline_handle(c->set->pipeline, &obj, c->name, &result);
+            completed = 1;
             *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
             struct buf *out = conn_reply_buf(c);
             size_t mark = out->len;
@@ -349,6 +415,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
                                    "out of memory for its acknowledgements");
             continue;
         case STREAM_NEED_MORE:
+            conn_watch_partial(c, completed);
             return c->replies.len > had_replies ? conn_flush_replies(c) : 0;
         case STREAM_INVALID:
             return conn_reject(c, WIRE_ERROR_NOT_MSGPACK, "bytes that are not msgpack");
@@ -518,14 +585,13 @@ int conn_open(struct conn_set *set, int fd)
     c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
     c->write_ev = event_new(set->base, fd, EV_WRITE, conn_write_cb, c);
     c->more_ev = evtimer_new(set->base, conn_more_cb, c);
-    if (c->read_ev == NULL || c->write_ev == NULL || c->more_ev == NULL ||
+    c->idle_ev = evtimer_new(set->base, conn_idle_cb, c);
+    if (c->read_ev == NULL || c->write_ev == NULL || c->more_ev == NULL || c->idle_ev == NULL ||
         event_add(c->read_ev, NULL) < 0) {
-        if (c->read_ev)
-            event_free(c->read_ev);
-        if (c->write_ev)
-            event_free(c->write_ev);
-        if (c->more_ev)
-            event_free(c->more_ev);
+        struct event *made[] = {c->read_ev, c->write_ev, c->more_ev, c->idle_ev};
+        for (size_t i = 0; i < sizeof made / sizeof made[0]; i++)
+            if (made[i] != NULL)
+                event_free(made[i]);
         stream_destroy(&c->in);
         free(c);
         close(fd);

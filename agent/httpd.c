@@ -4,9 +4,9 @@
  * libevent 2.1 has no limit on evhttp's connections, and no hook when one
  * closes. So each connection's bufferevent is made here (evhttp_set_bevcb)
  * and kept with a reference of its own: once evhttp lets a connection go
- * (closing its socket) it clears the bufferevent's callbacks; a sweep a few
- * times a second notices, drops the reference and counts the connection
- * closed. While max_connections are open the listener pauses. The sweep
+ * (shutting its socket down for writing) it clears the bufferevent's
+ * callbacks; a sweep a few times a second notices, drops the reference,
+ * which closes the socket, and counts the connection closed. While max_connections are open the listener pauses. The sweep
  * also closes a connection that has lived past a deadline (three request
  * timeouts), so a client that trickles a byte now and then
  * cannot hold a slot; and each connection reads at most what one request
@@ -158,9 +158,12 @@ static struct bufferevent *httpd_bev_cb(struct event_base *base, void *arg)
         h->conns = more;
         h->cap = cap;
     }
-    /* not BEV_OPT_CLOSE_ON_FREE: evhttp then closes the socket itself when it
-     * lets the connection go, and our reference keeps only the memory */
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    /* BEV_OPT_CLOSE_ON_FREE: the socket is closed when the last reference
+     * goes, after the bufferevent's events are deleted. Without it evhttp
+     * closes the socket while our reference keeps those events registered
+     * for its descriptor, and the next socket given that number (a
+     * producer's, say) would never be polled. */
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
     bufferevent_setwatermark(bev, EV_READ, 0, h->read_max);

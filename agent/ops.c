@@ -150,6 +150,11 @@ static const struct {
     {"connections_paused_total", METRIC_CONNECTIONS_PAUSED,
      "Times a producer waited for room in the buffer."},
     {"bytes_received_total", METRIC_BYTES_RECEIVED, "Bytes read from producers."},
+    {"connections_closed_idle_total", METRIC_CONNECTIONS_CLOSED_IDLE,
+     "Producer connections closed for holding part of a message past agent.idle_timeout_ms."},
+    {"connections_closed_unread_total", METRIC_CONNECTIONS_CLOSED_UNREAD,
+     "Producer connections closed for not reading their acknowledgements within "
+     "agent.write_timeout_ms."},
     {"config_reloads_total", METRIC_CONFIG_RELOADS,
      "Configurations reloaded (SIGHUP or agent.watch_config_ms)."},
     {"config_reload_failures_total", METRIC_CONFIG_RELOAD_FAILURES,

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
+import urllib.request
 
 import msgpack
 
@@ -301,4 +302,25 @@ def test_a_client_that_never_reads_cannot_make_the_agent_buffer_without_end(make
         assert rss() - before < 32 * MIB, f"RSS grew by {(rss() - before) / MIB:.0f} MiB"
     for s in hogs:
         s.close()
+    agent.stop()
+
+
+def test_a_producer_connecting_right_after_a_scrape_is_served(make_agent, collector):
+    # Regression: evhttp closed a finished request's socket while the
+    # agent's reference kept the bufferevent's events registered for that
+    # descriptor, so a producer whose connection got the same number was
+    # never polled.
+    agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"}})
+    url = agent.ops_url() + "/metrics"
+    unpacker = msgpack.Unpacker(raw=False)
+    for i in range(20):
+        with urllib.request.urlopen(url, timeout=5) as r:
+            r.read()
+        time.sleep(0.02)  # evhttp sees the close and lets the connection go
+        with connect(agent) as s:
+            s.settimeout(3)
+            s.sendall(msgpack.packb({"event": "project:created", "chunk": f"c{i}"}))
+            unpacker.feed(s.recv(4096))
+            assert next(unpacker) == {"ack": f"c{i}"}
+    collector.wait_for_events(20, timeout=10)
     agent.stop()
