@@ -110,6 +110,15 @@ class Agent:
         """http://HOST:PORT/PATH of the browser relay."""
         return self.logged_url("browser relay")
 
+    def metric(self, name):
+        """The value of telemetry_agent_<name> (no labels) in /metrics now."""
+        import urllib.request
+        with urllib.request.urlopen(self.ops_url() + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(rf"^telemetry_agent_{name} (\d+)$", text, re.M)
+        assert m, f"no {name} in /metrics"
+        return int(m.group(1))
+
     def read_stderr(self):
         return self.stderr_path.read_text(errors="replace")
 
@@ -187,6 +196,18 @@ def send_events(agent, events):
     """Send events (dicts) on one connection, then close it."""
     with connect(agent) as s:
         s.sendall(b"".join(msgpack.packb(e) for e in events))
+
+
+def send_acked(sock, unpacker, event, chunk, timeout=5):
+    """Send event with chunk on sock and return the agent's reply to it."""
+    sock.settimeout(timeout)
+    sock.sendall(msgpack.packb(dict(event, chunk=chunk)))
+    for reply in unpacker:
+        return reply
+    while True:
+        unpacker.feed(sock.recv(4096))
+        for reply in unpacker:
+            return reply
 
 
 def read_until_closed(sock, timeout=10):

@@ -20,7 +20,7 @@ import msgpack
 
 from collector import make_response
 from test_pressure import MIB, SANITIZED
-from conftest import AGENT_BIN, backend, connect, read_until_closed
+from conftest import AGENT_BIN, backend, connect, read_until_closed, send_acked
 
 
 def get(agent_or_url, path, method="GET", headers=None, timeout=10):
@@ -318,9 +318,7 @@ def test_a_producer_connecting_right_after_a_scrape_is_served(make_agent, collec
             r.read()
         time.sleep(0.02)  # evhttp sees the close and lets the connection go
         with connect(agent) as s:
-            s.settimeout(3)
-            s.sendall(msgpack.packb({"event": "project:created", "chunk": f"c{i}"}))
-            unpacker.feed(s.recv(4096))
-            assert next(unpacker) == {"ack": f"c{i}"}
+            reply = send_acked(s, unpacker, {"event": "project:created"}, f"c{i}", timeout=3)
+            assert reply == {"ack": f"c{i}"}
     collector.wait_for_events(20, timeout=10)
     agent.stop()

@@ -7,7 +7,6 @@ closed after agent.write_timeout_ms; with every slot of max_connections
 held by silent connections a new producer gets in once they time out.
 """
 import json
-import re
 import socket
 import threading
 import time
@@ -16,15 +15,7 @@ import uuid
 
 import msgpack
 
-from conftest import backend, connect, read_until_closed
-
-
-def scrape(agent, name):
-    with urllib.request.urlopen(agent.ops_url() + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(rf"^telemetry_agent_{name} (\d+)$", text, re.M)
-    assert m, f"no {name} in /metrics"
-    return int(m.group(1))
+from conftest import backend, connect, read_until_closed, send_acked
 
 
 def open_connections(agent):
@@ -68,13 +59,9 @@ def test_slowloris_connections_time_out_and_free_their_slots(collector, make_age
         assert "idle_timeout_ms" in replies[-1]["detail"]
         s.close()
     with connect(agent) as s:  # the slots are free again
-        s.sendall(msgpack.packb(event(1, chunk="after")))
-        s.settimeout(5)
-        reply = msgpack.Unpacker(raw=False)
-        reply.feed(s.recv(4096))
-        assert next(reply) == {"ack": "after"}
+        assert send_acked(s, msgpack.Unpacker(raw=False), event(1), "after") == {"ack": "after"}
     collector.wait_for_events(1, timeout=10)
-    assert scrape(agent, "connections_closed_idle_total") == 4
+    assert agent.metric("connections_closed_idle_total") == 4
     agent.stop()
     assert agent.stats()["delivered"] == 1  # the halves were never events
 
@@ -83,15 +70,12 @@ def test_a_connection_idle_between_messages_stays_open(collector, make_agent):
     agent = make_agent({"backend": backend(collector), "agent": {"idle_timeout_ms": "300"},
                         "batch": {"max_age_ms": "50"}})
     with connect(agent) as s:
-        s.settimeout(5)
         unpacker = msgpack.Unpacker(raw=False)
         for i in range(3):
-            s.sendall(msgpack.packb(event(i, chunk=f"c{i}")))
-            unpacker.feed(s.recv(4096))
-            assert next(unpacker) == {"ack": f"c{i}"}
+            assert send_acked(s, unpacker, event(i), f"c{i}") == {"ack": f"c{i}"}
             time.sleep(1.0)  # three times the idle timeout, between messages
     collector.wait_for_events(3, timeout=10)
-    assert scrape(agent, "connections_closed_idle_total") == 0
+    assert agent.metric("connections_closed_idle_total") == 0
     agent.stop()
 
 
@@ -115,17 +99,14 @@ def test_a_producer_that_never_reads_its_acks_is_bounded_then_closed(collector, 
     writer.start()
     # meanwhile a well-behaved producer is served as usual
     with connect(agent) as good:
-        good.settimeout(5)
         unpacker = msgpack.Unpacker(raw=False)
         for i in range(20):
-            good.sendall(msgpack.packb(event(i, chunk=f"good{i}")))
-            unpacker.feed(good.recv(4096))
-            assert next(unpacker) == {"ack": f"good{i}"}
+            assert send_acked(good, unpacker, event(i), f"good{i}") == {"ack": f"good{i}"}
     writer.join(timeout=20)
     assert not writer.is_alive(), "the agent never closed the producer that does not read"
     assert sent[0] < 200000, "the agent kept reading a producer that does not read its acks"
     deaf.close()
-    assert scrape(agent, "connections_closed_unread_total") == 1
+    assert agent.metric("connections_closed_unread_total") == 1
     agent.stop()
     stats = agent.stats()
     # whatever it accepted from the deaf producer was delivered all the same

@@ -12,7 +12,6 @@ import re
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 
 import msgpack
@@ -104,14 +103,6 @@ def reload(agent, sections=None, text=None, expect="done"):
         time.sleep(0.02)
 
 
-def scrape(agent, name):
-    with urllib.request.urlopen(agent.ops_url() + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(rf"^telemetry_agent_{name} (\d+)$", text, re.M)
-    assert m, f"no {name} in /metrics"
-    return int(m.group(1))
-
-
 def delivered_events(collector):
     """(api_key, event) for every event the backend received, in order."""
     return [(r["json"]["api_key"], e) for r in collector.requests()
@@ -158,8 +149,8 @@ def test_reload_under_steady_traffic(collector, make_agent, tmp_path, mode):
     reload(agent, third)
     after_third = producer.count()
     time.sleep(0.6)
-    reloads, failures = scrape(agent, "config_reloads_total"), \
-        scrape(agent, "config_reload_failures_total")
+    reloads, failures = agent.metric("config_reloads_total"), \
+        agent.metric("config_reload_failures_total")
 
     producer.finish()
     accepted = [e for e in producer.sent if "rejected" not in producer.replies[e["chunk"]]]
