@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "httpd.h"
+#include "peer.h"
 
 #include "version.h"
 
@@ -82,6 +83,15 @@ static const struct config_key config_keys[] = {
      "is not read until it reads them"},
     {"agent", "write_timeout_ms", CT_INT, OFF(write_timeout_ms), "30000", 100, HOUR_MS, NULL, 0,
      "a producer that reads none of its pending acknowledgements for this long is closed"},
+    {"agent", "allowed_uids", CT_STRING, OFF(allowed_uids), "", 0, 0, NULL, 0,
+     "users (names or numbers, separated by commas) whose processes may write to the socket, "
+     "checked with SO_PEERCRED on accept; with allowed_gids empty too, anyone who can open it"},
+    {"agent", "allowed_gids", CT_STRING, OFF(allowed_gids), "", 0, 0, NULL, 0,
+     "groups (names or numbers) whose members may write, by their group or a supplementary "
+     "one; others are closed with error not_allowed and counted"},
+    {"agent", "tag_peer", CT_BOOL, OFF(tag_peer), "false", 0, 0, NULL, 0,
+     "add the producer's uid, gid and process name ($peer_uid, $peer_gid, $peer_comm) to each "
+     "event's properties, over any the producer set"},
     {"agent", "max_message_bytes", CT_BYTES, OFF(max_message_bytes), "1048576", 1 * KIB, 64 * MIB,
      NULL,
      CK_RESTART, "largest single msgpack message; a connection sending a larger one is closed"},
@@ -674,9 +684,29 @@ static int config_check_combination(const struct config *cfg, char *err, size_t 
     return 0;
 }
 
+/* allowed_uids or allowed_gids as numbers, names looked up once here. */
+static int config_normalize_ids(char **field, const char *name, int groups, char *err,
+                                size_t errlen)
+{
+    char ids[1024], why[300];
+    if (peer_ids_normalize(*field, groups, ids, sizeof ids, why, sizeof why) < 0)
+        return config_refuse(err, errlen, "[agent] %s = '%s': %s (allowed: %s names or numbers, "
+                             "separated by commas or spaces)", name, *field, why,
+                             groups ? "group" : "user");
+    char *copy = strdup(ids);
+    if (copy == NULL)
+        return config_refuse(err, errlen, "out of memory");
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
 /* Values derived from others, then the checks across keys. */
 static int config_finish(struct config *cfg, char *err, size_t errlen)
 {
+    if (config_normalize_ids(&cfg->allowed_uids, "allowed_uids", 0, err, errlen) < 0 ||
+        config_normalize_ids(&cfg->allowed_gids, "allowed_gids", 1, err, errlen) < 0)
+        return -1;
     if (cfg->api_key_file[0] != '\0') {
         if (cfg->api_key[0] != '\0')
             return config_refuse(err, errlen, "[backend] api_key and api_key_file are both set "

@@ -38,6 +38,9 @@ struct config {
     int64_t idle_timeout_ms;
     int64_t max_pending_reply_bytes;
     int64_t write_timeout_ms;
+    char *allowed_uids; /* normalized: numbers separated by commas */
+    char *allowed_gids;
+    int tag_peer;
     /* [events] */
     char *registry;
     int64_t max_event_bytes;

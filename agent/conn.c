@@ -11,7 +11,6 @@
  * the next poll. Once there is no more input (end of stream, or bad bytes)
  * the connection only writes the replies it owes, then closes.
  */
-#define _GNU_SOURCE /* struct ucred */
 #include "conn.h"
 
 #include "metrics.h"
@@ -59,6 +58,7 @@ struct conn {
     int closing;         /* no more input: close once the replies are written */
     int paused;          /* waiting for room in the budget */
     char name[64];       /* "connection 7 (pid 1234)" */
+    char peer_tags[PEER_TAGS_LEN]; /* what agent.tag_peer adds (peer.h) */
 };
 
 int conn_reply_ack(const struct pipeline_result *res, struct buf *out)
@@ -404,7 +404,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
         }
         switch (stream_next(&c->in, &obj)) {
         case STREAM_OBJECT:
-            pipeline_handle(c->set->pipeline, &obj, c->name, &result);
+            pipeline_handle(c->set->pipeline, &obj, c->name, c->peer_tags, &result);
             completed = 1;
             *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
             struct buf *out = conn_reply_buf(c);
@@ -559,18 +559,16 @@ void conn_set_destroy(struct conn_set *set)
 }
 
 /* "connection 7 (pid 1234)" */
-static void conn_name(struct conn *c, uint64_t id)
+static void conn_name(struct conn *c, uint64_t id, const struct peer *peer)
 {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+    if (peer->known)
         snprintf(c->name, sizeof c->name, "connection %llu (pid %d)", (unsigned long long)id,
-                 (int)cred.pid);
+                 (int)peer->pid);
     else
         snprintf(c->name, sizeof c->name, "connection %llu", (unsigned long long)id);
 }
 
-int conn_open(struct conn_set *set, int fd)
+int conn_open(struct conn_set *set, int fd, const struct peer *peer)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (c == NULL ||
@@ -581,7 +579,8 @@ int conn_open(struct conn_set *set, int fd)
     }
     c->set = set;
     c->fd = fd;
-    conn_name(c, ++set->next_id);
+    conn_name(c, ++set->next_id, peer);
+    peer_tags(peer, c->peer_tags, sizeof c->peer_tags);
     c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
     c->write_ev = event_new(set->base, fd, EV_WRITE, conn_write_cb, c);
     c->more_ev = evtimer_new(set->base, conn_more_cb, c);

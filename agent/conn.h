@@ -31,6 +31,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "peer.h"
 #include "pipeline.h"
 
 #include <event2/event.h>
@@ -64,7 +65,7 @@ int conn_set_init(struct conn_set *set, struct event_base *base, const struct co
                   struct pipeline *pipeline);
 /* Serve a connection accepted on fd (taken over). Returns 0, or -1 when
  * out of memory (fd closed). */
-int conn_open(struct conn_set *set, int fd);
+int conn_open(struct conn_set *set, int fd, const struct peer *peer);
 /* Read what every open connection has already sent, write the replies the
  * socket takes, then close them all. */
 void conn_set_drain(struct conn_set *set);

@@ -14,6 +14,8 @@
  */
 #include "encode.h"
 
+#include "peer.h"
+
 #include "json.h"
 #include "timestamp.h"
 #include "uuid.h"
@@ -101,9 +103,11 @@ static void encode_props_node(struct buf *out, const struct props_node *node)
 /* Write `map` merged with the added properties `extra` (an inner node, or
  * NULL): the map's own keys first, nested maps merged recursively, then every
  * added key the map does not have. A Forward `record` leaves out its event
- * fields. */
+ * fields. With peer_tags (the top level only) keys named like them are left
+ * out and they are written last. */
 static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
-                             const struct props_node *extra, int depth, int record)
+                             const struct props_node *extra, int depth, int record,
+                             const char *peer_tags)
 {
     if (depth > ENCODE_MAX_DEPTH)
         return -1;
@@ -113,6 +117,9 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
     for (uint32_t i = 0; i < size; i++) {
         const msgpack_object_kv *kv = &map->ptr[i];
         if (record && encode_is_record_field(&kv->key))
+            continue;
+        if (peer_tags != NULL && kv->key.type == MSGPACK_OBJECT_STR &&
+            peer_is_tag_key(kv->key.via.str.ptr, kv->key.via.str.size))
             continue;
         if (!first)
             buf_append_char(out, ',');
@@ -124,14 +131,15 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
             kv->val.type == MSGPACK_OBJECT_MAP)
             nested = props_child(extra, kv->key.via.str.ptr, kv->key.via.str.size);
         int rc = nested != NULL && nested->json == NULL
-                     ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0)
+                     ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0, NULL)
                      : encode_value(out, &kv->val, depth + 1);
         if (rc < 0)
             return -1;
     }
     for (size_t i = 0; extra != NULL && i < extra->nchildren; i++) {
         const struct props_node *child = &extra->children[i];
-        if (encode_map_has_key(map, child->key, record))
+        if (encode_map_has_key(map, child->key, record) ||
+            (peer_tags != NULL && peer_is_tag_key(child->key, strlen(child->key))))
             continue;
         if (!first)
             buf_append_char(out, ',');
@@ -139,6 +147,11 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
         json_write_string(out, child->key, strlen(child->key));
         buf_append_char(out, ':');
         encode_props_node(out, child);
+    }
+    if (peer_tags != NULL) {
+        if (!first)
+            buf_append_char(out, ',');
+        buf_append_str(out, peer_tags);
     }
     buf_append_char(out, '}');
     return 0;
@@ -196,7 +209,7 @@ int encode_value(struct buf *out, const msgpack_object *obj, int depth)
         buf_append_char(out, ']');
         return 0;
     case MSGPACK_OBJECT_MAP:
-        return encode_map_merged(out, &obj->via.map, NULL, depth, 0);
+        return encode_map_merged(out, &obj->via.map, NULL, depth, 0, NULL);
     case MSGPACK_OBJECT_NIL:
     default:
         encode_literal(out, "null");
@@ -210,8 +223,9 @@ int encode_event(struct buf *out, const struct analytics_event *ev,
     encode_literal(out, "{\"event\":");
     json_write_string(out, ev->name, ev->name_len);
     encode_literal(out, ",\"properties\":");
+    const char *tags = defaults->peer_tags && defaults->peer_tags[0] ? defaults->peer_tags : NULL;
     if (encode_map_merged(out, ev->properties, defaults->properties, 1,
-                          ev->properties_are_record) < 0)
+                          ev->properties_are_record, tags) < 0)
         return refuse(r, DROP_TOO_LARGE, "properties nested more than %d levels deep",
                       ENCODE_MAX_DEPTH);
     encode_literal(out, ",\"distinct_id\":");

@@ -25,6 +25,8 @@
 struct encode_defaults {
     const struct props_node *properties; /* root of the added properties; may be NULL */
     const char *distinct_id;             /* for events without one */
+    const char *peer_tags;               /* JSON members written over the producer's own
+                                          * $peer_* properties (peer.h), or NULL */
 };
 
 /* Append {"event":..,"properties":{..},"distinct_id":..,"timestamp":..,"uuid":..}.

@@ -3,6 +3,8 @@
  */
 #include "listener.h"
 
+#include "peer.h"
+
 #include "conn.h"
 #include "metrics.h"
 #include "sockfile.h"
@@ -28,17 +30,14 @@ struct listener {
     struct log_limit log;
 };
 
-/* Over agent.max_connections: say why, if the socket takes it now, and
- * close. The producer tries again later. */
-static void listener_refuse(struct listener *l, int fd)
+/* Say why, if the socket takes it now, and close: over
+ * agent.max_connections (the producer tries again later), or a peer
+ * allowed_uids and allowed_gids leave out. */
+static void listener_refuse(struct listener *l, int fd, const char *reason, const char *why)
 {
-    char why[96];
     struct buf reply = BUF_INIT;
-    metrics_add(METRIC_CONNECTIONS_REFUSED, 1);
-    snprintf(why, sizeof why, "agent.max_connections = %lld are open",
-             (long long)l->cfg->max_connections);
     log_limited(&l->log, LOG_WARN, "refused a connection: %s", why);
-    if (conn_reply_error(&reply, WIRE_ERROR_MAX_CONNECTIONS, why) == 0 &&
+    if (conn_reply_error(&reply, reason, why) == 0 &&
         send(fd, reply.data, reply.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("could not tell a refused connection why: %s", strerror(errno));
     buf_free(&reply);
@@ -52,11 +51,25 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     (void)addr;
     (void)addrlen;
     struct listener *l = arg;
+    char why[160];
     if (l->conns.count >= (unsigned)l->cfg->max_connections) {
-        listener_refuse(l, fd);
+        metrics_add(METRIC_CONNECTIONS_REFUSED, 1);
+        snprintf(why, sizeof why, "agent.max_connections = %lld are open",
+                 (long long)l->cfg->max_connections);
+        listener_refuse(l, fd, WIRE_ERROR_MAX_CONNECTIONS, why);
         return;
     }
-    if (conn_open(&l->conns, fd) < 0)
+    struct peer peer;
+    peer_identify(fd, &peer);
+    if (!peer_allowed(&peer, l->cfg->allowed_uids, l->cfg->allowed_gids)) {
+        metrics_add(METRIC_CONNECTIONS_DENIED, 1);
+        snprintf(why, sizeof why, "uid %lu, gid %lu (pid %d) is not in agent.allowed_uids or "
+                 "agent.allowed_gids", (unsigned long)peer.uid, (unsigned long)peer.gid,
+                 (int)peer.pid);
+        listener_refuse(l, fd, WIRE_ERROR_NOT_ALLOWED, why);
+        return;
+    }
+    if (conn_open(&l->conns, fd, &peer) < 0)
         log_limited(&l->log, LOG_ERROR, "out of memory for a new connection; closed it");
 }
 

@@ -35,6 +35,7 @@ static const char *const metric_names[METRIC_COUNT] = {
     [METRIC_ANSWERS_4XX] = "answers_4xx",
     [METRIC_ANSWERS_5XX] = "answers_5xx",
     [METRIC_ANSWERS_NONE] = "answers_none",
+    [METRIC_CONNECTIONS_DENIED] = "connections_denied",
     [METRIC_CONNECTIONS_CLOSED_IDLE] = "connections_closed_idle",
     [METRIC_CONNECTIONS_CLOSED_UNREAD] = "connections_closed_unread",
     [METRIC_CONFIG_RELOADS] = "config_reloads",

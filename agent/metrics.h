@@ -32,6 +32,7 @@ enum metric {
     METRIC_ANSWERS_4XX,
     METRIC_ANSWERS_5XX,
     METRIC_ANSWERS_NONE,                  /* no answer: refused, reset, timed out */
+    METRIC_CONNECTIONS_DENIED,            /* not in agent.allowed_uids / allowed_gids */
     METRIC_CONNECTIONS_CLOSED_IDLE,       /* held part of a message too long */
     METRIC_CONNECTIONS_CLOSED_UNREAD,     /* did not read its acknowledgements */
     METRIC_CONFIG_RELOADS,                /* configurations reloaded */

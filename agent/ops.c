@@ -150,6 +150,9 @@ static const struct {
     {"connections_paused_total", METRIC_CONNECTIONS_PAUSED,
      "Times a producer waited for room in the buffer."},
     {"bytes_received_total", METRIC_BYTES_RECEIVED, "Bytes read from producers."},
+    {"connections_denied_total", METRIC_CONNECTIONS_DENIED,
+     "Producer connections refused: their user and groups are not in agent.allowed_uids or "
+     "agent.allowed_gids."},
     {"connections_closed_idle_total", METRIC_CONNECTIONS_CLOSED_IDLE,
      "Producer connections closed for holding part of a message past agent.idle_timeout_ms."},
     {"connections_closed_unread_total", METRIC_CONNECTIONS_CLOSED_UNREAD,

@@ -158,7 +158,7 @@ static void pipeline_forward_entry_cb(void *arg, const struct analytics_event *e
 }
 
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
-                     struct pipeline_result *res)
+                     const char *peer_tags, struct pipeline_result *res)
 {
     *res = (struct pipeline_result){0};
     struct refusal r;
@@ -166,6 +166,7 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
         metrics_add(METRIC_HEARTBEATS, 1);
         return;
     }
+    p->defaults.peer_tags = p->cfg->tag_peer ? peer_tags : NULL; /* for this message only */
     if (obj->type == MSGPACK_OBJECT_ARRAY) {
         struct pipeline_forward_ctx ctx = {p, peer, res};
         res->forward = 1;
@@ -175,9 +176,10 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
             account_received(SOURCE_FORWARD); /* the rest of the message, as one event */
             pipeline_drop(p, &r, peer, res);
         }
-        return;
+    } else {
+        pipeline_handle_event(p, obj, SOURCE_NATIVE, peer, res);
     }
-    pipeline_handle_event(p, obj, SOURCE_NATIVE, peer, res);
+    p->defaults.peer_tags = NULL;
 }
 
 void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,

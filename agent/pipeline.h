@@ -53,9 +53,10 @@ int pipeline_init(struct pipeline *p, const struct config *cfg, const struct reg
  * configuration holds now. */
 void pipeline_reconfigure(struct pipeline *p, const struct registry *registry);
 void pipeline_destroy(struct pipeline *p);
-/* Handle one complete object; `peer` names the connection in log lines. */
+/* Handle one complete object; `peer` names the connection in log lines,
+ * peer_tags are its $peer_* properties (peer.h) for agent.tag_peer. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
-                     struct pipeline_result *result);
+                     const char *peer_tags, struct pipeline_result *result);
 /* Handle one event in the native shape (a map) that came from source. */
 void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,
                            enum event_source source, const char *peer,

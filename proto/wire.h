@@ -57,6 +57,7 @@
 #define WIRE_ERROR_NOT_MSGPACK "not_msgpack"
 #define WIRE_ERROR_NO_MEMORY "no_memory"
 #define WIRE_ERROR_TIMEOUT "timeout"
+#define WIRE_ERROR_NOT_ALLOWED "not_allowed"
 #define WIRE_ERROR_MAX_CONNECTIONS "max_connections"
 
 /* Keys of messages and replies. */

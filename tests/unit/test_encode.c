@@ -8,6 +8,7 @@
 #include "decode.h"
 #include "encode.h"
 #include "mp.h"
+#include "peer.h"
 #include "props.h"
 #include "support.h"
 
@@ -332,7 +333,8 @@ static void test_too_deep(void)
 
 /* ---- encode_event ---------------------------------------------------- */
 
-/* Decode obj as an event, encode it and parse the JSON (NULL on failure). */
+/* Decode obj as an event, encode it and parse the JSON (NULL on failure,
+ * and when a key is repeated in an object). */
 static json_t *encode_event_json(const msgpack_object *obj, const struct encode_defaults *defaults,
                                  int64_t now_ms)
 {
@@ -344,12 +346,12 @@ static json_t *encode_event_json(const msgpack_object *obj, const struct encode_
     struct buf out = BUF_INIT;
     json_t *root = NULL;
     if (CHECK_EQ_INT(encode_event(&out, &ev, defaults, now_ms, &r), 0))
-        root = js_parse_buf(&out);
+        root = js_parse_flags(out.data, out.len, JSON_REJECT_DUPLICATES);
     buf_free(&out);
     return root;
 }
 
-static const struct encode_defaults plain_defaults = {NULL, "default-host"};
+static const struct encode_defaults plain_defaults = {.distinct_id = "default-host"};
 
 static void test_event_filled_in(void)
 {
@@ -423,10 +425,36 @@ static void check_merged(json_t *p)
     CHECK_EQ_UINT(json_object_size(p), 9);
 }
 
+/* agent.tag_peer: the agent's $peer_* properties are written over the
+ * producer's own, at the top level only, once each. */
+static void test_peer_tags_written_over_the_producers(void)
+{
+    struct peer peer = {.known = 1, .pid = 7, .uid = 1000, .gid = 2000, .comm = "work\"er"};
+    char tags[PEER_TAGS_LEN];
+    peer_tags(&peer, tags, sizeof tags);
+    CHECK_STR_EQ(tags, "\"$peer_uid\":1000,\"$peer_gid\":2000,\"$peer_comm\":\"work\\\"er\"");
+    struct encode_defaults defaults = {.distinct_id = "h", .peer_tags = tags};
+    const msgpack_object *obj =
+        mp_build(&m, "{s:s, s:{s:i, s:s, s:{s:i}}}", "event", "e", "properties", "$peer_uid", 0,
+                 "page", "home", "nested", "$peer_gid", 5);
+    json_t *v = encode_event_json(obj, &defaults, T_MS);
+    if (CHECK(v != NULL)) {
+        CHECK_EQ_INT(json_integer_value(js_at(v, "properties/$peer_uid")), 1000);
+        CHECK_EQ_INT(json_integer_value(js_at(v, "properties/$peer_gid")), 2000);
+        CHECK_STR_EQ(json_string_value(js_at(v, "properties/$peer_comm")), "work\"er");
+        CHECK_STR_EQ(json_string_value(js_at(v, "properties/page")), "home");
+        CHECK_EQ_INT(json_integer_value(js_at(v, "properties/nested/$peer_gid")), 5);
+    }
+    json_decref(v);
+    peer.known = 0; /* the kernel could not say: nothing added */
+    peer_tags(&peer, tags, sizeof tags);
+    CHECK_STR_EQ(tags, "");
+}
+
 static void test_properties_merged(void)
 {
     struct props_node *tree = make_defaults_tree();
-    struct encode_defaults defaults = {tree, "h"};
+    struct encode_defaults defaults = {.properties = tree, .distinct_id = "h"};
     const msgpack_object *obj = mp_build(
         &m, "{s:s, s:{s:s, s:{s:s, s:i}, s:i, s:{s:s}}}", "event", "e", "properties", "count",
         "mine", "app", "version", "event-v", "extra", 1, "sys", 5, "env", "region", "eu");
@@ -465,7 +493,8 @@ static void test_lib_properties(void)
     char *env[] = {NULL};
     if (!CHECK_EQ_INT(config_load(&cfg, NULL, env, err, sizeof err), 0))
         return;
-    struct encode_defaults defaults = {cfg.properties, cfg.distinct_id};
+    struct encode_defaults defaults = {.properties = cfg.properties,
+                                       .distinct_id = cfg.distinct_id};
     json_t *v = encode_event_json(mp_build(&m, "{s:s}", "event", "e"), &defaults, T_MS);
     CHECK_STR_EQ(json_string_value(js_at(v, "properties/$lib")), "telemetry-agent");
     const char *version = json_string_value(js_at(v, "properties/$lib_version"));
@@ -519,6 +548,7 @@ int main(void)
     RUN(test_event_filled_in);
     RUN(test_event_own_fields_kept);
     RUN(test_properties_merged);
+    RUN(test_peer_tags_written_over_the_producers);
     RUN(test_lib_properties);
     RUN(test_event_too_deep);
     buf_free(&text_buf);

@@ -185,7 +185,9 @@ static void test_unpacker_out_of_memory_is_no_memory(void)
     struct conn_set set;
     if (!CHECK_EQ_INT(conn_set_init(&set, f.base, &f.cfg, &f.pipeline), 0))
         return;
-    if (!CHECK_EQ_INT(conn_open(&set, fds[0]), 0))
+    struct peer peer;
+    peer_identify(fds[0], &peer);
+    if (!CHECK_EQ_INT(conn_open(&set, fds[0], &peer), 0))
         return;
     static const unsigned char first[] = "\x82\xa5" "event\xa1" "e\xa5" "chunk\xa1" "1";
     static const unsigned char second[] = "\x81\xa5" "event\xa1" "e";

@@ -34,7 +34,7 @@ static const char UUID_UPPER[] = "018BCFE5-6A00-7ABC-8DEF-0123456789AB";
 static const char UUID_LOWER[] = "018bcfe5-6a00-7abc-8def-0123456789ab";
 
 static struct forward_decoder fd; /* tag prefix "app." */
-static struct encode_defaults defaults = {NULL, "agent-host"};
+static struct encode_defaults defaults = {.distinct_id = "agent-host"};
 
 /* ---- what forward_decode reported --------------------------------------- */
 

@@ -101,7 +101,7 @@ static void check_reply(struct fixture *f, const msgpack_object *obj, const char
     struct pipeline_result res;
     uint64_t acks = metrics_get(METRIC_ACKS_SENT);
     buf_rollback(&f->replies, 0);
-    pipeline_handle(&f->p, obj, "test", &res);
+    pipeline_handle(&f->p, obj, "test", NULL, &res);
     int rc = conn_reply_ack(&res, &f->replies);
     if (chunk == NULL) {
         CHECK_EQ_INT(rc, 0);
@@ -268,7 +268,8 @@ static void test_buffer_full(void)
         return;
     struct pipeline_result res;
     buf_rollback(&f.replies, 0);
-    pipeline_handle(&f.p, mp_build(&m, "{s:s, s:s}", "event", "e", "chunk", "b1"), "test", &res);
+    pipeline_handle(&f.p, mp_build(&m, "{s:s, s:s}", "event", "e", "chunk", "b1"), "test", NULL,
+                    &res);
     CHECK_EQ_INT(conn_reply_ack(&res, &f.replies), 1);
     struct buf want = BUF_INIT;
     pack_map(&want, 2);
@@ -344,7 +345,7 @@ static void test_replies_in_order(void)
             mp_build(&m, "{s:s, s:s}", "event", i == 2 ? "" : "e", "chunk", chunks[i]);
         else
             mp_build(&m, "{s:s}", "event", "e");
-        pipeline_handle(&f.p, mp_unpack(&m), "test", &res);
+        pipeline_handle(&f.p, mp_unpack(&m), "test", NULL, &res);
         CHECK_EQ_INT(conn_reply_ack(&res, &f.replies), chunks[i] != NULL);
     }
     msgpack_unpacked up;
