@@ -169,6 +169,14 @@ static const struct config_key config_keys[] = {
      "file holding the API key (surrounding whitespace ignored)"},
     {"backend", "gzip", CT_BOOL, OFF(gzip), "true", 0, 0, NULL, 0,
      "gzip request bodies (Content-Encoding: gzip)"},
+    {"backend", "ca_file", CT_STRING, OFF(ca_file), "", 0, 0, NULL, 0,
+     "PEM file of the certificate authorities to trust for https:// (a private CA); empty: "
+     "the system's"},
+    {"backend", "tls_insecure", CT_BOOL, OFF(tls_insecure), "false", 0, 0, NULL, 0,
+     "do not verify the backend's certificate or name (logged as a warning; for tests only)"},
+    {"backend", "proxy", CT_STRING, OFF(proxy), "", 0, 0, NULL, 0,
+     "proxy URL (http://, https://, socks5://; credentials are masked in logs); empty: "
+     "curl's environment variables (https_proxy, HTTPS_PROXY, http_proxy, no_proxy)"},
     {"backend", "max_in_flight", CT_INT, OFF(max_in_flight), "4", 1, 64, NULL, 0,
      "requests to the backend at once"},
     {"backend", "timeout_ms", CT_INT, OFF(timeout_ms), "15000", 100, HOUR_MS, NULL, 0,
@@ -669,6 +677,10 @@ static int config_check_combination(const struct config *cfg, char *err, size_t 
         return config_refuse(err, errlen, "[spool] segment_bytes = %" PRId64 " is not allowed "
                              "(allowed: at most a quarter of max_bytes = %" PRId64 ")",
                              cfg->spool_segment_bytes, cfg->spool_max_bytes);
+    if (cfg->ca_file[0] != '\0' && access(cfg->ca_file, R_OK) < 0)
+        return config_refuse(err, errlen, "[backend] ca_file = '%s': cannot read it: %s "
+                             "(allowed: a readable PEM file, or empty)", cfg->ca_file,
+                             strerror(errno));
     if (cfg->timeout_max_ms < cfg->timeout_ms)
         return config_refuse(err, errlen, "[backend] timeout_max_ms = %" PRId64 " is not allowed "
                              "(allowed: at least timeout_ms = %" PRId64 ")",
@@ -920,6 +932,14 @@ int config_reconcile(struct config *running, struct config *next, config_change_
     running->properties = next->properties;
     next->properties = properties;
     return changed;
+}
+
+void config_warn_risks(const struct config *cfg)
+{
+    if (cfg->tls_insecure && strncmp(cfg->url, "https://", 8) == 0)
+        log_warn("backend.tls_insecure = true: the backend's certificate and name are not "
+                 "verified, so anyone on the way can pose as it and read the API key and the "
+                 "events; use backend.ca_file for a private certificate authority instead");
 }
 
 void config_print_defaults(FILE *out)

@@ -78,6 +78,9 @@ struct config {
     char *api_key;
     char *api_key_file;
     int gzip;
+    char *ca_file;
+    int tls_insecure;
+    char *proxy;
     int64_t max_in_flight;
     int64_t timeout_ms;
     int64_t timeout_max_ms;
@@ -128,6 +131,10 @@ const char *config_describe_section(const struct config *cfg, const char *sectio
 const char *config_section(size_t i);
 /* url with any user:password@ shown as ***@. Returns out. */
 const char *config_mask_url(const char *url, char *out, size_t outlen);
+
+/* Log a warning for each setting that weakens the agent's defences
+ * (backend.tls_insecure), at start and after a reload. */
+void config_warn_risks(const struct config *cfg);
 
 /* Write the documented default configuration file. */
 void config_print_defaults(FILE *out);

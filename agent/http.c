@@ -56,6 +56,8 @@ struct http {
     struct curl_slist *headers[2]; /* without, with Content-Encoding: gzip */
     int gzip;                      /* bodies are gzipped: headers[1] */
     char *url;
+    char *ca_file, *proxy;         /* NULL: the system's CAs, the environment's proxy */
+    int tls_insecure;
     char last_redirect[512]; /* the last redirect target logged */
     TAILQ_HEAD(, http_request) requests;
     LIST_HEAD(, http_socket) sockets;
@@ -277,6 +279,14 @@ static int http_post(struct transport *t, struct buf *body, long timeout_ms,
     req->arg = arg;
     CURL *e = req->easy;
     curl_easy_setopt(e, CURLOPT_URL, h->url);
+    if (h->ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+    if (h->proxy != NULL)
+        curl_easy_setopt(e, CURLOPT_PROXY, h->proxy);
+    if (h->tls_insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
@@ -329,19 +339,43 @@ static void http_free(struct transport *t)
     curl_slist_free_all(h->headers[0]);
     curl_slist_free_all(h->headers[1]);
     free(h->url);
+    free(h->ca_file);
+    free(h->proxy);
     free(h);
 }
 
 /* Later requests go to cfg's url, gzipped as cfg says; requests under way
  * keep theirs (curl copied the URL; both header lists live as long as h). */
+/* A copy of text, or NULL for "" (and when out of memory: *failed). */
+static char *http_setting(const char *text, int *failed)
+{
+    if (text[0] == '\0')
+        return NULL;
+    char *copy = strdup(text);
+    *failed |= copy == NULL;
+    return copy;
+}
+
 static int http_retarget(struct transport *t, const struct config *cfg)
 {
     struct http *h = (struct http *)t;
-    char *url = strdup(cfg->url);
-    if (url == NULL)
+    int failed = 0;
+    char *url = http_setting(cfg->url, &failed);
+    char *ca_file = http_setting(cfg->ca_file, &failed);
+    char *proxy = http_setting(cfg->proxy, &failed);
+    if (failed) {
+        free(url);
+        free(ca_file);
+        free(proxy);
         return -1;
+    }
     free(h->url);
+    free(h->ca_file);
+    free(h->proxy);
     h->url = url;
+    h->ca_file = ca_file;
+    h->proxy = proxy;
+    h->tls_insecure = cfg->tls_insecure;
     h->gzip = cfg->gzip != 0;
     return 0;
 }

@@ -233,6 +233,7 @@ static void main_log_setup(const struct config *cfg)
                  config_describe_section(cfg, section, text, sizeof text));
     log_info("libraries: libevent %s, libcurl %s, msgpack-c %s, jansson %s", event_get_version(),
              curl_version_info(CURLVERSION_NOW)->version, msgpack_version(), jansson_version_str());
+    config_warn_risks(cfg);
     int64_t limit = memlimit_bytes("/proc/self/cgroup", "/sys/fs/cgroup");
     if (limit > 0 && cfg->buffer_max_bytes > limit / 2)
         log_warn("buffer.max_bytes = %lld is more than half of this container's memory limit "

@@ -131,6 +131,7 @@ static void reload_apply(struct reloader *r, struct registry *registry)
     const struct config *cfg = r->t.cfg;
     log_set_level((enum log_level)cfg->log_level);
     log_set_json(cfg->log_format == LOG_FORMAT_JSON);
+    config_warn_risks(cfg);
     struct registry *old = *r->t.registry;
     *r->t.registry = registry;
     pipeline_reconfigure(r->t.pipeline, registry);

@@ -352,8 +352,9 @@ class Collector:
     """The fake backend.  Every public method is safe to call from any thread."""
 
     def __init__(self, host="127.0.0.1", port=0, path="/batch", hang_timeout=60.0,
-                 verbose=False):
+                 verbose=False, tls=None):
         self.host = host
+        self.tls = tls  # an ssl.SSLContext: serve HTTPS
         self.port = port  # the real port once started; kept across stop()/start()
         self.path = path
         self.hang_timeout = hang_timeout
@@ -384,6 +385,8 @@ class Collector:
         self._stopping.clear()
         server = _Server((self.host, self.port), _Handler)
         server.collector = self
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -419,7 +422,7 @@ class Collector:
 
     @property
     def base_url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def url(self):
