@@ -10,6 +10,7 @@
 
 #include "httpd.h"
 #include "peer.h"
+#include "privacy.h"
 
 #include "version.h"
 
@@ -101,6 +102,23 @@ static const struct config_key config_keys[] = {
      "largest encoded (JSON) event accepted; larger ones are rejected"},
     {"forward", "tag_prefix", CT_STRING, OFF(forward_tag_prefix), "", 0, 0, NULL, 0,
      "Fluent Forward messages: stripped from the tag to name a record that has no 'event' key"},
+    {"privacy", "drop_keys", CT_STRING, OFF(privacy_drop_keys),
+     "*password*, *passwd*, *secret*, *token*, *api_key*, *apikey*, authorization, cookie, "
+     "email", 0, 0, NULL, 0,
+     "property keys left out of every event, at any depth (inside maps and arrays): glob "
+     "patterns, case-insensitive, separated by commas; empty: none"},
+    {"privacy", "hash_keys", CT_STRING, OFF(privacy_hash_keys), "", 0, 0, NULL, 0,
+     "property keys (patterns as drop_keys) whose values are replaced by their HMAC-SHA256 "
+     "under hash_key, in lowercase hex: joinable, unreadable"},
+    {"privacy", "hash_key", CT_STRING, OFF(privacy_hash_key), "", 0, 0, NULL, CK_SECRET,
+     "the HMAC key for hash_keys, at least 16 bytes; or hash_key_file"},
+    {"privacy", "hash_key_file", CT_STRING, OFF(privacy_hash_key_file), "", 0, 0, NULL, 0,
+     "file holding hash_key (surrounding whitespace ignored)"},
+    {"privacy", "redact_values", CT_STRING, OFF(privacy_redact_values), "email, ipv4, ipv6", 0, 0,
+     NULL, 0, "what is replaced by [redacted] inside string values: email, ipv4, ipv6 "
+     "(separated by commas); empty: nothing"},
+    {"privacy", "redact_regex", CT_STRING, OFF(privacy_redact_regex), "", 0, 0, NULL, 0,
+     "and whatever this POSIX extended regular expression matches (alternatives with |)"},
     {"batch", "max_events", CT_INT, OFF(batch_max_events), "500", 1, 100000, NULL, 0,
      "a batch is sealed when it holds this many events"},
     {"batch", "max_bytes", CT_BYTES, OFF(batch_max_bytes), "524288", 1 * KIB, 64 * MIB, NULL, 0,
@@ -585,34 +603,38 @@ static int config_apply_env(struct config *cfg, char *const *envp, char *err, si
     return 0;
 }
 
-static int config_read_api_key_file(struct config *cfg, char *err, size_t errlen)
+/* A secret kept in a file (key = "[section] name_file"): its content
+ * without surrounding whitespace, into *out. */
+static int config_read_secret_file(const char *path, const char *key, char **out, char *err,
+                                   size_t errlen)
 {
-    FILE *f = fopen(cfg->api_key_file, "r");
+    FILE *f = fopen(path, "r");
     if (f == NULL) {
-        snprintf(err, errlen, "[backend] api_key_file = '%s': cannot open: %s", cfg->api_key_file,
-                 strerror(errno));
+        snprintf(err, errlen, "%s = '%s': cannot open: %s", key, path, strerror(errno));
         return -1;
     }
-    char key[1024];
-    size_t n = fread(key, 1, sizeof key - 1, f);
+    char secret[1024];
+    size_t n = fread(secret, 1, sizeof secret - 1, f);
     int too_long = fgetc(f) != EOF;
     fclose(f);
-    key[n] = '\0';
-    char *start = key;
+    secret[n] = '\0';
+    char *start = secret;
     while (isspace((unsigned char)*start))
         start++;
     size_t len = strlen(start);
     while (len > 0 && isspace((unsigned char)start[len - 1]))
         start[--len] = '\0';
     if (too_long || len == 0) {
-        snprintf(err, errlen, "[backend] api_key_file = '%s': %s (allowed: one key of 1 to %zu bytes)",
-                 cfg->api_key_file, too_long ? "file too large" : "file is empty",
-                 sizeof key - 1);
+        snprintf(err, errlen, "%s = '%s': %s (allowed: one key of 1 to %zu bytes)", key, path,
+                 too_long ? "file too large" : "file is empty", sizeof secret - 1);
         return -1;
     }
-    free(cfg->api_key);
-    cfg->api_key = strdup(start);
-    return cfg->api_key ? 0 : -1;
+    char *copy = strdup(start);
+    if (copy == NULL)
+        return -1;
+    free(*out);
+    *out = copy;
+    return 0;
 }
 
 static int config_refuse(char *err, size_t errlen, const char *fmt, ...)
@@ -677,6 +699,13 @@ static int config_check_combination(const struct config *cfg, char *err, size_t 
         return config_refuse(err, errlen, "[spool] segment_bytes = %" PRId64 " is not allowed "
                              "(allowed: at most a quarter of max_bytes = %" PRId64 ")",
                              cfg->spool_segment_bytes, cfg->spool_max_bytes);
+    if (cfg->privacy_hash_keys[0] != '\0' && strlen(cfg->privacy_hash_key) < 16)
+        return config_refuse(err, errlen, "[privacy] hash_keys = '%s' needs hash_key (allowed: a "
+                             "key of at least 16 bytes, from hash_key or hash_key_file)",
+                             cfg->privacy_hash_keys);
+    if (privacy_check_redactions(cfg->privacy_redact_values, cfg->privacy_redact_regex, err,
+                                 errlen) < 0)
+        return -1;
     if (cfg->ca_file[0] != '\0' && access(cfg->ca_file, R_OK) < 0)
         return config_refuse(err, errlen, "[backend] ca_file = '%s': cannot read it: %s "
                              "(allowed: a readable PEM file, or empty)", cfg->ca_file,
@@ -723,7 +752,16 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
         if (cfg->api_key[0] != '\0')
             return config_refuse(err, errlen, "[backend] api_key and api_key_file are both set "
                                  "(allowed: one of them)");
-        if (config_read_api_key_file(cfg, err, errlen) < 0)
+        if (config_read_secret_file(cfg->api_key_file, "[backend] api_key_file", &cfg->api_key,
+                                    err, errlen) < 0)
+            return -1;
+    }
+    if (cfg->privacy_hash_key_file[0] != '\0') {
+        if (cfg->privacy_hash_key[0] != '\0')
+            return config_refuse(err, errlen, "[privacy] hash_key and hash_key_file are both set "
+                                 "(allowed: one of them)");
+        if (config_read_secret_file(cfg->privacy_hash_key_file, "[privacy] hash_key_file",
+                                    &cfg->privacy_hash_key, err, errlen) < 0)
             return -1;
     }
     if (cfg->distinct_id[0] == '\0') {

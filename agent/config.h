@@ -89,6 +89,13 @@ struct config {
     int64_t retry_max_elapsed_ms;
     int64_t retry_after_max_ms;
     int64_t misconfigured_retry_ms;
+    /* [privacy] */
+    char *privacy_drop_keys;
+    char *privacy_hash_keys;
+    char *privacy_hash_key;
+    char *privacy_hash_key_file;
+    char *privacy_redact_values;
+    char *privacy_redact_regex;
     /* [forward] */
     char *forward_tag_prefix;
     /* [properties], with $lib and $lib_version */

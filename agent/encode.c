@@ -15,6 +15,7 @@
 #include "encode.h"
 
 #include "peer.h"
+#include "privacy.h"
 
 #include "json.h"
 #include "timestamp.h"
@@ -82,6 +83,8 @@ static int encode_map_has_key(const msgpack_object_map *map, const char *name, i
     return 0;
 }
 
+static int encode_any(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv);
+
 /* Write the added-properties subtree `node` as a JSON object. */
 static void encode_props_node(struct buf *out, const struct props_node *node)
 {
@@ -105,9 +108,28 @@ static void encode_props_node(struct buf *out, const struct props_node *node)
  * added key the map does not have. A Forward `record` leaves out its event
  * fields. With peer_tags (the top level only) keys named like them are left
  * out and they are written last. */
+/* The value of a key privacy.hash_keys names: its HMAC (of a string's
+ * bytes, of anything else's JSON). */
+static int encode_hashed(struct buf *out, const msgpack_object *val, int depth,
+                         const struct privacy *pv)
+{
+    if (val->type == MSGPACK_OBJECT_STR) {
+        privacy_write_hash(pv, out, val->via.str.ptr, val->via.str.size);
+        return 0;
+    }
+    struct buf text = BUF_INIT;
+    int rc = encode_any(&text, val, depth, NULL);
+    if (text.failed)
+        out->failed = 1;
+    else if (rc == 0)
+        privacy_write_hash(pv, out, text.data, text.len);
+    buf_free(&text);
+    return rc;
+}
+
 static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
                              const struct props_node *extra, int depth, int record,
-                             const char *peer_tags)
+                             const char *peer_tags, struct privacy *pv)
 {
     if (depth > ENCODE_MAX_DEPTH)
         return -1;
@@ -118,21 +140,32 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
         const msgpack_object_kv *kv = &map->ptr[i];
         if (record && encode_is_record_field(&kv->key))
             continue;
-        if (peer_tags != NULL && kv->key.type == MSGPACK_OBJECT_STR &&
+        int is_str = kv->key.type == MSGPACK_OBJECT_STR;
+        if (peer_tags != NULL && is_str &&
             peer_is_tag_key(kv->key.via.str.ptr, kv->key.via.str.size))
+            continue;
+        enum privacy_action action = pv != NULL && is_str
+                                         ? privacy_key(pv, kv->key.via.str.ptr, kv->key.via.str.size)
+                                         : PRIVACY_KEEP;
+        if (action == PRIVACY_DROP)
             continue;
         if (!first)
             buf_append_char(out, ',');
         first = 0;
         if (encode_key(out, &kv->key, depth + 1) < 0)
             return -1;
+        if (action == PRIVACY_HASH) {
+            if (encode_hashed(out, &kv->val, depth + 1, pv) < 0)
+                return -1;
+            continue;
+        }
         const struct props_node *nested = NULL;
         if (extra != NULL && kv->key.type == MSGPACK_OBJECT_STR &&
             kv->val.type == MSGPACK_OBJECT_MAP)
             nested = props_child(extra, kv->key.via.str.ptr, kv->key.via.str.size);
         int rc = nested != NULL && nested->json == NULL
-                     ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0, NULL)
-                     : encode_value(out, &kv->val, depth + 1);
+                     ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0, NULL, pv)
+                     : encode_any(out, &kv->val, depth + 1, pv);
         if (rc < 0)
             return -1;
     }
@@ -171,6 +204,12 @@ static void encode_ext(struct buf *out, const msgpack_object_ext *ext)
 
 int encode_value(struct buf *out, const msgpack_object *obj, int depth)
 {
+    return encode_any(out, obj, depth, NULL);
+}
+
+/* encode_value, with the [privacy] rules pv (NULL: none). */
+static int encode_any(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv)
+{
     if (depth > ENCODE_MAX_DEPTH)
         return -1;
     switch (obj->type) {
@@ -190,7 +229,10 @@ int encode_value(struct buf *out, const msgpack_object *obj, int depth)
         json_write_double(out, obj->via.f64);
         return 0;
     case MSGPACK_OBJECT_STR:
-        json_write_string(out, obj->via.str.ptr, obj->via.str.size);
+        if (pv != NULL && privacy_redacts(pv))
+            privacy_write_string(pv, out, obj->via.str.ptr, obj->via.str.size);
+        else
+            json_write_string(out, obj->via.str.ptr, obj->via.str.size);
         return 0;
     case MSGPACK_OBJECT_BIN:
         json_write_base64(out, obj->via.bin.ptr, obj->via.bin.size);
@@ -203,13 +245,13 @@ int encode_value(struct buf *out, const msgpack_object *obj, int depth)
         for (uint32_t i = 0; i < obj->via.array.size; i++) {
             if (i > 0)
                 buf_append_char(out, ',');
-            if (encode_value(out, &obj->via.array.ptr[i], depth + 1) < 0)
+            if (encode_any(out, &obj->via.array.ptr[i], depth + 1, pv) < 0)
                 return -1;
         }
         buf_append_char(out, ']');
         return 0;
     case MSGPACK_OBJECT_MAP:
-        return encode_map_merged(out, &obj->via.map, NULL, depth, 0, NULL);
+        return encode_map_merged(out, &obj->via.map, NULL, depth, 0, NULL, pv);
     case MSGPACK_OBJECT_NIL:
     default:
         encode_literal(out, "null");
@@ -225,7 +267,7 @@ int encode_event(struct buf *out, const struct analytics_event *ev,
     encode_literal(out, ",\"properties\":");
     const char *tags = defaults->peer_tags && defaults->peer_tags[0] ? defaults->peer_tags : NULL;
     if (encode_map_merged(out, ev->properties, defaults->properties, 1,
-                          ev->properties_are_record, tags) < 0)
+                          ev->properties_are_record, tags, defaults->privacy) < 0)
         return refuse(r, DROP_TOO_LARGE, "properties nested more than %d levels deep",
                       ENCODE_MAX_DEPTH);
     encode_literal(out, ",\"distinct_id\":");

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "decode.h"
+#include "privacy.h"
 #include "props.h"
 
 #include <msgpack.h>
@@ -27,6 +28,8 @@ struct encode_defaults {
     const char *distinct_id;             /* for events without one */
     const char *peer_tags;               /* JSON members written over the producer's own
                                           * $peer_* properties (peer.h), or NULL */
+    struct privacy *privacy;             /* the [privacy] rules for the event's own
+                                          * properties (privacy.h), or NULL */
 };
 
 /* Append {"event":..,"properties":{..},"distinct_id":..,"timestamp":..,"uuid":..}.

@@ -303,8 +303,8 @@ static int main_start(struct agent *a)
         return -1;
     }
     if (a->cfg.http_listen[0] != '\0') {
-        struct ops_sources src = {&a->cfg, &a->budget, a->sender, a->spooler, &a->listener,
-                                  &a->stopping};
+        struct ops_sources src = {&a->cfg,       &a->budget,   a->sender,    a->spooler,
+                                  &a->listener, &a->stopping, &a->pipeline};
         if ((a->ops = ops_open(a->base, &src, err, sizeof err)) == NULL) {
             log_error("%s", err);
             return -1;

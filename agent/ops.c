@@ -282,6 +282,33 @@ static void ops_metrics_process(const struct ops *o, struct buf *out)
              ops_rss_bytes());
 }
 
+/* One sample of the privacy rules' counter: the rule as a label value
+ * (escaped: a regular expression may hold anything). */
+static void ops_privacy_rule(void *arg, const char *rule, uint64_t count)
+{
+    struct buf *out = arg;
+    char label[600];
+    size_t n = 0;
+    for (const char *c = rule; *c != '\0' && n + 3 < sizeof label; c++) {
+        if (*c == '\\' || *c == '"' || *c == '\n')
+            label[n++] = '\\';
+        label[n++] = *c == '\n' ? 'n' : *c;
+    }
+    label[n] = '\0';
+    ops_printf(out, "telemetry_agent_privacy_actions_total{rule=\"%s\"} %" PRIu64 "\n", label,
+               count);
+}
+
+static void ops_metrics_privacy(const struct ops *o, struct buf *out)
+{
+    const struct privacy *p = pipeline_privacy(o->src.pipeline);
+    if (p == NULL)
+        return;
+    prom_head(out, "privacy_actions_total", "counter",
+              "Keys dropped, values hashed and matches redacted, by [privacy] rule.");
+    privacy_each_count(p, ops_privacy_rule, out);
+}
+
 static void ops_metrics(struct ops *o, struct evhttp_request *req)
 {
     struct buf out = BUF_INIT;
@@ -289,6 +316,7 @@ static void ops_metrics(struct ops *o, struct evhttp_request *req)
     ops_metrics_counters(&out);
     ops_metrics_backend(o, &out);
     ops_metrics_process(o, &out);
+    ops_metrics_privacy(o, &out);
     if (out.failed)
         evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
     else

@@ -21,6 +21,7 @@
 #include "budget.h"
 #include "config.h"
 #include "listener.h"
+#include "pipeline.h"
 #include "sender.h"
 #include "spooler.h"
 
@@ -34,6 +35,7 @@ struct ops_sources {
     struct spooler *spooler;   /* NULL without a spool */
     struct listener **listener; /* the socket's; *listener NULL until it listens */
     const int *stopping;
+    const struct pipeline *pipeline; /* its [privacy] rules' counts */
 };
 
 struct ops;

@@ -21,6 +21,10 @@ int pipeline_init(struct pipeline *p, const struct config *cfg, const struct reg
     p->defaults.distinct_id = cfg->distinct_id;
     p->reject_log = (struct log_limit){0};
     p->full_log = (struct log_limit){0};
+    char err[200];
+    p->defaults.privacy = privacy_new(cfg, NULL, err, sizeof err);
+    if (p->defaults.privacy == NULL && err[0] != '\0')
+        return -1;
     return forward_init(&p->forward, cfg->forward_tag_prefix, registry,
                         (size_t)cfg->max_message_bytes);
 }
@@ -32,12 +36,27 @@ void pipeline_reconfigure(struct pipeline *p, const struct registry *registry)
     p->defaults.distinct_id = p->cfg->distinct_id;
     p->forward.registry = registry;
     forward_set_tag_prefix(&p->forward, p->cfg->forward_tag_prefix);
+    char err[200];
+    struct privacy *privacy = privacy_new(p->cfg, p->defaults.privacy, err, sizeof err);
+    if (privacy == NULL && err[0] != '\0') {
+        log_error("reload: %s; the [privacy] rules stay as they were", err);
+        return;
+    }
+    privacy_free(p->defaults.privacy);
+    p->defaults.privacy = privacy;
+}
+
+const struct privacy *pipeline_privacy(const struct pipeline *p)
+{
+    return p->defaults.privacy;
 }
 
 void pipeline_destroy(struct pipeline *p)
 {
     forward_destroy(&p->forward);
     buf_free(&p->scratch);
+    privacy_free(p->defaults.privacy);
+    p->defaults.privacy = NULL;
 }
 
 /* An event leaves here: count and log it, and note it for the ack. */

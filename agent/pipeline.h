@@ -45,7 +45,7 @@ struct pipeline_result {
 };
 
 /* Events go to spooler, or (NULL) to batcher. Returns 0, or -1 when out
- * of memory. */
+ * of memory. The [privacy] rules and their counts live here. */
 int pipeline_init(struct pipeline *p, const struct config *cfg, const struct registry *registry,
                   struct batcher *batcher, struct spooler *spooler);
 /* After a reload: check names against registry (NULL: any) and enrich
@@ -53,6 +53,8 @@ int pipeline_init(struct pipeline *p, const struct config *cfg, const struct reg
  * configuration holds now. */
 void pipeline_reconfigure(struct pipeline *p, const struct registry *registry);
 void pipeline_destroy(struct pipeline *p);
+/* The [privacy] rules in force (NULL: none), for their counts. */
+const struct privacy *pipeline_privacy(const struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines,
  * peer_tags are its $peer_* properties (peer.h) for agent.tag_peer. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,

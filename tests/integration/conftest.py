@@ -119,6 +119,20 @@ class Agent:
         assert m, f"no {name} in /metrics"
         return int(m.group(1))
 
+    def status(self):
+        """/status, parsed."""
+        import json
+        import urllib.request
+        with urllib.request.urlopen(self.ops_url() + "/status", timeout=5) as r:
+            return json.loads(r.read())
+
+    def wait_received(self, n, timeout=20):
+        """Until the agent has taken n events in (whatever became of them)."""
+        deadline = time.monotonic() + timeout
+        while self.status()["events"]["received"] < n:
+            assert time.monotonic() < deadline, f"the agent never received {n} events"
+            time.sleep(0.02)
+
     def read_stderr(self):
         return self.stderr_path.read_text(errors="replace")
 

@@ -6,11 +6,9 @@ never reads them stops being read at agent.max_pending_reply_bytes and is
 closed after agent.write_timeout_ms; with every slot of max_connections
 held by silent connections a new producer gets in once they time out.
 """
-import json
 import socket
 import threading
 import time
-import urllib.request
 import uuid
 
 import msgpack
@@ -18,14 +16,9 @@ import msgpack
 from conftest import backend, connect, read_until_closed, send_acked
 
 
-def open_connections(agent):
-    with urllib.request.urlopen(agent.ops_url() + "/status", timeout=5) as r:
-        return json.loads(r.read())["connections"]["open"]
-
-
 def wait_open(agent, n):
     deadline = time.monotonic() + 5
-    while open_connections(agent) != n:
+    while agent.status()["connections"]["open"] != n:
         assert time.monotonic() < deadline, f"never {n} connections open"
         time.sleep(0.02)
 

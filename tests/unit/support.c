@@ -40,9 +40,15 @@ json_t *js_at(json_t *root, const char *path)
     while (node != NULL) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (!json_is_object(node))
+        if (json_is_array(node)) { /* a number selects an element */
+            char *end;
+            unsigned long i = strtoul(p, &end, 10);
+            node = end == p + len ? json_array_get(node, i) : NULL;
+        } else if (json_is_object(node)) {
+            node = json_object_getn(node, p, len);
+        } else {
             return NULL;
-        node = json_object_getn(node, p, len);
+        }
         if (slash == NULL)
             return node;
         p = slash + 1;

@@ -21,8 +21,8 @@ json_t *js_parse(const char *text, size_t len);
 json_t *js_parse_flags(const char *text, size_t len, size_t flags);
 /* Parse the contents of a buf. */
 json_t *js_parse_buf(const struct buf *b);
-/* The value at a '/'-separated path of object keys, e.g. "properties/app/version";
- * NULL if any step is missing or not an object. */
+/* The value at a '/'-separated path of object keys and array indexes, e.g.
+ * "properties/app/version" or "batch/0/uuid"; NULL if any step is missing. */
 json_t *js_at(json_t *root, const char *path);
 /* encode_value(obj) into a fresh buffer, then js_parse. NULL if encoding
  * failed or the output is not JSON. */

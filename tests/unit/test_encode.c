@@ -9,6 +9,7 @@
 #include "encode.h"
 #include "mp.h"
 #include "peer.h"
+#include "privacy.h"
 #include "props.h"
 #include "support.h"
 
@@ -451,6 +452,85 @@ static void test_peer_tags_written_over_the_producers(void)
     CHECK_STR_EQ(tags, "");
 }
 
+struct counted {
+    char text[1024];
+};
+
+static void note_count(void *arg, const char *rule, uint64_t count)
+{
+    struct counted *c = arg;
+    size_t n = strlen(c->text);
+    snprintf(c->text + n, sizeof c->text - n, "%s=%llu\n", rule, (unsigned long long)count);
+}
+
+/* [privacy]: the default drop_keys and redact_values, a hash key and a
+ * regular expression, at every depth, inside maps and arrays. */
+static void test_privacy_rules(void)
+{
+    char *env[] = {"TELEMETRY_AGENT_PRIVACY_HASH_KEYS=user_id",
+                   "TELEMETRY_AGENT_PRIVACY_HASH_KEY=0123456789abcdef",
+                   "TELEMETRY_AGENT_PRIVACY_REDACT_REGEX=sk-[a-z0-9]+", NULL};
+    struct config cfg;
+    char err[200];
+    if (!fresh_config(&cfg, env))
+        return;
+    struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
+    if (!CHECK(pv != NULL)) {
+        config_free(&cfg);
+        return;
+    }
+    struct encode_defaults defaults = {.distinct_id = "h", .privacy = pv};
+    const msgpack_object *obj = mp_build(
+        &m, "{s:s, s:{s:s, s:s, s:i, s:{s:[{s:s, s:s}, s]}, s:s, s:s, s:s}}", "event", "e",
+        "properties", "Password", "hunter2", "user_id", "u-1", "count", 3, "nested", "list",
+        "api_key", "k", "note",
+        "mail a.b@example.com from 10.0.0.1 or fe80::1, key sk-abc123; 1.2.3.4.5", "plain",
+        "version", "v2023.06.1", "time", "2023-06-01T12:30:45.123Z", "host", "::");
+    json_t *v = encode_event_json(obj, &defaults, T_MS);
+    if (CHECK(v != NULL)) {
+        json_t *props = js_at(v, "properties");
+        CHECK(json_object_get(props, "Password") == NULL);
+        const char *hashed = json_string_value(json_object_get(props, "user_id"));
+        CHECK(hashed != NULL && strlen(hashed) == 64 && strspn(hashed, "0123456789abcdef") == 64);
+        CHECK_EQ_INT(json_integer_value(json_object_get(props, "count")), 3);
+        CHECK(js_at(v, "properties/nested/list/0/api_key") == NULL);
+        CHECK_STR_EQ(json_string_value(js_at(v, "properties/nested/list/0/note")),
+                     "mail [redacted] from [redacted] or [redacted], key [redacted]; 1.2.3.4.5");
+        CHECK_STR_EQ(json_string_value(js_at(v, "properties/nested/list/1")), "plain");
+        CHECK_STR_EQ(json_string_value(json_object_get(props, "version")), "v2023.06.1");
+        CHECK_STR_EQ(json_string_value(json_object_get(props, "time")),
+                     "2023-06-01T12:30:45.123Z");
+        CHECK_STR_EQ(json_string_value(json_object_get(props, "host")), "[redacted]"); /* :: */
+    }
+    json_decref(v);
+    struct counted c = {""};
+    privacy_each_count(pv, note_count, &c);
+    CHECK_CONTAINS(c.text, "drop_keys *password*=1\n");
+    CHECK_CONTAINS(c.text, "drop_keys *api_key*=1\n");
+    CHECK_CONTAINS(c.text, "drop_keys *secret*=0\n");
+    CHECK_CONTAINS(c.text, "hash_keys user_id=1\n");
+    CHECK_CONTAINS(c.text, "redact_values email=1\n");
+    CHECK_CONTAINS(c.text, "redact_values ipv4=1\n");
+    CHECK_CONTAINS(c.text, "redact_values ipv6=2\n");
+    CHECK_CONTAINS(c.text, "redact_regex sk-[a-z0-9]+=1\n");
+    /* rebuilt (a reload): the counts of the same rules carry on */
+    struct privacy *again = privacy_new(&cfg, pv, err, sizeof err);
+    struct counted c2 = {""};
+    privacy_each_count(again, note_count, &c2);
+    CHECK_STR_EQ(c2.text, c.text);
+    privacy_free(again);
+    privacy_free(pv);
+    config_free(&cfg);
+    /* without rules there is nothing to do */
+    char *none[] = {"TELEMETRY_AGENT_PRIVACY_DROP_KEYS=", "TELEMETRY_AGENT_PRIVACY_REDACT_VALUES=",
+                    NULL};
+    if (fresh_config(&cfg, none)) {
+        CHECK(privacy_new(&cfg, NULL, err, sizeof err) == NULL);
+        CHECK_STR_EQ(err, "");
+        config_free(&cfg);
+    }
+}
+
 static void test_properties_merged(void)
 {
     struct props_node *tree = make_defaults_tree();
@@ -549,6 +629,7 @@ int main(void)
     RUN(test_event_own_fields_kept);
     RUN(test_properties_merged);
     RUN(test_peer_tags_written_over_the_producers);
+    RUN(test_privacy_rules);
     RUN(test_lib_properties);
     RUN(test_event_too_deep);
     buf_free(&text_buf);

@@ -1,0 +1,389 @@
+/*
+ * privacy: the [privacy] rules (see privacy.h).
+ */
+#define _GNU_SOURCE /* FNM_CASEFOLD */
+#include "privacy.h"
+
+#include "json.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fnmatch.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum privacy_kind { RULE_DROP, RULE_HASH, RULE_EMAIL, RULE_IPV4, RULE_IPV6, RULE_REGEX };
+
+static const char *const privacy_value_names[] = {"email", "ipv4", "ipv6", NULL};
+
+struct privacy_rule {
+    enum privacy_kind kind;
+    char *text;    /* "drop_keys *password*": how /metrics names it */
+    char *pattern; /* the glob of a key rule */
+    uint64_t count;
+};
+
+struct privacy {
+    struct privacy_rule *rules;
+    size_t nrules;
+    int has_key_rules, has_redactions;
+    regex_t regex;
+    int has_regex;
+    char *hash_key;
+};
+
+/* ---- building -------------------------------------------------------- */
+
+static int privacy_add(struct privacy *p, enum privacy_kind kind, const char *setting,
+                       const char *pattern, size_t len, const struct privacy *previous)
+{
+    struct privacy_rule *more = realloc(p->rules, (p->nrules + 1) * sizeof *more);
+    if (more == NULL)
+        return -1;
+    p->rules = more;
+    struct privacy_rule *r = &p->rules[p->nrules];
+    *r = (struct privacy_rule){.kind = kind};
+    size_t text_len = strlen(setting) + 1 + len + 1;
+    r->text = malloc(text_len);
+    r->pattern = strndup(pattern, len);
+    if (r->text == NULL || r->pattern == NULL) {
+        free(r->text);
+        free(r->pattern);
+        return -1;
+    }
+    snprintf(r->text, text_len, "%s %s", setting, r->pattern);
+    for (size_t i = 0; previous != NULL && i < previous->nrules; i++)
+        if (strcmp(previous->rules[i].text, r->text) == 0)
+            r->count = previous->rules[i].count;
+    p->nrules++;
+    if (kind == RULE_DROP || kind == RULE_HASH)
+        p->has_key_rules = 1;
+    else
+        p->has_redactions = 1;
+    return 0;
+}
+
+/* Each item of a list separated by commas or spaces. */
+static int privacy_each_item(const char *list, int (*fn)(void *arg, const char *item, size_t len),
+                             void *arg)
+{
+    for (const char *s = list; *s != '\0';) {
+        s += strspn(s, ", \t");
+        size_t len = strcspn(s, ", \t");
+        if (len > 0 && fn(arg, s, len) < 0)
+            return -1;
+        s += len;
+    }
+    return 0;
+}
+
+struct privacy_build {
+    struct privacy *p;
+    enum privacy_kind kind;
+    const char *setting;
+    const struct privacy *previous;
+};
+
+static int privacy_build_item(void *arg, const char *item, size_t len)
+{
+    struct privacy_build *b = arg;
+    enum privacy_kind kind = b->kind;
+    if (kind == RULE_EMAIL) /* redact_values: which one */
+        for (int i = 0; privacy_value_names[i]; i++)
+            if (strlen(privacy_value_names[i]) == len &&
+                strncmp(privacy_value_names[i], item, len) == 0)
+                kind = (enum privacy_kind)(RULE_EMAIL + i);
+    return privacy_add(b->p, kind, b->setting, item, len, b->previous);
+}
+
+struct privacy *privacy_new(const struct config *cfg, const struct privacy *previous, char *err,
+                            size_t errlen)
+{
+    err[0] = '\0';
+    if (cfg->privacy_drop_keys[0] == '\0' && cfg->privacy_hash_keys[0] == '\0' &&
+        cfg->privacy_redact_values[0] == '\0' && cfg->privacy_redact_regex[0] == '\0')
+        return NULL;
+    struct privacy *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        goto oom;
+    struct privacy_build lists[] = {
+        {p, RULE_DROP, "drop_keys", previous},
+        {p, RULE_HASH, "hash_keys", previous},
+        {p, RULE_EMAIL, "redact_values", previous},
+    };
+    const char *texts[] = {cfg->privacy_drop_keys, cfg->privacy_hash_keys,
+                           cfg->privacy_redact_values};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        if (privacy_each_item(texts[i], privacy_build_item, &lists[i]) < 0)
+            goto oom;
+    if (cfg->privacy_redact_regex[0] != '\0') {
+        if (regcomp(&p->regex, cfg->privacy_redact_regex, REG_EXTENDED) != 0) {
+            snprintf(err, errlen, "[privacy] redact_regex does not compile");
+            privacy_free(p);
+            return NULL;
+        }
+        p->has_regex = 1;
+        if (privacy_add(p, RULE_REGEX, "redact_regex", cfg->privacy_redact_regex,
+                        strlen(cfg->privacy_redact_regex), previous) < 0)
+            goto oom;
+    }
+    if ((p->hash_key = strdup(cfg->privacy_hash_key)) == NULL)
+        goto oom;
+    return p;
+oom:
+    privacy_free(p);
+    snprintf(err, errlen, "out of memory for the [privacy] rules");
+    return NULL;
+}
+
+void privacy_free(struct privacy *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->nrules; i++) {
+        free(p->rules[i].text);
+        free(p->rules[i].pattern);
+    }
+    free(p->rules);
+    if (p->has_regex)
+        regfree(&p->regex);
+    free(p->hash_key);
+    free(p);
+}
+
+int privacy_check_redactions(const char *values, const char *regex, char *err, size_t errlen)
+{
+    for (const char *s = values; *s != '\0';) {
+        s += strspn(s, ", \t");
+        size_t len = strcspn(s, ", \t");
+        int known = len == 0;
+        for (int i = 0; !known && privacy_value_names[i]; i++)
+            known = strlen(privacy_value_names[i]) == len &&
+                    strncmp(privacy_value_names[i], s, len) == 0;
+        if (!known) {
+            snprintf(err, errlen, "[privacy] redact_values: '%.*s' is not allowed (allowed: "
+                     "email, ipv4, ipv6, separated by commas)", (int)len, s);
+            return -1;
+        }
+        s += len;
+    }
+    if (regex[0] != '\0') {
+        regex_t re;
+        int rc = regcomp(&re, regex, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char why[200];
+            regerror(rc, &re, why, sizeof why);
+            snprintf(err, errlen, "[privacy] redact_regex = '%s' is not allowed: %s (allowed: a "
+                     "POSIX extended regular expression)", regex, why);
+            return -1;
+        }
+        regfree(&re);
+    }
+    return 0;
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
+{
+    if (!p->has_key_rules)
+        return PRIVACY_KEEP;
+    char stack[256];
+    char *name = len < sizeof stack ? stack : malloc(len + 1);
+    if (name == NULL)
+        return PRIVACY_DROP; /* out of memory: when in doubt, leave it out */
+    memcpy(name, key, len);
+    name[len] = '\0';
+    enum privacy_action action = PRIVACY_KEEP;
+    for (size_t i = 0; i < p->nrules && action == PRIVACY_KEEP; i++) {
+        struct privacy_rule *r = &p->rules[i];
+        if ((r->kind == RULE_DROP || r->kind == RULE_HASH) &&
+            fnmatch(r->pattern, name, FNM_CASEFOLD) == 0) {
+            r->count++;
+            action = r->kind == RULE_DROP ? PRIVACY_DROP : PRIVACY_HASH;
+        }
+    }
+    if (name != stack)
+        free(name);
+    return action;
+}
+
+void privacy_write_hash(const struct privacy *p, struct buf *out, const void *data, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    char text[2 * EVP_MAX_MD_SIZE + 2];
+    if (HMAC(EVP_sha256(), p->hash_key, (int)strlen(p->hash_key), data, len, md, &md_len) ==
+        NULL) {
+        buf_append_str(out, "\"" PRIVACY_REDACTED "\""); /* never the value itself */
+        return;
+    }
+    text[0] = '"';
+    for (unsigned int i = 0; i < md_len; i++) {
+        text[1 + 2 * i] = hex[md[i] >> 4];
+        text[2 + 2 * i] = hex[md[i] & 15];
+    }
+    text[1 + 2 * md_len] = '"';
+    buf_append(out, text, 2 + 2 * md_len);
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static int privacy_is_local(char c)
+{
+    return isalnum((unsigned char)c) || strchr("._%+-", c) != NULL;
+}
+
+static int privacy_is_domain(char c)
+{
+    return isalnum((unsigned char)c) || c == '.' || c == '-';
+}
+
+/* The first e-mail address at or after from: [*start, *end). */
+static int privacy_find_email(const char *s, size_t len, size_t from, size_t *start, size_t *end)
+{
+    for (size_t at = from; at < len; at++) {
+        if (s[at] != '@')
+            continue;
+        size_t left = at, right = at + 1;
+        while (left > from && privacy_is_local(s[left - 1]))
+            left--;
+        while (right < len && privacy_is_domain(s[right]))
+            right++;
+        while (right > at + 1 && (s[right - 1] == '.' || s[right - 1] == '-'))
+            right--;
+        size_t dot = right;
+        while (dot > at + 1 && s[dot - 1] != '.')
+            dot--;
+        if (left == at || dot <= at + 2 || right - dot < 2)
+            continue;
+        int tld_letters = 1;
+        for (size_t i = dot; i < right; i++)
+            tld_letters &= isalpha((unsigned char)s[i]) != 0;
+        if (tld_letters) {
+            *start = left;
+            *end = right;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The first address of family (AF_INET, AF_INET6) at or after from: a
+ * maximal run of the characters it may hold that inet_pton takes whole. */
+static int privacy_find_address(const char *s, size_t len, size_t from, int family,
+                                size_t *start, size_t *end)
+{
+    const char *chars = family == AF_INET ? "0123456789." : "0123456789abcdefABCDEF:.";
+    for (size_t i = from; i < len;) {
+        size_t run = i;
+        while (run < len && s[run] != '\0' && strchr(chars, s[run]) != NULL)
+            run++;
+        if (run == i) {
+            i++;
+            continue;
+        }
+        size_t a = i, b = run;
+        while (a < b && s[a] == '.')
+            a++;
+        while (b > a && s[b - 1] == '.')
+            b--;
+        char text[64];
+        unsigned char addr[16];
+        size_t colons = 0;
+        for (size_t k = a; k < b; k++)
+            colons += s[k] == ':';
+        if (b - a < sizeof text && (family == AF_INET || colons >= 2)) {
+            memcpy(text, s + a, b - a);
+            text[b - a] = '\0';
+            if (inet_pton(family, text, addr) == 1) {
+                *start = a;
+                *end = b;
+                return 1;
+            }
+        }
+        i = run;
+    }
+    return 0;
+}
+
+static int privacy_find_regex(const struct privacy *p, const char *s, size_t len, size_t from,
+                              size_t *start, size_t *end)
+{
+    for (size_t at = from; at < len;) {
+        regmatch_t m = {.rm_so = (regoff_t)at, .rm_eo = (regoff_t)len};
+        if (regexec(&p->regex, s, 1, &m, REG_STARTEND | (at > 0 ? REG_NOTBOL : 0)) != 0)
+            return 0;
+        if (m.rm_eo > m.rm_so) {
+            *start = (size_t)m.rm_so;
+            *end = (size_t)m.rm_eo;
+            return 1;
+        }
+        at = (size_t)m.rm_so + 1; /* an empty match redacts nothing */
+    }
+    return 0;
+}
+
+static int privacy_find(const struct privacy *p, const struct privacy_rule *r, const char *s,
+                        size_t len, size_t from, size_t *start, size_t *end)
+{
+    switch (r->kind) {
+    case RULE_EMAIL: return privacy_find_email(s, len, from, start, end);
+    case RULE_IPV4: return privacy_find_address(s, len, from, AF_INET, start, end);
+    case RULE_IPV6: return privacy_find_address(s, len, from, AF_INET6, start, end);
+    case RULE_REGEX: return privacy_find_regex(p, s, len, from, start, end);
+    default: return 0;
+    }
+}
+
+int privacy_redacts(const struct privacy *p)
+{
+    return p->has_redactions;
+}
+
+void privacy_write_string(struct privacy *p, struct buf *out, const char *s, size_t len)
+{
+    struct buf text = BUF_INIT;
+    size_t pos = 0;
+    for (;;) {
+        size_t best_start = len, best_end = len;
+        struct privacy_rule *best = NULL;
+        for (size_t i = 0; i < p->nrules; i++) {
+            size_t a, b;
+            if (privacy_find(p, &p->rules[i], s, len, pos, &a, &b) &&
+                (a < best_start || (a == best_start && b > best_end))) {
+                best_start = a;
+                best_end = b;
+                best = &p->rules[i];
+            }
+        }
+        if (best == NULL)
+            break;
+        best->count++;
+        buf_append(&text, s + pos, best_start - pos);
+        buf_append_str(&text, PRIVACY_REDACTED);
+        pos = best_end;
+    }
+    if (pos == 0) { /* nothing matched */
+        json_write_string(out, s, len);
+        return;
+    }
+    buf_append(&text, s + pos, len - pos);
+    if (text.failed)
+        buf_append_str(out, "\"" PRIVACY_REDACTED "\""); /* never the value itself */
+    else
+        json_write_string(out, text.data, text.len);
+    buf_free(&text);
+}
+
+void privacy_each_count(const struct privacy *p,
+                        void (*fn)(void *arg, const char *rule, uint64_t count), void *arg)
+{
+    for (size_t i = 0; p != NULL && i < p->nrules; i++)
+        fn(arg, p->rules[i].text, p->rules[i].count);
+}
