@@ -525,7 +525,7 @@ static int config_is_service_link(const char *name, size_t len)
     snprintf(text, sizeof text, "%.*s", (int)len, name);
     if (strstr(text, "_SERVICE_HOST") != NULL || strstr(text, "_SERVICE_PORT") != NULL)
         return 1;
-    if (len >= 5 && strcmp(text + len - 5, "_PORT") == 0)
+    if (len >= 5 && memcmp(name + len - 5, "_PORT", 5) == 0)
         return 1;
     const char *port = strstr(text, "_PORT_");
     if (port == NULL || !isdigit((unsigned char)port[6]))

@@ -16,6 +16,7 @@
 
 #include "peer.h"
 #include "privacy.h"
+#include "log.h"
 
 #include "json.h"
 #include "timestamp.h"
@@ -37,6 +38,18 @@ static void encode_quoted(struct buf *out, const char *text, size_t len)
     buf_append_char(out, '"');
 }
 
+/* The JSON text of a key that is not a string, in text (a buffer of
+ * ENCODE_MAX_KEY_BYTES). Each level of keys within keys escapes the one
+ * below again, doubling its backslashes: the bound keeps a small message
+ * from growing without end. Returns 0, ENCODE_KEY_TOO_LONG, or -1. */
+static int encode_key_json(char *text, size_t *len, const msgpack_object *key, int depth)
+{
+    struct buf b = buf_borrow(text, ENCODE_MAX_KEY_BYTES);
+    int rc = encode_value(&b, key, depth);
+    *len = b.len;
+    return rc < 0 ? rc : b.failed ? ENCODE_KEY_TOO_LONG : 0;
+}
+
 static int encode_key(struct buf *out, const msgpack_object *key, int depth)
 {
     if (key->type == MSGPACK_OBJECT_STR) {
@@ -44,17 +57,13 @@ static int encode_key(struct buf *out, const msgpack_object *key, int depth)
     } else if (key->type == MSGPACK_OBJECT_BIN || key->type == MSGPACK_OBJECT_EXT) {
         if (encode_value(out, key, depth) < 0) /* already a string */
             return -1;
-    } else {
-        /* the JSON text of the key, as a string */
-        struct buf text = BUF_INIT;
-        int rc = encode_value(&text, key, depth);
-        if (text.failed)
-            out->failed = 1;
-        else if (rc == 0)
-            json_write_string(out, text.data, text.len);
-        buf_free(&text);
+    } else { /* the JSON text of the key, as a string */
+        char text[ENCODE_MAX_KEY_BYTES];
+        size_t len;
+        int rc = encode_key_json(text, &len, key, depth);
         if (rc < 0)
-            return -1;
+            return rc;
+        json_write_string(out, text, len);
     }
     buf_append_char(out, ':');
     return 0;
@@ -85,6 +94,149 @@ static int encode_map_has_key(const msgpack_object_map *map, const char *name, i
 
 static int encode_any(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv);
 
+#define ENCODE_PAIRWISE_KEYS 16 /* up to this many string keys: compared pairwise */
+
+/* The key a map repeated, for the refusal's message. */
+static _Thread_local char encode_repeated[140];
+
+/* A key as the name it is written as: its text at off in a scratch
+ * buffer (ptr, once the buffer is complete). */
+struct encode_name {
+    const char *ptr;
+    size_t off, len;
+};
+
+static int encode_name_cmp(const void *a, const void *b)
+{
+    const struct encode_name *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp(x->ptr, y->ptr, x->len);
+}
+
+/* Whether a string is written with the same characters: valid UTF-8
+ * (invalid bytes all become U+FFFD, so two such strings may meet). */
+static int encode_str_is_exact(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] < 0x80 ? 1 : json_utf8_sequence_length(p + i, len - i);
+        if (n == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+/* Append the name key is written as (its characters, before JSON
+ * escaping). Returns 0, or -1 (too deep, or out of memory). */
+static int encode_name_text(struct buf *texts, const msgpack_object *key, int depth)
+{
+    if (key->type == MSGPACK_OBJECT_STR) { /* invalid bytes as json_write_string has them */
+        const unsigned char *p = (const unsigned char *)key->via.str.ptr;
+        size_t len = key->via.str.size;
+        for (size_t i = 0; i < len;) {
+            size_t n = p[i] < 0x80 ? 1 : json_utf8_sequence_length(p + i, len - i);
+            if (n == 0)
+                buf_append(texts, "\xef\xbf\xbd", 3);
+            else
+                buf_append(texts, p + i, n);
+            i += n == 0 ? 1 : n;
+        }
+        return texts->failed ? -1 : 0;
+    }
+    size_t start = texts->len;
+    if (key->type == MSGPACK_OBJECT_BIN || key->type == MSGPACK_OBJECT_EXT) {
+        if (encode_value(texts, key, depth) < 0 || texts->failed)
+            return -1;
+        /* written as a string already: its characters are inside the quotes */
+        memmove(texts->data + start, texts->data + start + 1, texts->len - start - 2);
+        buf_truncate(texts, texts->len - 2);
+        return 0;
+    }
+    char text[ENCODE_MAX_KEY_BYTES];
+    size_t len;
+    int rc = encode_key_json(text, &len, key, depth);
+    if (rc < 0)
+        return rc;
+    return buf_append(texts, text, len) < 0 ? -1 : 0;
+}
+
+/* The names of a map's keys as written, when they had to be worked out
+ * (names NULL: the keys are exact strings, written as they are). */
+struct encode_names {
+    struct encode_name *names; /* by the key's place in the map */
+    struct buf texts;
+};
+
+static void encode_names_free(struct encode_names *k)
+{
+    free(k->names);
+    buf_free(&k->texts);
+}
+
+/* msgpack maps may repeat a key, JSON objects may not (the backend would
+ * keep one of them, silently): does map (a Forward record without its event
+ * fields) have two keys written as the same name? Returns 1 with the name
+ * in dup, 0, or -1 when out of memory or nested too deep. The names worked
+ * out are left in *k (free with encode_names_free), so that each key is
+ * encoded once however deep maps nest as keys of maps. */
+static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, int record,
+                                    char *dup, size_t duplen, struct encode_names *k)
+{
+    dup[0] = '\0';
+    *k = (struct encode_names){NULL, BUF_INIT};
+    if (map == NULL || map->size < 2)
+        return 0;
+    if (map->size <= ENCODE_PAIRWISE_KEYS) { /* most maps: a few exact string keys */
+        int exact = 1;
+        for (uint32_t i = 0; exact && i < map->size; i++)
+            exact = map->ptr[i].key.type == MSGPACK_OBJECT_STR &&
+                    encode_str_is_exact(map->ptr[i].key.via.str.ptr, map->ptr[i].key.via.str.size);
+        for (uint32_t i = 1; exact && i < map->size; i++) {
+            const msgpack_object_str *a = &map->ptr[i].key.via.str;
+            for (uint32_t j = 0; j < i; j++) {
+                const msgpack_object_str *b = &map->ptr[j].key.via.str;
+                if (a->size == b->size && memcmp(a->ptr, b->ptr, a->size) == 0 &&
+                    !(record && encode_is_record_field(&map->ptr[i].key))) {
+                    log_escape(dup, duplen, a->ptr, a->size, 32);
+                    return 1;
+                }
+            }
+        }
+        if (exact)
+            return 0;
+    }
+    k->names = calloc(map->size, sizeof *k->names);
+    struct encode_name *sorted = calloc(map->size, sizeof *sorted);
+    size_t n = 0;
+    int rc = k->names == NULL || sorted == NULL ? -1 : 0;
+    for (uint32_t i = 0; rc == 0 && i < map->size; i++) {
+        const msgpack_object *key = &map->ptr[i].key;
+        size_t start = k->texts.len;
+        rc = encode_name_text(&k->texts, key, depth);
+        if (rc == 0)
+            k->names[i] = (struct encode_name){NULL, start, k->texts.len - start};
+    }
+    for (uint32_t i = 0; rc == 0 && i < map->size; i++) {
+        k->names[i].ptr = k->texts.data ? k->texts.data + k->names[i].off : "";
+        if (!(record && encode_is_record_field(&map->ptr[i].key)))
+            sorted[n++] = k->names[i];
+    }
+    if (rc == 0)
+        qsort(sorted, n, sizeof *sorted, encode_name_cmp);
+    for (size_t i = 1; rc == 0 && i < n; i++) {
+        if (encode_name_cmp(&sorted[i - 1], &sorted[i]) == 0) {
+            log_escape(dup, duplen, sorted[i].ptr, sorted[i].len, 32);
+            rc = 1;
+        }
+    }
+    free(sorted);
+    if (rc != 0)
+        encode_names_free(k);
+    return rc;
+}
+
 /* Write the added-properties subtree `node` as a JSON object. */
 static void encode_props_node(struct buf *out, const struct props_node *node)
 {
@@ -103,11 +255,6 @@ static void encode_props_node(struct buf *out, const struct props_node *node)
     buf_append_char(out, '}');
 }
 
-/* Write `map` merged with the added properties `extra` (an inner node, or
- * NULL): the map's own keys first, nested maps merged recursively, then every
- * added key the map does not have. A Forward `record` leaves out its event
- * fields. With peer_tags (the top level only) keys named like them are left
- * out and they are written last. */
 /* The value of a key privacy.hash_keys names: its HMAC (of a string's
  * bytes, of anything else's JSON). */
 static int encode_hashed(struct buf *out, const msgpack_object *val, int depth,
@@ -127,16 +274,26 @@ static int encode_hashed(struct buf *out, const msgpack_object *val, int depth,
     return rc;
 }
 
+/* Write `map` merged with the added properties `extra` (an inner node, or
+ * NULL): the map's own keys first, nested maps merged recursively, then every
+ * added key the map does not have. A Forward `record` leaves out its event
+ * fields. With peer_tags (the top level only) keys named like them are left
+ * out and they are written last. */
 static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
                              const struct props_node *extra, int depth, int record,
                              const char *peer_tags, struct privacy *pv)
 {
     if (depth > ENCODE_MAX_DEPTH)
         return -1;
+    struct encode_names known;
+    int rc = encode_map_repeats_a_key(map, depth + 1, record, encode_repeated,
+                                      sizeof encode_repeated, &known);
+    if (rc != 0)
+        return rc > 0 ? ENCODE_REPEATED_KEY : rc;
     buf_append_char(out, '{');
     uint32_t size = map ? map->size : 0;
     int first = 1;
-    for (uint32_t i = 0; i < size; i++) {
+    for (uint32_t i = 0; i < size && rc == 0; i++) {
         const msgpack_object_kv *kv = &map->ptr[i];
         if (record && encode_is_record_field(&kv->key))
             continue;
@@ -152,23 +309,27 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
         if (!first)
             buf_append_char(out, ',');
         first = 0;
-        if (encode_key(out, &kv->key, depth + 1) < 0)
-            return -1;
+        if (known.names != NULL) { /* worked out already */
+            json_write_string(out, known.names[i].ptr, known.names[i].len);
+            buf_append_char(out, ':');
+        } else if ((rc = encode_key(out, &kv->key, depth + 1)) < 0) {
+            break;
+        }
         if (action == PRIVACY_HASH) {
-            if (encode_hashed(out, &kv->val, depth + 1, pv) < 0)
-                return -1;
+            rc = encode_hashed(out, &kv->val, depth + 1, pv);
             continue;
         }
         const struct props_node *nested = NULL;
         if (extra != NULL && kv->key.type == MSGPACK_OBJECT_STR &&
             kv->val.type == MSGPACK_OBJECT_MAP)
             nested = props_child(extra, kv->key.via.str.ptr, kv->key.via.str.size);
-        int rc = nested != NULL && nested->json == NULL
-                     ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0, NULL, pv)
-                     : encode_any(out, &kv->val, depth + 1, pv);
-        if (rc < 0)
-            return -1;
+        rc = nested != NULL && nested->json == NULL
+                 ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0, NULL, pv)
+                 : encode_any(out, &kv->val, depth + 1, pv);
     }
+    encode_names_free(&known);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; extra != NULL && i < extra->nchildren; i++) {
         const struct props_node *child = &extra->children[i];
         if (encode_map_has_key(map, child->key, record) ||
@@ -245,8 +406,9 @@ static int encode_any(struct buf *out, const msgpack_object *obj, int depth, str
         for (uint32_t i = 0; i < obj->via.array.size; i++) {
             if (i > 0)
                 buf_append_char(out, ',');
-            if (encode_any(out, &obj->via.array.ptr[i], depth + 1, pv) < 0)
-                return -1;
+            int rc = encode_any(out, &obj->via.array.ptr[i], depth + 1, pv);
+            if (rc < 0)
+                return rc;
         }
         buf_append_char(out, ']');
         return 0;
@@ -266,8 +428,15 @@ int encode_event(struct buf *out, const struct analytics_event *ev,
     json_write_string(out, ev->name, ev->name_len);
     encode_literal(out, ",\"properties\":");
     const char *tags = defaults->peer_tags && defaults->peer_tags[0] ? defaults->peer_tags : NULL;
-    if (encode_map_merged(out, ev->properties, defaults->properties, 1,
-                          ev->properties_are_record, tags, defaults->privacy) < 0)
+    int rc = encode_map_merged(out, ev->properties, defaults->properties, 1,
+                               ev->properties_are_record, tags, defaults->privacy);
+    if (rc == ENCODE_KEY_TOO_LONG)
+        return refuse(r, DROP_BAD_PROPERTIES, "a key that is not a string is written as more "
+                      "than %d bytes (allowed: keys within keys up to that)", ENCODE_MAX_KEY_BYTES);
+    if (rc == ENCODE_REPEATED_KEY)
+        return refuse(r, DROP_BAD_PROPERTIES, "a map in its properties has the key '%s' twice "
+                      "(allowed: each key once, as in JSON)", encode_repeated);
+    if (rc < 0)
         return refuse(r, DROP_TOO_LARGE, "properties nested more than %d levels deep",
                       ENCODE_MAX_DEPTH);
     encode_literal(out, ",\"distinct_id\":");

@@ -23,6 +23,12 @@
  * guard so the recursion here is bounded whatever the input. */
 #define ENCODE_MAX_DEPTH 40
 
+/* encode_value's answers for a map that has the same key twice, and for a
+ * key that is not a string and writes as more than ENCODE_MAX_KEY_BYTES. */
+#define ENCODE_REPEATED_KEY (-2)
+#define ENCODE_KEY_TOO_LONG (-3)
+#define ENCODE_MAX_KEY_BYTES 4096
+
 struct encode_defaults {
     const struct props_node *properties; /* root of the added properties; may be NULL */
     const char *distinct_id;             /* for events without one */
@@ -41,8 +47,9 @@ int encode_event(struct buf *out, const struct analytics_event *ev,
                  const struct encode_defaults *defaults, int64_t now_ms, struct refusal *r);
 
 /* Append any msgpack value as JSON (maps with non-string keys get them
- * stringified). Returns 0, or -1 when nested deeper than ENCODE_MAX_DEPTH
- * (out of memory shows in out->failed). Exposed for tests. */
+ * stringified). Returns 0, ENCODE_REPEATED_KEY when a map has two keys that
+ * become the same name, ENCODE_KEY_TOO_LONG, or -1 when nested deeper than ENCODE_MAX_DEPTH (out
+ * of memory shows in out->failed). Exposed for tests. */
 int encode_value(struct buf *out, const msgpack_object *obj, int depth);
 
 #endif

@@ -348,6 +348,18 @@ int privacy_redacts(const struct privacy *p)
 
 void privacy_write_string(struct privacy *p, struct buf *out, const char *s, size_t len)
 {
+    /* regexec wants a NUL at the end, even with REG_STARTEND (sanitizers
+     * read up to it); a message's strings have none */
+    char *terminated = NULL;
+    if (p->has_regex) {
+        if ((terminated = malloc(len + 1)) == NULL) {
+            buf_append_str(out, "\"" PRIVACY_REDACTED "\""); /* never the value unchecked */
+            return;
+        }
+        memcpy(terminated, s, len);
+        terminated[len] = '\0';
+        s = terminated;
+    }
     struct buf text = BUF_INIT;
     size_t pos = 0;
     for (;;) {
@@ -371,14 +383,15 @@ void privacy_write_string(struct privacy *p, struct buf *out, const char *s, siz
     }
     if (pos == 0) { /* nothing matched */
         json_write_string(out, s, len);
-        return;
+    } else {
+        buf_append(&text, s + pos, len - pos);
+        if (text.failed)
+            buf_append_str(out, "\"" PRIVACY_REDACTED "\""); /* never the value itself */
+        else
+            json_write_string(out, text.data, text.len);
     }
-    buf_append(&text, s + pos, len - pos);
-    if (text.failed)
-        buf_append_str(out, "\"" PRIVACY_REDACTED "\""); /* never the value itself */
-    else
-        json_write_string(out, text.data, text.len);
     buf_free(&text);
+    free(terminated);
 }
 
 void privacy_each_count(const struct privacy *p,

@@ -611,6 +611,93 @@ static void test_event_too_deep(void)
     buf_free(&out);
 }
 
+/* msgpack maps may repeat a key, JSON objects may not: such an event is
+ * refused, whatever the depth, the map's size or the keys' types (the
+ * number 1 and the string "1" become the same name). Found by fuzzing. */
+static void test_repeated_keys_refused(void)
+{
+    struct {
+        const char *what;
+        const msgpack_object *obj;
+    } cases[4];
+    struct mp m2, m3, m4;
+    mp_init(&m2);
+    mp_init(&m3);
+    mp_init(&m4);
+    cases[0].what = "top level";
+    cases[0].obj = mp_build(&m, "{s:s, s:{s:i, s:i, s:i}}", "event", "e", "properties", "a", 1,
+                            "b", 2, "a", 3);
+    cases[1].what = "nested, a number and a string";
+    cases[1].obj = mp_build(&m2, "{s:s, s:{s:[{i:i, s:i}]}}", "event", "e", "properties", "l",
+                            1, 1, "1", 2);
+    mp_reset(&m3); /* 40 keys: sorted, not compared pairwise */
+    msgpack_pack_map(&m3.pk, 2);
+    const char *fixed[] = {"event", "e", "properties"};
+    for (int i = 0; i < 3; i++)
+        msgpack_pack_str_with_body(&m3.pk, fixed[i], strlen(fixed[i]));
+    msgpack_pack_map(&m3.pk, 40);
+    for (int i = 0; i < 40; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i == 39 ? 7 : i);
+        msgpack_pack_str_with_body(&m3.pk, key, strlen(key));
+        msgpack_pack_int(&m3.pk, i);
+    }
+    cases[2].what = "40 keys";
+    cases[2].obj = mp_unpack(&m3);
+    cases[3].what = "two invalid UTF-8 keys, both written as U+FFFD";
+    cases[3].obj = mp_build(&m4, "{s:s, s:{s:i, s:i}}", "event", "e", "properties", "\xb8", 1,
+                            "\xb9", 2);
+    for (size_t i = 0; i < 4; i++) {
+        check_context("%s", cases[i].what);
+        struct analytics_event ev;
+        const msgpack_object *chunk;
+        struct refusal r;
+        struct buf out = BUF_INIT;
+        if (CHECK_EQ_INT(decode_event(cases[i].obj, NULL, &ev, &chunk, &r), 0)) {
+            CHECK_EQ_INT(encode_event(&out, &ev, &plain_defaults, T_MS, &r), -1);
+            CHECK_STR_EQ(reason_name(r.reason), "bad_properties");
+            static const char *const named[] = {"the key 'a' twice", "the key '1' twice",
+                                                "the key 'k7' twice", "the key '\xef\xbf\xbd' twice"};
+            CHECK_CONTAINS(r.detail, named[i]);
+        }
+        buf_free(&out);
+    }
+    check_context(NULL);
+    mp_free(&m2);
+    mp_free(&m3);
+    mp_free(&m4);
+}
+
+/* Keys within keys: each level escapes the text of the one below again,
+ * so 25 levels in a few dozen bytes would write gigabytes. Refused past
+ * ENCODE_MAX_KEY_BYTES instead, at once. Found by fuzzing. */
+static void test_keys_within_keys_are_bounded(void)
+{
+    enum { LEVELS = 25 };
+    mp_reset(&m);
+    msgpack_pack_map(&m.pk, 2);
+    msgpack_pack_str_with_body(&m.pk, "event", 5);
+    msgpack_pack_str_with_body(&m.pk, "e", 1);
+    msgpack_pack_str_with_body(&m.pk, "properties", 10);
+    msgpack_pack_map(&m.pk, 1); /* {M: 1}, M = {{...{"a": 1}...}: 1} */
+    for (int i = 0; i < LEVELS; i++)
+        msgpack_pack_map(&m.pk, 1);
+    msgpack_pack_str_with_body(&m.pk, "a\"", 2);
+    for (int i = 0; i <= LEVELS; i++)
+        msgpack_pack_int(&m.pk, 1);
+    const msgpack_object *obj = mp_unpack(&m);
+    struct analytics_event ev;
+    const msgpack_object *chunk;
+    struct refusal r;
+    struct buf out = BUF_INIT;
+    if (CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &r), 0)) {
+        CHECK_EQ_INT(encode_event(&out, &ev, &plain_defaults, T_MS, &r), -1);
+        CHECK_STR_EQ(reason_name(r.reason), "bad_properties");
+        CHECK_CONTAINS(r.detail, "written as more than 4096 bytes");
+    }
+    buf_free(&out);
+}
+
 int main(void)
 {
     mp_init(&m);
@@ -630,6 +717,8 @@ int main(void)
     RUN(test_properties_merged);
     RUN(test_peer_tags_written_over_the_producers);
     RUN(test_privacy_rules);
+    RUN(test_repeated_keys_refused);
+    RUN(test_keys_within_keys_are_bounded);
     RUN(test_lib_properties);
     RUN(test_event_too_deep);
     buf_free(&text_buf);

@@ -674,6 +674,13 @@ static void test_config_env_unknown_refused(void)
         config_free(&cfg);
     else
         fprintf(stderr, "    %s\n", err);
+    /* a name longer than the check's buffer (found by fuzzing: it read past
+     * the buffer's end) */
+    char long_name[400];
+    snprintf(long_name, sizeof long_name, "TELEMETRY_AGENT_%0250d_PORT=1", 0);
+    char *very_long[] = {long_name, NULL};
+    if (CHECK_EQ_INT(config_load(&cfg, NULL, very_long, err, sizeof err), 0))
+        config_free(&cfg);
 }
 
 /* [properties] entries from the environment: one a variable, key=value;
