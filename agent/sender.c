@@ -30,9 +30,11 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/queue.h>
 #include <sys/random.h>
 
+#define SENDER_ANSWER_CHARS 80 /* of a backend's answer, in the log and /status */
 #define SENDER_LOUD_EVERY_MS 60000 /* a configuration error is logged this often */
 
 /* One batch on its way: the batch and what the sender knows of it. */
@@ -279,6 +281,22 @@ static void sender_answered_in(struct sender *s, int64_t took)
         s->timeout_ms = enough > s->cfg->timeout_ms ? enough : s->cfg->timeout_ms;
 }
 
+/* What the backend answered, fit for the log and /status: escaped (it may
+ * hold anything) and without the API key (a backend may echo it). */
+static void sender_quote_answer(const struct sender *s, const char *body, char *out,
+                                size_t outlen)
+{
+    char masked[TRANSPORT_TEXT_LEN];
+    snprintf(masked, sizeof masked, "%s", body);
+    const char *key = s->cfg->api_key;
+    size_t key_len = strlen(key);
+    for (char *at; key_len >= 3 && (at = strstr(masked, key)) != NULL;) {
+        memcpy(at, "***", 3);
+        memmove(at + 3, at + key_len, strlen(at + key_len) + 1);
+    }
+    log_escape(out, outlen, masked, strlen(masked), SENDER_ANSWER_CHARS);
+}
+
 static void sender_done(const struct transport_result *result, void *arg)
 {
     struct delivery *d = arg;
@@ -292,8 +310,10 @@ static void sender_done(const struct transport_result *result, void *arg)
     char why[400];
     if (result->transport_ok) {
         sender_answered_in(s, clock_monotonic_ms() - d->sent_ms);
-        snprintf(why, sizeof why, "answered %ld (%s): %.200s", result->status,
-                 http_status_text(result->status), result->body_start);
+        char answer[SENDER_ANSWER_CHARS * 4 + 4];
+        sender_quote_answer(s, result->body_start, answer, sizeof answer);
+        snprintf(why, sizeof why, "answered %ld (%s): %s", result->status,
+                 http_status_text(result->status), answer);
     } else {
         if (result->timed_out)
             sender_slow_backend(s, d->timeout_ms);

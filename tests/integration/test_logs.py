@@ -64,3 +64,18 @@ def test_start_up_shows_the_configuration_without_secrets(make_agent, collector)
     # text lines: "<time> <level>: <message>"
     first = log.splitlines()[0]
     assert first[23:].startswith("Z info: telemetry-agent")
+
+
+def test_a_backend_answer_is_escaped_and_never_shows_the_key(make_agent, collector):
+    # a backend may echo the key, and send anything at all
+    collector.plan(status=401, count=1,
+                   body=b'{"detail": "bad key phc_test_key\n\x1b[31mFAKE LOG LINE"}')
+    agent = make_agent({"backend": backend(collector, misconfigured_retry_ms=100),
+                        "batch": {"max_age_ms": "50"}})
+    send_events(agent, [{"event": "project:created"}])
+    collector.wait_for_events(1, timeout=10)
+    status = json.dumps(agent.status())
+    agent.stop()
+    assert "phc_test_key" not in agent.stderr and "phc_test_key" not in status
+    assert "bad key ***\\x0a\\x1b[31mFAKE LOG LINE" in agent.stderr
+    assert "\nFAKE" not in agent.stderr and "\x1b" not in agent.stderr
