@@ -434,7 +434,7 @@ int encode_event(struct buf *out, const struct analytics_event *ev,
         return refuse(r, DROP_BAD_PROPERTIES, "a key that is not a string is written as more "
                       "than %d bytes (allowed: keys within keys up to that)", ENCODE_MAX_KEY_BYTES);
     if (rc == ENCODE_REPEATED_KEY)
-        return refuse(r, DROP_BAD_PROPERTIES, "a map in its properties has the key '%s' twice "
+        return refuse(r, DROP_DUPLICATE_KEY, "a map in its properties has the key '%s' twice "
                       "(allowed: each key once, as in JSON)", encode_repeated);
     if (rc < 0)
         return refuse(r, DROP_TOO_LARGE, "properties nested more than %d levels deep",

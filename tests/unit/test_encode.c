@@ -655,7 +655,7 @@ static void test_repeated_keys_refused(void)
         struct buf out = BUF_INIT;
         if (CHECK_EQ_INT(decode_event(cases[i].obj, NULL, &ev, &chunk, &r), 0)) {
             CHECK_EQ_INT(encode_event(&out, &ev, &plain_defaults, T_MS, &r), -1);
-            CHECK_STR_EQ(reason_name(r.reason), "bad_properties");
+            CHECK_STR_EQ(reason_name(r.reason), "duplicate_key");
             static const char *const named[] = {"the key 'a' twice", "the key '1' twice",
                                                 "the key 'k7' twice", "the key '\xef\xbf\xbd' twice"};
             CHECK_CONTAINS(r.detail, named[i]);
