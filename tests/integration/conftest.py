@@ -51,6 +51,7 @@ class Agent:
         self.env.update(env or {})
         self.proc = None
         self.preexec = None  # run in the child before exec (e.g. setrlimit)
+        self.wrapper = []    # a command the agent runs under (e.g. valgrind)
         self.stdout = self.stderr = ""
         self.returncode = None
 
@@ -71,14 +72,14 @@ class Agent:
         self.stdout_path = self.dir / "stdout.txt"
         self.stderr_path = self.dir / "stderr.txt"
         self.proc = subprocess.Popen(
-            [AGENT_BIN, "-c", str(self.config)], env=self.env,
+            [*self.wrapper, AGENT_BIN, "-c", str(self.config)], env=self.env,
             stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
             preexec_fn=self.preexec)
         if wait:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout=10):
+    def wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
