@@ -4,8 +4,9 @@ real messages of every shape: Orchest's events as native msgpack maps, with
 and without chunks, uuids, timestamps (msgpack ext and strings) and
 distinct_ids; Fluent Forward messages in each mode (Message, Forward,
 PackedForward, CompressedPackedForward, with chunk options, EventTime and
-Fluent Bit's metadata entries); heartbeats; and for the configuration, the
-shipped INI files with environment overrides. Run with Debian's python3:
+Fluent Bit's metadata entries); heartbeats; for the configuration, the
+shipped INI files with environment overrides; and for the relay, JSON
+bodies (one event, an array, {"batch": [...]}, odd ones). Run with Debian's python3:
 
     /usr/bin/python3 tests/fuzz/make_corpus.py
 """
@@ -76,6 +77,19 @@ def config_seeds():
                     b"listen = [::1]:8080\ncors_origins = https://a.example\n")
 
 
+def relay_seeds():
+    """A flag byte (1: gzip it, 2: text/plain), then the body."""
+    with open(os.path.join(ROOT, "tests", "integration", "orchest-payloads.ndjson")) as f:
+        payloads = [json.loads(line) for line in f if line.strip()][:5]
+    bodies = [json.dumps(payloads[0]), json.dumps(payloads), json.dumps({"batch": payloads}),
+              '{"event": "project:created", "distinct_id": "b", "properties": {"a": [1, 2.5, '
+              'null, true, "x"]}}', '[{"event": "no:such"}, 7, "x", {"event": "project:created"}]',
+              '{"event": "project:created", "properties": {"a": 1, "a": 2}}']
+    for i, body in enumerate(bodies):
+        write("relay", bytes([i % 4]) + body.encode())
+
+
 if __name__ == "__main__":
     producer_seeds()
     config_seeds()
+    relay_seeds()
