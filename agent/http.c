@@ -396,6 +396,7 @@ struct transport *http_transport_new(struct event_base *base, const struct confi
     if (http_retarget(&h->transport, cfg) < 0 || h->multi == NULL || h->timer == NULL)
         goto fail;
     const char *headers[] = {"Content-Type: application/json",
+                             /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one string */
                              "User-Agent: " TELEMETRY_NAME "/" TELEMETRY_VERSION,
                              "Expect:", /* no 100-continue round trip */
                              "Content-Encoding: gzip", NULL};

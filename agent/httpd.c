@@ -214,7 +214,7 @@ static int httpd_listen_socket(const char *key, const char *address, char *err, 
 /* "HOST:PORT" of the socket as bound. */
 static void httpd_name(int fd, char *out, size_t outlen)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     socklen_t len = sizeof ss;
     char host[64] = "?", port[8] = "?";
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)

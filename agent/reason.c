@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 static const char *const reason_names[DROP_REASON_COUNT] = {
-#define REASON_NAME(id, name) [DROP_##id] = name,
+#define REASON_NAME(id, name) [DROP_##id] = (name),
     WIRE_REJECTION_REASONS(REASON_NAME)
 #undef REASON_NAME
     [DROP_DISABLED] = "disabled",

@@ -268,8 +268,9 @@ static void relay_peer(struct evhttp_request *req, char *out, size_t len)
     snprintf(out, len, "%s", addr ? addr : "?");
     if (addr != NULL && inet_pton(AF_INET6, addr, v6) == 1) {
         memset(v6 + 8, 0, 8);
-        if (inet_ntop(AF_INET6, v6, out, (socklen_t)len) != NULL && strlen(out) + 4 < len)
-            strcat(out, "/64");
+        size_t n;
+        if (inet_ntop(AF_INET6, v6, out, (socklen_t)len) != NULL && (n = strlen(out)) + 4 < len)
+            memcpy(out + n, "/64", 4);
     }
 }
 

@@ -79,7 +79,10 @@ static int reload_look_at_files(struct reloader *r, int paths_only)
         if (!same_path) {
             free(f->path);
             f->path = path ? strdup(path) : NULL; /* NULL when out of memory: looked at again */
-        } else if (memcmp(&now, &f->state, sizeof now) != 0) {
+        } else if (now.missing != f->state.missing || now.dev != f->state.dev ||
+                   now.ino != f->state.ino || now.size != f->state.size ||
+                   now.mtime.tv_sec != f->state.mtime.tv_sec ||
+                   now.mtime.tv_nsec != f->state.mtime.tv_nsec) {
             changed = 1;
         }
         f->state = now;

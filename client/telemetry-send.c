@@ -439,12 +439,16 @@ static int prop_put(struct value *obj, const char *name, size_t len, struct valu
 /* Add argv[argi] (key=value or key:=JSON) to the properties object. */
 static int prop_add(struct value *props, char **argv, int argi)
 {
-    struct prop_key k;
+    struct prop_key k = {0};
     struct value v, *obj = props;
     struct value_error err;
     int rc = prop_key_parse(argv[argi], &k), inherited = argi;
     if (rc != 0)
         return rc;
+    if (k.value == NULL) { /* prop_key_parse sets it whenever it succeeds */
+        report(NULL, "argument '%s': no value", argv[argi]);
+        return EXIT_INTERNAL;
+    }
     if (!k.typed) {
         v.type = VALUE_STRING;
         v.as.str.len = strlen(k.value);
@@ -910,6 +914,10 @@ static int build_one(const struct options *o, char **argv, const struct fields *
 {
     if (o->json != NULL)
         return event_from_json(o->json, strlen(o->json), f, "--json", ev, name, name_cap);
+    if (o->event == NULL) { /* options_parse asks for one of the two */
+        report(NULL, "no event name");
+        return EXIT_INTERNAL;
+    }
     struct value props = value_object();
     int rc = 0;
     for (int i = 0; i < o->nprops && rc == 0; i++)
@@ -933,7 +941,8 @@ int main(int argc, char **argv)
         return rc;
     if ((rc = options_fields(&o, &f)) != EXIT_OK)
         return rc;
-    int from_stdin = o.json ? strcmp(o.json, "-") == 0 : strcmp(o.event, "-") == 0;
+    const char *source = o.json ? o.json : o.event;
+    int from_stdin = source != NULL && strcmp(source, "-") == 0;
     if (!from_stdin && (rc = build_one(&o, argv, &f, &ev, name, sizeof name)) != 0)
         return rc;
 

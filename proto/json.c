@@ -159,11 +159,12 @@ int json_write_base64(struct buf *out, const void *data, size_t len)
 }
 
 /* A float stays a float: 1.0 is written "1.0", not the integer "1". */
-static int json_append_float_text(struct buf *out, char *text)
+static int json_append_float_text(struct buf *out, const char *text)
 {
-    if (strspn(text, "-0123456789") == strlen(text))
-        strcat(text, ".0");
-    return buf_append_str(out, text);
+    int rc = buf_append_str(out, text);
+    if (rc == 0 && strspn(text, "-0123456789") == strlen(text))
+        rc = buf_append_str(out, ".0");
+    return rc;
 }
 
 int json_write_double(struct buf *out, double v)

@@ -73,7 +73,7 @@ static int scan_number(const unsigned char *p, size_t avail, struct scan_item *i
         it->u = v;
     } else {
         unsigned shift = 64 - 8 * (unsigned)n; /* sign-extend n bytes of two's complement */
-        it->i = (int64_t)(v << shift) >> shift;
+        it->i = shift < 64 ? (int64_t)(v << shift) >> shift : 0; /* n is 1, 2, 4 or 8 */
         it->type = it->i < 0 ? SCAN_INT : SCAN_UINT;
         it->u = (uint64_t)it->i;
     }
@@ -88,7 +88,7 @@ int scan_item(const unsigned char *p, size_t avail, struct scan_item *it)
     unsigned char b = p[0];
     it->size = 1;
     if (b <= 0x7f || b >= 0xe0) {
-        it->i = (int8_t)b;
+        it->i = (int8_t)b; /* NOLINT(bugprone-signed-char-misuse): a negative fixint */
         it->u = b <= 0x7f ? b : (uint64_t)it->i;
         it->type = b <= 0x7f ? SCAN_UINT : SCAN_INT;
         return 1;

@@ -341,7 +341,7 @@ static int value_parse_array(struct value_parser *p, struct value *out, int dept
     if (value_accept(p, ']'))
         return 0;
     do {
-        struct value item;
+        struct value item = {0};
         if (value_parse_any(p, &item, depth) < 0)
             return -1;
         struct value *grown =
@@ -364,7 +364,7 @@ static int value_parse_object(struct value_parser *p, struct value *out, int dep
     if (value_accept(p, '}'))
         return 0;
     do {
-        struct value key, member;
+        struct value key = {0}, member = {0};
         value_skip_space(p);
         size_t key_at = p->pos;
         if (p->pos >= p->len || p->s[p->pos] != '"')
@@ -423,7 +423,7 @@ static int value_parse_any(struct value_parser *p, struct value *out, int depth)
 int value_parse(const char *text, size_t len, struct value *out, struct value_error *err)
 {
     struct value_parser p = {(const unsigned char *)text, len, 0, err};
-    struct value v;
+    struct value v = {0};
     if (value_parse_any(&p, &v, 0) < 0)
         return -1;
     value_skip_space(&p);

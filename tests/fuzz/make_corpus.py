@@ -89,7 +89,26 @@ def relay_seeds():
         write("relay", bytes([i % 4]) + body.encode())
 
 
+def client_seeds():
+    """What an agent answers a reliable client: acks, deferrals, refusals,
+    errors (the chunk ids are the client's: 1, 2, 3 for its first events)."""
+    p = msgpack.packb
+    seeds = [
+        p({"ack": "1"}) + p({"ack": "2"}) + p({"ack": "3"}),
+        p({"ack": "1", "rejected": 1, "reason": "unknown_event"}) + p({"deferred": "2",
+                                                                       "reason": "buffer_full"}),
+        p({"ack": "1"}) + p({"error": "too_large", "detail": "message larger than 1 MiB"}),
+        p({"error": "max_connections", "detail": "agent.max_connections = 1024 are open"}),
+        p({"error": "not_msgpack", "detail": "bytes that are not msgpack"}),
+        p({"ack": "x" * 64}) + b"\xc1",
+        p({"error": "timeout", "detail": "idle"}),
+    ]
+    for seed in seeds:
+        write("client", seed)
+
+
 if __name__ == "__main__":
     producer_seeds()
     config_seeds()
     relay_seeds()
+    client_seeds()
