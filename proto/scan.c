@@ -72,8 +72,14 @@ static int scan_number(const unsigned char *p, size_t avail, struct scan_item *i
         it->type = SCAN_UINT;
         it->u = v;
     } else {
-        unsigned shift = 64 - 8 * (unsigned)n; /* sign-extend n bytes of two's complement */
-        it->i = shift < 64 ? (int64_t)(v << shift) >> shift : 0; /* n is 1, 2, 4 or 8 */
+        /* n bytes of two's complement (n is 1, 2, 4 or 8), sign-extended
+         * without shifting a negative number */
+        if (n >= 8) {
+            memcpy(&it->i, &v, sizeof it->i);
+        } else if (n > 0) {
+            uint64_t sign = UINT64_C(1) << (8 * (unsigned)n - 1);
+            it->i = (v & sign) ? (int64_t)v - (int64_t)(sign << 1) : (int64_t)v;
+        }
         it->type = it->i < 0 ? SCAN_INT : SCAN_UINT;
         it->u = (uint64_t)it->i;
     }
