@@ -29,6 +29,12 @@ AGENT_BIN = os.environ.get("TELEMETRY_TEST_AGENT_BIN", os.path.join(ROOT, "build
 # collide); Agent.ops_url() says which.
 os.environ["TELEMETRY_AGENT_HTTP_LISTEN"] = "127.0.0.1:0"
 EVENTS_FILE = os.path.join(ROOT, "proto", "events.txt")
+# TELEMETRY_TEST_VALGRIND=1: every agent runs under valgrind's memcheck, and
+# an error or a leak makes it exit 99 (Agent.stop() then fails the test).
+VALGRIND = ["valgrind", "--tool=memcheck", "--leak-check=full", "--quiet",
+            "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=99", f"--suppressions={ROOT}/tests/valgrind.supp"] \
+    if os.environ.get("TELEMETRY_TEST_VALGRIND") == "1" else []
 
 
 def load_payloads():
@@ -51,7 +57,7 @@ class Agent:
         self.env.update(env or {})
         self.proc = None
         self.preexec = None  # run in the child before exec (e.g. setrlimit)
-        self.wrapper = []    # a command the agent runs under (e.g. valgrind)
+        self.wrapper = list(VALGRIND)  # a command the agent runs under
         self.stdout = self.stderr = ""
         self.returncode = None
 
