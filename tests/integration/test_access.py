@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from conftest import AGENT_BIN, backend, connect, send_acked
+from conftest import AGENT_BIN, ROOT as ROOT_DIR, backend, connect, send_acked
 
 import msgpack
 
@@ -118,3 +118,22 @@ def test_tag_peer_says_who_sent_each_event(collector, make_agent):
     assert events["nobody"]["$peer_comm"] == os.path.basename(sys.executable)[:15]
     assert events["root"]["$peer_uid"] == 0 and events["root"]["$peer_gid"] == 0
     assert events["root"]["$peer_comm"] != "forged"
+
+
+def test_the_socket_is_never_wider_than_its_mode(make_agent, tmp_path):
+    # created with no permissions at all, then given its group and mode:
+    # there is no moment when others could open it
+    build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
+    probe = tmp_path / "binds.txt"
+    agent = make_agent({"agent": {"socket_mode": "0660"}},
+                       env={"LD_PRELOAD": os.path.join(build, "tests", "integration",
+                                                       "libbind_probe.so"),
+                            "BIND_PROBE_OUT": str(probe),
+                            "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                                             ":verify_asan_link_order=0").lstrip(":")})
+    mode_now = os.stat(agent.socket).st_mode & 0o7777
+    agent.stop()
+    created = [line.split(" ", 1) for line in probe.read_text().splitlines()]
+    assert [path for _, path in created] == [agent.socket]
+    assert created[0][0] == "0000", created
+    assert mode_now == 0o660
