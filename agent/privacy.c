@@ -81,6 +81,16 @@ static int privacy_each_item(const char *list, int (*fn)(void *arg, const char *
     return 0;
 }
 
+/* Which of privacy_value_names item (len bytes) is, or -1. */
+static int privacy_value_index(const char *item, size_t len)
+{
+    for (int i = 0; privacy_value_names[i]; i++)
+        if (strlen(privacy_value_names[i]) == len &&
+            strncmp(privacy_value_names[i], item, len) == 0)
+            return i;
+    return -1;
+}
+
 struct privacy_build {
     struct privacy *p;
     enum privacy_kind kind;
@@ -92,11 +102,8 @@ static int privacy_build_item(void *arg, const char *item, size_t len)
 {
     struct privacy_build *b = arg;
     enum privacy_kind kind = b->kind;
-    if (kind == RULE_EMAIL) /* redact_values: which one */
-        for (int i = 0; privacy_value_names[i]; i++)
-            if (strlen(privacy_value_names[i]) == len &&
-                strncmp(privacy_value_names[i], item, len) == 0)
-                kind = (enum privacy_kind)(RULE_EMAIL + i);
+    if (kind == RULE_EMAIL) /* redact_values: which one (config_load checked it is one) */
+        kind = (enum privacy_kind)(RULE_EMAIL + privacy_value_index(item, len));
     return privacy_add(b->p, kind, b->setting, item, len, b->previous);
 }
 
@@ -155,22 +162,26 @@ void privacy_free(struct privacy *p)
     free(p);
 }
 
+struct privacy_error {
+    char *text;
+    size_t len;
+};
+
+static int privacy_check_value_name(void *arg, const char *item, size_t len)
+{
+    struct privacy_error *e = arg;
+    if (privacy_value_index(item, len) >= 0)
+        return 0;
+    snprintf(e->text, e->len, "[privacy] redact_values: '%.*s' is not allowed (allowed: email, "
+             "ipv4, ipv6, separated by commas)", (int)len, item);
+    return -1;
+}
+
 int privacy_check_redactions(const char *values, const char *regex, char *err, size_t errlen)
 {
-    for (const char *s = values; *s != '\0';) {
-        s += strspn(s, ", \t");
-        size_t len = strcspn(s, ", \t");
-        int known = len == 0;
-        for (int i = 0; !known && privacy_value_names[i]; i++)
-            known = strlen(privacy_value_names[i]) == len &&
-                    strncmp(privacy_value_names[i], s, len) == 0;
-        if (!known) {
-            snprintf(err, errlen, "[privacy] redact_values: '%.*s' is not allowed (allowed: "
-                     "email, ipv4, ipv6, separated by commas)", (int)len, s);
-            return -1;
-        }
-        s += len;
-    }
+    struct privacy_error e = {err, errlen};
+    if (privacy_each_item(values, privacy_check_value_name, &e) < 0)
+        return -1;
     if (regex[0] != '\0') {
         regex_t re;
         int rc = regcomp(&re, regex, REG_EXTENDED | REG_NOSUB);
