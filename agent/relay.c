@@ -65,24 +65,46 @@ static void relay_header(struct evhttp_request *req, const char *name, const cha
 
 /* ---- CORS ---- */
 
-/* Is origin one of relay.cors_origins ("*" allows any), or the relay's own? */
-static int relay_origin_allowed(const struct relay *r, struct evhttp_request *req,
-                                const char *origin)
+/* Where a request comes from, as CORS sees it. */
+enum relay_origin {
+    ORIGIN_ABSENT,  /* no Origin header: not a browser page's request */
+    ORIGIN_OWN,     /* a page of the relay's own origin: it needs no CORS headers */
+    ORIGIN_LISTED,  /* one of relay.cors_origins ("*": any): answered with CORS headers */
+    ORIGIN_REFUSED, /* any other */
+};
+
+/* Is origin one of relay.cors_origins? */
+static int relay_origin_listed(const struct relay *r, const char *origin)
 {
-    const char *list = r->cfg->relay_cors_origins;
     size_t olen = strlen(origin);
-    for (const char *p = list; *p;) {
+    for (const char *p = r->cfg->relay_cors_origins; *p;) {
         size_t n = strcspn(p, " ,\t");
         if ((n == 1 && p[0] == '*') || (n == olen && strncmp(p, origin, n) == 0))
             return 1;
         p += n;
         p += strspn(p, " ,\t");
     }
+    return 0;
+}
+
+/* Is origin the relay's own (scheme://Host of the request)? */
+static int relay_origin_own(struct evhttp_request *req, const char *origin)
+{
     const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
     const char *rest = strncmp(origin, "http://", 7) == 0    ? origin + 7
                        : strncmp(origin, "https://", 8) == 0 ? origin + 8
                                                              : NULL;
     return host != NULL && rest != NULL && strcmp(rest, host) == 0;
+}
+
+static enum relay_origin relay_origin_of(const struct relay *r, struct evhttp_request *req)
+{
+    const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+    if (origin == NULL)
+        return ORIGIN_ABSENT;
+    if (relay_origin_listed(r, origin))
+        return ORIGIN_LISTED;
+    return relay_origin_own(req, origin) ? ORIGIN_OWN : ORIGIN_REFUSED;
 }
 
 /* ---- the body ---- */
@@ -359,15 +381,15 @@ static void relay_request_cb(struct evhttp_request *req, void *arg)
 {
     struct relay *r = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (path == NULL || strcmp(path, r->cfg->relay_path) != 0) {
         relay_json_error(req, HTTP_NOTFOUND, "not found");
         return;
     }
-    int allowed = origin == NULL || relay_origin_allowed(r, req, origin);
-    if (origin != NULL && allowed) {
-        relay_header(req, "Access-Control-Allow-Origin", origin);
+    enum relay_origin from = relay_origin_of(r, req);
+    if (from == ORIGIN_LISTED) { /* only a listed origin is told anything of CORS */
+        relay_header(req, "Access-Control-Allow-Origin",
+                     evhttp_find_header(evhttp_request_get_input_headers(req), "Origin"));
         relay_header(req, "Access-Control-Expose-Headers", "Retry-After");
         relay_header(req, "Vary", "Origin");
     }
@@ -377,16 +399,19 @@ static void relay_request_cb(struct evhttp_request *req, void *arg)
         relay_json_error(req, 503, "the agent is shutting down");
         return;
     }
-    if (cmd == EVHTTP_REQ_OPTIONS && origin != NULL && allowed) {
-        relay_header(req, "Access-Control-Allow-Methods", "POST, OPTIONS");
-        relay_header(req, "Access-Control-Allow-Headers", "Content-Type, Content-Encoding");
-        relay_header(req, "Access-Control-Max-Age", RELAY_PREFLIGHT_MAX_AGE);
-        httpd_reply(req, 204, NULL, "", 0);
-    } else if (cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_OPTIONS) {
+    if (cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_OPTIONS) {
         relay_header(req, "Allow", "POST, OPTIONS");
         relay_json_error(req, 405, "method not allowed: POST events here");
-    } else if (!allowed || cmd == EVHTTP_REQ_OPTIONS) {
+    } else if (from == ORIGIN_REFUSED) {
         relay_json_error(req, 403, "this origin may not send events here (relay.cors_origins)");
+    } else if (cmd == EVHTTP_REQ_OPTIONS) {
+        if (from == ORIGIN_LISTED) { /* a preflight */
+            relay_header(req, "Access-Control-Allow-Methods", "POST, OPTIONS");
+            relay_header(req, "Access-Control-Allow-Headers", "Content-Type, Content-Encoding");
+            relay_header(req, "Access-Control-Max-Age", RELAY_PREFLIGHT_MAX_AGE);
+        }
+        relay_header(req, "Allow", "POST, OPTIONS");
+        httpd_reply(req, 204, NULL, "", 0);
     } else {
         relay_post(r, req);
     }

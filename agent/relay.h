@@ -11,7 +11,13 @@
  *         429 with Retry-After past the client's rate (relay.rate_limit) or
  *         while the buffer (or spool) is full; 403 from a page of an origin
  *         that is not allowed.
- *   OPTIONS  CORS preflight for relay.cors_origins (cached a day).
+ *   OPTIONS  CORS preflight for relay.cors_origins (cached a day); 204
+ *         with Allow for a request from no page or the relay's own.
+ *   other methods: 405 with Allow.
+ *
+ * Only an origin listed in relay.cors_origins gets CORS headers
+ * (Access-Control-Allow-Origin, ...); a page of the relay's own origin may
+ * always post and needs none; any other origin gets 403.
  *
  * A browser's distinct_id is dropped unless relay.trust_distinct_id. No
  * cookies or credentials are read or allowed.

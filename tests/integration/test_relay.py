@@ -217,11 +217,40 @@ def test_cors_preflight_and_origins(make_agent, collector):
     assert agent.stats()["received_http"] == 1
 
 
+CORS_HEADERS = ("access-control-allow-origin", "access-control-expose-headers",
+                "access-control-allow-methods", "access-control-allow-headers",
+                "access-control-max-age", "vary")
+
+
 def test_without_cors_origins_only_the_relays_own_origin_may_post(make_agent, collector):
     agent = relay_agent(make_agent, collector)
     host = urllib.parse.urlsplit(agent.relay_url()).netloc
+    # same-origin: browsers need no CORS headers for it, and none are sent
     status, headers, _ = post(agent, EVENT, headers={"Origin": f"http://{host}"})
-    assert status == 202 and headers["access-control-allow-origin"] == f"http://{host}"
-    assert post(agent, EVENT, headers={"Origin": "http://other.example"})[0] == 403
-    assert post(agent, EVENT)[0] == 202  # no Origin: not a browser page, no CORS at all
+    assert status == 202 and not [h for h in CORS_HEADERS if h in headers], headers
+    status, headers, _ = post(agent, EVENT, headers={"Origin": "http://other.example"})
+    assert status == 403 and not [h for h in CORS_HEADERS if h in headers], headers
+    # no preflight is answered for any origin
+    status, headers, _ = post(agent, None, None, method="OPTIONS", headers={
+        "Origin": "http://other.example", "Access-Control-Request-Method": "POST"})
+    assert status == 403 and not [h for h in CORS_HEADERS if h in headers], headers
+    status, headers, _ = post(agent, None, None, method="OPTIONS",
+                              headers={"Origin": f"http://{host}"})
+    assert status == 204 and headers["allow"] == "POST, OPTIONS"
+    assert not [h for h in CORS_HEADERS if h in headers], headers
+    status, headers, _ = post(agent, EVENT)  # no Origin: not a browser page, no CORS at all
+    assert status == 202 and not [h for h in CORS_HEADERS if h in headers], headers
+    collector.wait_for_events(2, timeout=10)
+    agent.stop()
+    assert agent.stats()["received_http"] == 2
+
+
+def test_a_listed_relay_gives_its_own_origin_no_cors_headers(make_agent, collector):
+    agent = relay_agent(make_agent, collector, cors_origins="https://app.example")
+    host = urllib.parse.urlsplit(agent.relay_url()).netloc
+    status, headers, _ = post(agent, EVENT, headers={"Origin": f"http://{host}"})
+    assert status == 202 and not [h for h in CORS_HEADERS if h in headers], headers
+    status, headers, _ = post(agent, EVENT, headers={"Origin": "https://app.example"})
+    assert status == 202 and headers["access-control-allow-origin"] == "https://app.example"
+    assert headers["vary"] == "Origin" and headers["access-control-expose-headers"] == "Retry-After"
     agent.stop()
