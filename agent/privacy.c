@@ -20,11 +20,30 @@ enum privacy_kind { RULE_DROP, RULE_HASH, RULE_EMAIL, RULE_IPV4, RULE_IPV6, RULE
 
 static const char *const privacy_value_names[] = {"email", "ipv4", "ipv6", NULL};
 
+/* How a key rule's glob is matched: most are a word, with or without a
+ * '*' at either end, matched as such; others go to fnmatch(). */
+enum privacy_shape { SHAPE_EXACT, SHAPE_PREFIX, SHAPE_SUFFIX, SHAPE_CONTAINS, SHAPE_GLOB };
+
 struct privacy_rule {
     enum privacy_kind kind;
     char *text;    /* "drop_keys *password*": how /metrics names it */
     char *pattern; /* the glob of a key rule */
+    enum privacy_shape shape;
+    const char *word; /* within pattern (lowercase): the literal part of the shape */
+    size_t word_len;
     uint64_t count;
+};
+
+/* Recent keys and the rule each matched: events repeat the same few keys,
+ * so most keys are looked up here instead of against every rule. */
+#define PRIVACY_CACHE_SLOTS 512
+#define PRIVACY_CACHE_KEY_MAX 47
+#define PRIVACY_NO_RULE 0xffff
+
+struct privacy_cache_slot {
+    uint8_t len;  /* 0: empty */
+    uint16_t rule; /* index in rules, or PRIVACY_NO_RULE */
+    char key[PRIVACY_CACHE_KEY_MAX];
 };
 
 struct privacy {
@@ -34,9 +53,44 @@ struct privacy {
     regex_t regex;
     int has_regex;
     char *hash_key;
+    struct privacy_cache_slot cache[PRIVACY_CACHE_SLOTS];
 };
 
 /* ---- building -------------------------------------------------------- */
+
+/* Lowercase (ASCII, as fnmatch's FNM_CASEFOLD in the C locale). */
+static void privacy_lower(char *to, const char *from, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        to[i] = (char)tolower((unsigned char)from[i]);
+}
+
+/* Set r's shape from its pattern, which it lowercases. */
+static void privacy_shape_of(struct privacy_rule *r)
+{
+    char *word = r->pattern;
+    size_t len = strlen(word);
+    privacy_lower(word, word, len);
+    int star_before = 0, star_after = 0;
+    while (len > 0 && word[0] == '*') {
+        word++;
+        len--;
+        star_before = 1;
+    }
+    while (len > 0 && word[len - 1] == '*') {
+        len--;
+        star_after = 1;
+    }
+    r->word = word;
+    r->word_len = len;
+    if (memchr(word, '*', len) != NULL || memchr(word, '?', len) != NULL ||
+        memchr(word, '[', len) != NULL || memchr(word, '\\', len) != NULL)
+        r->shape = SHAPE_GLOB;
+    else if (star_before && star_after)
+        r->shape = SHAPE_CONTAINS;
+    else
+        r->shape = star_before ? SHAPE_SUFFIX : star_after ? SHAPE_PREFIX : SHAPE_EXACT;
+}
 
 static int privacy_add(struct privacy *p, enum privacy_kind kind, const char *setting,
                        const char *pattern, size_t len, const struct privacy *previous)
@@ -56,6 +110,8 @@ static int privacy_add(struct privacy *p, enum privacy_kind kind, const char *se
         return -1;
     }
     snprintf(r->text, text_len, "%s %s", setting, r->pattern);
+    if (kind == RULE_DROP || kind == RULE_HASH)
+        privacy_shape_of(r);
     for (size_t i = 0; previous != NULL && i < previous->nrules; i++)
         if (strcmp(previous->rules[i].text, r->text) == 0)
             r->count = previous->rules[i].count;
@@ -199,28 +255,71 @@ int privacy_check_redactions(const char *values, const char *regex, char *err, s
 
 /* ---- keys -------------------------------------------------------------- */
 
+/* Whether rule r matches name (len bytes, lowercase, NUL-terminated). */
+static int privacy_matches(const struct privacy_rule *r, const char *name, size_t len)
+{
+    switch (r->shape) {
+    case SHAPE_EXACT: return len == r->word_len && memcmp(name, r->word, len) == 0;
+    case SHAPE_PREFIX: return len >= r->word_len && memcmp(name, r->word, r->word_len) == 0;
+    case SHAPE_SUFFIX:
+        return len >= r->word_len && memcmp(name + len - r->word_len, r->word, r->word_len) == 0;
+    case SHAPE_CONTAINS: return memmem(name, len, r->word, r->word_len) != NULL;
+    default: return fnmatch(r->pattern, name, 0) == 0; /* the pattern is lowercase too */
+    }
+}
+
+/* The first key rule matching key, or PRIVACY_NO_RULE. */
+static unsigned privacy_first_match(const struct privacy *p, const char *key, size_t len)
+{
+    char stack[256];
+    char *name = len < sizeof stack ? stack : malloc(len + 1);
+    if (name == NULL)
+        return 0; /* out of memory: when in doubt, leave it out (rule 0 is a key rule) */
+    privacy_lower(name, key, len);
+    name[len] = '\0';
+    unsigned match = PRIVACY_NO_RULE;
+    for (size_t i = 0; i < p->nrules && match == PRIVACY_NO_RULE; i++) {
+        const struct privacy_rule *r = &p->rules[i];
+        if ((r->kind == RULE_DROP || r->kind == RULE_HASH) && privacy_matches(r, name, len))
+            match = (unsigned)i;
+    }
+    if (name != stack)
+        free(name);
+    return match;
+}
+
+static size_t privacy_cache_index(const char *key, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h % PRIVACY_CACHE_SLOTS;
+}
+
 enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
 {
     if (!p->has_key_rules)
         return PRIVACY_KEEP;
-    char stack[256];
-    char *name = len < sizeof stack ? stack : malloc(len + 1);
-    if (name == NULL)
-        return PRIVACY_DROP; /* out of memory: when in doubt, leave it out */
-    memcpy(name, key, len);
-    name[len] = '\0';
-    enum privacy_action action = PRIVACY_KEEP;
-    for (size_t i = 0; i < p->nrules && action == PRIVACY_KEEP; i++) {
-        struct privacy_rule *r = &p->rules[i];
-        if ((r->kind == RULE_DROP || r->kind == RULE_HASH) &&
-            fnmatch(r->pattern, name, FNM_CASEFOLD) == 0) {
-            r->count++;
-            action = r->kind == RULE_DROP ? PRIVACY_DROP : PRIVACY_HASH;
+    unsigned rule;
+    struct privacy_cache_slot *slot = NULL;
+    if (len > 0 && len <= PRIVACY_CACHE_KEY_MAX) {
+        slot = &p->cache[privacy_cache_index(key, len)];
+        if (slot->len == len && memcmp(slot->key, key, len) == 0) {
+            rule = slot->rule;
+            goto found;
         }
     }
-    if (name != stack)
-        free(name);
-    return action;
+    rule = privacy_first_match(p, key, len);
+    if (slot != NULL && p->nrules < PRIVACY_NO_RULE) {
+        slot->len = (uint8_t)len;
+        slot->rule = (uint16_t)rule;
+        memcpy(slot->key, key, len);
+    }
+found:
+    if (rule == PRIVACY_NO_RULE)
+        return PRIVACY_KEEP;
+    p->rules[rule].count++;
+    return p->rules[rule].kind == RULE_DROP ? PRIVACY_DROP : PRIVACY_HASH;
 }
 
 void privacy_write_hash(const struct privacy *p, struct buf *out, const void *data, size_t len)
@@ -285,15 +384,22 @@ static int privacy_find_email(const char *s, size_t len, size_t from, size_t *st
     return 0;
 }
 
+/* Whether c may be part of an address of family (AF_INET, AF_INET6). */
+static int privacy_is_address_char(unsigned char c, int family)
+{
+    if ((c >= '0' && c <= '9') || c == '.')
+        return 1;
+    return family == AF_INET6 && (c == ':' || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+}
+
 /* The first address of family (AF_INET, AF_INET6) at or after from: a
  * maximal run of the characters it may hold that inet_pton takes whole. */
 static int privacy_find_address(const char *s, size_t len, size_t from, int family,
                                 size_t *start, size_t *end)
 {
-    const char *chars = family == AF_INET ? "0123456789." : "0123456789abcdefABCDEF:.";
     for (size_t i = from; i < len;) {
         size_t run = i;
-        while (run < len && s[run] != '\0' && strchr(chars, s[run]) != NULL)
+        while (run < len && privacy_is_address_char((unsigned char)s[run], family))
             run++;
         if (run == i) {
             i++;
@@ -306,10 +412,12 @@ static int privacy_find_address(const char *s, size_t len, size_t from, int fami
             b--;
         char text[64];
         unsigned char addr[16];
-        size_t colons = 0;
-        for (size_t k = a; k < b; k++)
+        size_t colons = 0, dots = 0;
+        for (size_t k = a; k < b; k++) {
             colons += s[k] == ':';
-        if (b - a < sizeof text && (family == AF_INET || colons >= 2)) {
+            dots += s[k] == '.';
+        }
+        if (b - a < sizeof text && (family == AF_INET ? dots == 3 : colons >= 2)) {
             memcpy(text, s + a, b - a);
             text[b - a] = '\0';
             if (inet_pton(family, text, addr) == 1) {
@@ -343,10 +451,17 @@ static int privacy_find_regex(const struct privacy *p, const char *s, size_t len
 static int privacy_find(const struct privacy *p, const struct privacy_rule *r, const char *s,
                         size_t len, size_t from, size_t *start, size_t *end)
 {
+    /* what each kind cannot do without, looked for first (memchr is fast) */
     switch (r->kind) {
-    case RULE_EMAIL: return privacy_find_email(s, len, from, start, end);
-    case RULE_IPV4: return privacy_find_address(s, len, from, AF_INET, start, end);
-    case RULE_IPV6: return privacy_find_address(s, len, from, AF_INET6, start, end);
+    case RULE_EMAIL:
+        return memchr(s + from, '@', len - from) != NULL &&
+               privacy_find_email(s, len, from, start, end);
+    case RULE_IPV4:
+        return memchr(s + from, '.', len - from) != NULL &&
+               privacy_find_address(s, len, from, AF_INET, start, end);
+    case RULE_IPV6:
+        return memchr(s + from, ':', len - from) != NULL &&
+               privacy_find_address(s, len, from, AF_INET6, start, end);
     case RULE_REGEX: return privacy_find_regex(p, s, len, from, start, end);
     default: return 0;
     }

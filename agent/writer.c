@@ -7,6 +7,7 @@
  * one may be non-blocking: nobody else shares it). The loop's callback
  * takes the finished chunks and calls their completions, in order.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include "writer.h"
 
 #include <errno.h>

@@ -38,27 +38,9 @@ int buf_reserve(struct buf *b, size_t extra)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *data, size_t len)
-{
-    if (buf_reserve(b, len) < 0)
-        return -1;
-    if (len > 0)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
 int buf_append_str(struct buf *b, const char *s)
 {
     return buf_append(b, s, strlen(s));
-}
-
-int buf_append_char(struct buf *b, char c)
-{
-    if ((b->len == b->cap || b->failed) && buf_reserve(b, 1) < 0)
-        return -1;
-    b->data[b->len++] = c;
-    return 0;
 }
 
 void buf_truncate(struct buf *b, size_t len)

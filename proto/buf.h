@@ -13,6 +13,7 @@
 #define PROTO_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct buf {
     char *data;
@@ -28,9 +29,28 @@ struct buf {
 struct buf buf_borrow(void *mem, size_t cap);
 /* Ensure room for `extra` more bytes. Returns 0, or -1 (and sets failed). */
 int buf_reserve(struct buf *b, size_t extra);
-int buf_append(struct buf *b, const void *data, size_t len);
 int buf_append_str(struct buf *b, const char *s);
-int buf_append_char(struct buf *b, char c);
+
+/* Appends are inline: most find room and only copy. */
+static inline int buf_append(struct buf *b, const void *data, size_t len)
+{
+    if (b->cap - b->len < len || b->failed) {
+        if (buf_reserve(b, len) < 0)
+            return -1;
+    }
+    if (len > 0)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static inline int buf_append_char(struct buf *b, char c)
+{
+    if ((b->len == b->cap || b->failed) && buf_reserve(b, 1) < 0)
+        return -1;
+    b->data[b->len++] = c;
+    return 0;
+}
 /* Shrink to `len` bytes (no-op if already shorter). */
 void buf_truncate(struct buf *b, size_t len);
 /* Shrink to `mark` and forget a failed append after it. */

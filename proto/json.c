@@ -6,7 +6,6 @@
  */
 #include "json.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,9 +121,32 @@ static int json_write_string_body(struct buf *out, const char *s, size_t len)
     return buf_append(out, p + run, len - run);
 }
 
+/* Bytes written as they are in a JSON string: printable ASCII but the
+ * quote and the backslash. */
+static const unsigned char json_plain[256] = {
+    [' '] = 1, ['!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
+};
+
 int json_write_string(struct buf *out, const char *s, size_t len)
 {
-    if (buf_append_char(out, '"') < 0 || json_write_string_body(out, s, len) < 0)
+    /* the common case, plain ASCII: one reservation, copied as it is scanned */
+    if (buf_reserve(out, len + 2) < 0)
+        return -1;
+    const unsigned char *p = (const unsigned char *)s;
+    char *o = out->data + out->len;
+    *o++ = '"';
+    size_t i = 0;
+    while (i < len && json_plain[p[i]]) {
+        o[i] = (char)p[i];
+        i++;
+    }
+    if (i == len) {
+        o[len] = '"';
+        out->len += len + 2;
+        return 0;
+    }
+    out->len += 1 + i; /* the rest, from the first byte that needs a look */
+    if (json_write_string_body(out, s + i, len - i) < 0)
         return -1;
     return buf_append_char(out, '"');
 }
@@ -201,16 +223,30 @@ int json_write_float(struct buf *out, float v)
     return json_append_float_text(out, text);
 }
 
+/* The decimal digits of v, written backwards from end; returns where they start. */
+static char *json_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
 int json_write_int64(struct buf *out, int64_t v)
 {
     char text[24];
-    int n = snprintf(text, sizeof text, "%" PRId64, v);
-    return buf_append(out, text, (size_t)n);
+    char *end = text + sizeof text;
+    char *start = json_digits(end, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0)
+        *--start = '-';
+    return buf_append(out, start, (size_t)(end - start));
 }
 
 int json_write_uint64(struct buf *out, uint64_t v)
 {
     char text[24];
-    int n = snprintf(text, sizeof text, "%" PRIu64, v);
-    return buf_append(out, text, (size_t)n);
+    char *end = text + sizeof text;
+    char *start = json_digits(end, v);
+    return buf_append(out, start, (size_t)(end - start));
 }

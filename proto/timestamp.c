@@ -7,6 +7,7 @@
 
 #include "scan.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,23 +35,64 @@ static void timestamp_civil_from_days(int64_t days, int64_t *year, unsigned *mon
     *year = yoe + era * 400 + (*month <= 2);
 }
 
+/* Write v in width digits, zero-padded, at p. */
+static void timestamp_put(char *p, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 size_t timestamp_format_any(int64_t secs, unsigned millis, char out[TIMESTAMP_TEXT_MAX + 1])
 {
-    int64_t days = secs / 86400, rem = secs % 86400;
-    if (rem < 0) { /* floor, not truncation, before 1970 */
-        rem += 86400;
-        days--;
+    /* Events of one second share all but the milliseconds: the text up to
+     * them is kept from the last call (per thread). */
+    static _Thread_local int have_last;
+    static _Thread_local int64_t last_secs;
+    static _Thread_local char last[TIMESTAMP_TEXT_MAX + 1];
+    static _Thread_local size_t last_len;
+    if (!have_last || secs != last_secs) {
+        int64_t days = secs / 86400, rem = secs % 86400;
+        if (rem < 0) { /* floor, not truncation, before 1970 */
+            rem += 86400;
+            days--;
+        }
+        int64_t year;
+        unsigned month, day;
+        timestamp_civil_from_days(days, &year, &month, &day);
+        size_t n;
+        if (year >= 0 && year <= 9999) {
+            timestamp_put(last, (unsigned)year, 4);
+            n = 4;
+        } else { /* room for any values, so the compiler sees no truncation */
+            char text[32];
+            n = (size_t)snprintf(text, sizeof text, "%+07lld", (long long)year);
+            if (n > TIMESTAMP_TEXT_MAX - 20)
+                n = TIMESTAMP_TEXT_MAX - 20;
+            memcpy(last, text, n);
+        }
+        char *p = last + n; /* -MM-DDTHH:MM:SS. */
+        p[0] = '-';
+        timestamp_put(p + 1, month, 2);
+        p[3] = '-';
+        timestamp_put(p + 4, day, 2);
+        p[6] = 'T';
+        timestamp_put(p + 7, (unsigned)(rem / 3600), 2);
+        p[9] = ':';
+        timestamp_put(p + 10, (unsigned)(rem / 60 % 60), 2);
+        p[12] = ':';
+        timestamp_put(p + 13, (unsigned)(rem % 60), 2);
+        p[15] = '.';
+        last_len = n + 16;
+        last_secs = secs;
+        have_last = 1;
     }
-    int64_t year;
-    unsigned month, day;
-    timestamp_civil_from_days(days, &year, &month, &day);
-    char text[64]; /* room for any values, so the compiler sees no truncation */
-    const char *year_format = year >= 0 && year <= 9999 ? "%04lld" : "%+07lld";
-    int n = snprintf(text, sizeof text, year_format, (long long)year);
-    n += snprintf(text + n, sizeof text - (size_t)n, "-%02u-%02uT%02d:%02d:%02d.%03uZ", month, day,
-                  (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), millis % 1000);
-    memcpy(out, text, (size_t)n + 1);
-    return (size_t)n;
+    memcpy(out, last, last_len);
+    timestamp_put(out + last_len, millis % 1000, 3);
+    out[last_len + 3] = 'Z';
+    out[last_len + 4] = '\0';
+    return last_len + 4;
 }
 
 size_t timestamp_format_ms_any(int64_t ms, char out[TIMESTAMP_TEXT_MAX + 1])
