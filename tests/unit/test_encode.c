@@ -531,6 +531,61 @@ static void test_privacy_rules(void)
     }
 }
 
+/* Key rules of every shape, case-insensitive, matched the same whether a
+ * key is met for the first time or again (the recent keys kept), and
+ * counted each time. */
+static void test_privacy_key_shapes(void)
+{
+    char *env[] = {"TELEMETRY_AGENT_PRIVACY_DROP_KEYS=email, tok*, *_ip, *secret*, pa?s[wW]d, *",
+                   "TELEMETRY_AGENT_PRIVACY_REDACT_VALUES=", NULL};
+    char *env_no_star[] = {"TELEMETRY_AGENT_PRIVACY_DROP_KEYS=email, tok*, *_ip, *secret*, "
+                           "pa?s[wW]d",
+                           "TELEMETRY_AGENT_PRIVACY_REDACT_VALUES=", NULL};
+    struct {
+        const char *key;
+        enum privacy_action want;
+    } cases[] = {
+        {"email", PRIVACY_DROP},     {"EMAIL", PRIVACY_DROP},     {"emails", PRIVACY_KEEP},
+        {"my_email", PRIVACY_KEEP},  {"token", PRIVACY_DROP},     {"ToKeN_id", PRIVACY_DROP},
+        {"a_token", PRIVACY_KEEP},   {"client_ip", PRIVACY_DROP}, {"CLIENT_IP", PRIVACY_DROP},
+        {"ip_client", PRIVACY_KEEP}, {"secret", PRIVACY_DROP},    {"MySecretKey", PRIVACY_DROP},
+        {"secre", PRIVACY_KEEP},     {"passwd", PRIVACY_DROP},    {"PAXSWD", PRIVACY_DROP},
+        {"passwdx", PRIVACY_KEEP},   {"", PRIVACY_KEEP},
+    };
+    struct config cfg;
+    char err[200];
+    if (!fresh_config(&cfg, env_no_star))
+        return;
+    struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
+    for (int round = 0; pv != NULL && round < 3; round++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            if (!CHECK_EQ_INT(privacy_key(pv, cases[i].key, strlen(cases[i].key)), cases[i].want))
+                fprintf(stderr, "  key '%s', round %d\n", cases[i].key, round);
+    /* many distinct keys: the kept ones are replaced, never confused */
+    char key[40];
+    for (int i = 0; pv != NULL && i < 5000; i++) {
+        snprintf(key, sizeof key, i % 2 ? "token%d" : "field%d", i);
+        CHECK_EQ_INT(privacy_key(pv, key, strlen(key)), i % 2 ? PRIVACY_DROP : PRIVACY_KEEP);
+    }
+    struct counted c = {""};
+    privacy_each_count(pv, note_count, &c);
+    CHECK_CONTAINS(c.text, "drop_keys email=6\n");
+    CHECK_CONTAINS(c.text, "drop_keys tok*=2506\n");
+    CHECK_CONTAINS(c.text, "drop_keys pa?s[wW]d=6\n");
+    privacy_free(pv);
+    config_free(&cfg);
+    /* a lone '*' takes every key, the empty one too */
+    if (!fresh_config(&cfg, env))
+        return;
+    pv = privacy_new(&cfg, NULL, err, sizeof err);
+    if (CHECK(pv != NULL)) {
+        CHECK_EQ_INT(privacy_key(pv, "anything", 8), PRIVACY_DROP);
+        CHECK_EQ_INT(privacy_key(pv, "", 0), PRIVACY_DROP);
+    }
+    privacy_free(pv);
+    config_free(&cfg);
+}
+
 static void test_properties_merged(void)
 {
     struct props_node *tree = make_defaults_tree();
@@ -717,6 +772,7 @@ int main(void)
     RUN(test_properties_merged);
     RUN(test_peer_tags_written_over_the_producers);
     RUN(test_privacy_rules);
+    RUN(test_privacy_key_shapes);
     RUN(test_repeated_keys_refused);
     RUN(test_keys_within_keys_are_bounded);
     RUN(test_lib_properties);
