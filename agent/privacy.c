@@ -38,6 +38,7 @@ struct privacy_rule {
  * so most keys are looked up here instead of against every rule. */
 #define PRIVACY_CACHE_SLOTS 512
 #define PRIVACY_CACHE_KEY_MAX 47
+#define PRIVACY_CACHE_PROBES 4 /* slots a key may take, from the one its hash names */
 #define PRIVACY_NO_RULE 0xffff
 
 struct privacy_cache_slot {
@@ -54,6 +55,7 @@ struct privacy {
     int has_regex;
     char *hash_key;
     struct privacy_cache_slot cache[PRIVACY_CACHE_SLOTS];
+    unsigned cache_evictions;
 };
 
 /* ---- building -------------------------------------------------------- */
@@ -290,10 +292,18 @@ static unsigned privacy_first_match(const struct privacy *p, const char *key, si
 
 static size_t privacy_cache_index(const char *key, size_t len)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 16777619u;
-    return h % PRIVACY_CACHE_SLOTS;
+    /* eight bytes at a time, each word mixed in by a multiplication */
+    uint64_t h = len * 0x9e3779b97f4a7c15u, w;
+    for (; len >= 8; key += 8, len -= 8) {
+        memcpy(&w, key, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, key, len);
+    h = (h ^ w) * 0xff51afd7ed558ccdu;
+    h ^= h >> 29;
+    return (size_t)(h % PRIVACY_CACHE_SLOTS);
 }
 
 enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
@@ -301,13 +311,21 @@ enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
     if (!p->has_key_rules)
         return PRIVACY_KEEP;
     unsigned rule;
-    struct privacy_cache_slot *slot = NULL;
+    struct privacy_cache_slot *slot = NULL; /* where key is kept, or will be */
     if (len > 0 && len <= PRIVACY_CACHE_KEY_MAX) {
-        slot = &p->cache[privacy_cache_index(key, len)];
-        if (slot->len == len && memcmp(slot->key, key, len) == 0) {
-            rule = slot->rule;
-            goto found;
+        size_t home = privacy_cache_index(key, len);
+        for (size_t i = 0; i < PRIVACY_CACHE_PROBES; i++) {
+            struct privacy_cache_slot *s = &p->cache[(home + i) % PRIVACY_CACHE_SLOTS];
+            if (s->len == len && memcmp(s->key, key, len) == 0) {
+                rule = s->rule;
+                goto found;
+            }
+            if (s->len == 0 && slot == NULL)
+                slot = s;
         }
+        if (slot == NULL) /* all taken: one of them makes room, in turn */
+            slot = &p->cache[(home + p->cache_evictions++ % PRIVACY_CACHE_PROBES) %
+                             PRIVACY_CACHE_SLOTS];
     }
     rule = privacy_first_match(p, key, len);
     if (slot != NULL && p->nrules < PRIVACY_NO_RULE) {
@@ -393,19 +411,23 @@ static int privacy_is_address_char(unsigned char c, int family)
 }
 
 /* The first address of family (AF_INET, AF_INET6) at or after from: a
- * maximal run of the characters it may hold that inet_pton takes whole. */
+ * maximal run of the characters it may hold that inet_pton takes whole.
+ * Only runs holding the family's separator ('.', ':') can be one: they are
+ * found with memchr. */
 static int privacy_find_address(const char *s, size_t len, size_t from, int family,
                                 size_t *start, size_t *end)
 {
+    char separator = family == AF_INET ? '.' : ':';
     for (size_t i = from; i < len;) {
-        size_t run = i;
-        while (run < len && privacy_is_address_char((unsigned char)s[run], family))
-            run++;
-        if (run == i) {
-            i++;
-            continue;
-        }
-        size_t a = i, b = run;
+        const char *hit = memchr(s + i, separator, len - i);
+        if (hit == NULL)
+            return 0;
+        size_t a = (size_t)(hit - s), b = a;
+        while (a > from && privacy_is_address_char((unsigned char)s[a - 1], family))
+            a--;
+        while (b < len && privacy_is_address_char((unsigned char)s[b], family))
+            b++;
+        size_t run_end = b;
         while (a < b && s[a] == '.')
             a++;
         while (b > a && s[b - 1] == '.')
@@ -426,7 +448,7 @@ static int privacy_find_address(const char *s, size_t len, size_t from, int fami
                 return 1;
             }
         }
-        i = run;
+        i = run_end;
     }
     return 0;
 }
@@ -451,17 +473,12 @@ static int privacy_find_regex(const struct privacy *p, const char *s, size_t len
 static int privacy_find(const struct privacy *p, const struct privacy_rule *r, const char *s,
                         size_t len, size_t from, size_t *start, size_t *end)
 {
-    /* what each kind cannot do without, looked for first (memchr is fast) */
     switch (r->kind) {
-    case RULE_EMAIL:
+    case RULE_EMAIL: /* none without an '@', looked for first (memchr is fast) */
         return memchr(s + from, '@', len - from) != NULL &&
                privacy_find_email(s, len, from, start, end);
-    case RULE_IPV4:
-        return memchr(s + from, '.', len - from) != NULL &&
-               privacy_find_address(s, len, from, AF_INET, start, end);
-    case RULE_IPV6:
-        return memchr(s + from, ':', len - from) != NULL &&
-               privacy_find_address(s, len, from, AF_INET6, start, end);
+    case RULE_IPV4: return privacy_find_address(s, len, from, AF_INET, start, end);
+    case RULE_IPV6: return privacy_find_address(s, len, from, AF_INET6, start, end);
     case RULE_REGEX: return privacy_find_regex(p, s, len, from, start, end);
     default: return 0;
     }

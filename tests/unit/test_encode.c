@@ -61,6 +61,25 @@ static void test_string_escapes(void)
     json_decref(v);
     CHECK_STR_EQ(encode_text(mp_build(&m, "s", "\x01\n\t\"\\")), "\"\\u0001\\n\\t\\\"\\\\\"");
     check_string("empty", "", 0, "", 0);
+    /* every byte that needs escaping, at every place in and around the
+     * eight-byte words plain text is copied by */
+    static const char specials[] = {'"', '\\', '\n', '\x01', '\x1f', '\x7f', ' ', '~'};
+    for (size_t place = 0; place < 20; place++) {
+        for (size_t k = 0; k < sizeof specials; k++) {
+            char in[21];
+            memset(in, 'x', sizeof in);
+            in[place] = specials[k];
+            check_string("a special byte among plain ones", in, sizeof in, in, sizeof in);
+        }
+        char bad[21]; /* a byte that is not UTF-8 there: U+FFFD in its place */
+        memset(bad, 'x', sizeof bad);
+        bad[place] = (char)0xff;
+        char want[23];
+        memcpy(want, bad, place);
+        memcpy(want + place, "\xef\xbf\xbd", 3);
+        memcpy(want + place + 3, bad + place + 1, sizeof bad - place - 1);
+        check_string("an invalid byte among plain ones", bad, sizeof bad, want, sizeof want);
+    }
 }
 
 /* Encode "a" + bad + "b": it must parse as "a", one or more U+FFFD, "b". */
