@@ -257,9 +257,15 @@ struct httpd *httpd_open(struct event_base *base, const char *key, const char *l
     evhttp_set_timeout_tv(h->http, &timeout);
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)limits->max_headers_bytes);
     evhttp_set_max_body_size(h->http, (ev_ssize_t)limits->max_body_bytes);
+    /* Every method evhttp knows reaches the handler, which answers 405
+     * with Allow for those it does not serve (evhttp itself would answer
+     * 501). A method outside these nine, which libevent 2.1 cannot parse
+     * (PROPFIND, MKCOL, LOCK, a made-up word ...), still gets libevent's
+     * own 501 Not Implemented. */
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_bevcb(h->http, httpd_bev_cb, h);
     evconnlistener_set_error_cb(h->listener, httpd_accept_error_cb);
     evhttp_set_gencb(h->http, handler ? handler : httpd_generic_cb, arg);
@@ -310,7 +316,13 @@ void httpd_reply(struct evhttp_request *req, int code, const char *content_type,
         evhttp_send_error(req, HTTP_INTERNAL, NULL);
         return;
     }
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd == EVHTTP_REQ_CONNECT) { /* evhttp gives an answer to CONNECT no Content-Length */
+        char length[24];
+        snprintf(length, sizeof length, "%zu", len);
+        evhttp_add_header(headers, "Content-Length", length);
+    }
+    if (cmd != EVHTTP_REQ_HEAD)
         evbuffer_add(out, body, len);
     evhttp_send_reply(req, code, NULL, out);
     evbuffer_free(out);

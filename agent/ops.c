@@ -23,6 +23,9 @@
 #include <unistd.h>
 
 #define OPS_RATE_SECONDS 60 /* the delivery rate is over the last minute */
+/* The endpoints take no body; a small one is read all the same, so that a
+ * POST or PUT with one is told 405 (and Allow), not 413. */
+#define OPS_MAX_BODY_BYTES 4096
 
 struct ops {
     struct ops_sources src;
@@ -478,7 +481,7 @@ static void ops_request_cb(struct evhttp_request *req, void *arg)
     const char *not_ready;
     int known = path != NULL && (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0 ||
                                  strcmp(path, "/readyz") == 0 || strcmp(path, "/status") == 0);
-    if (!known) {
+    if (!known && cmd != EVHTTP_REQ_CONNECT) { /* (CONNECT names a host, no path) */
         ops_text(req, HTTP_NOTFOUND, "not found: the endpoints are /metrics, /healthz, /readyz "
                  "and /status\n");
     } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
@@ -510,7 +513,7 @@ struct ops *ops_open(struct event_base *base, const struct ops_sources *src, cha
     struct httpd_limits limits = {
         .max_connections = (unsigned)src->cfg->http_max_connections,
         .max_headers_bytes = 8192,
-        .max_body_bytes = 0, /* the endpoints take no body */
+        .max_body_bytes = OPS_MAX_BODY_BYTES,
         .timeout_ms = (int)src->cfg->http_timeout_ms,
     };
     struct timeval second = {1, 0};

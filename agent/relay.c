@@ -382,8 +382,8 @@ static void relay_request_cb(struct evhttp_request *req, void *arg)
     struct relay *r = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (path == NULL || strcmp(path, r->cfg->relay_path) != 0) {
-        relay_json_error(req, HTTP_NOTFOUND, "not found");
+    if (cmd != EVHTTP_REQ_CONNECT && (path == NULL || strcmp(path, r->cfg->relay_path) != 0)) {
+        relay_json_error(req, HTTP_NOTFOUND, "not found"); /* (CONNECT names a host, no path) */
         return;
     }
     enum relay_origin from = relay_origin_of(r, req);
