@@ -485,11 +485,13 @@ class Collector:
         with self._lock:
             self._connections.add(sock)
             self._connection_count += 1
+            self._bump_locked()
             return self._connection_count
 
     def _connection_closed(self, sock):
         with self._lock:
             self._connections.discard(sock)
+            self._bump_locked()
 
     def requests(self):
         """Snapshot of the recorded requests, oldest first (treat as read-only)."""
@@ -526,6 +528,28 @@ class Collector:
                     f"collector: timed out after {timeout}s waiting for {what}; "
                     f"{len(snapshot)} request(s) recorded:\n{_summarize(snapshot)}")
             with self._changed:
+                self._changed.wait_for(lambda: self._generation != generation, remaining)
+
+    def wait_idle(self, quiet=0.3, timeout=10.0):
+        """Block until no connection has been open for `quiet` seconds.
+
+        Every request a client sent before the call (a client killed a
+        moment ago, say) is then answered and recorded, under the plans and
+        policy of that moment.  A connection still in the listen queue is
+        taken up within the accept loop's poll (50 ms), well inside `quiet`.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                generation = self._generation
+                if not self._connections:
+                    if not self._changed.wait_for(lambda: self._generation != generation, quiet):
+                        return
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"collector: {len(self._connections)} connection(s) "
+                                         f"still open after {timeout}s")
                 self._changed.wait_for(lambda: self._generation != generation, remaining)
 
     def wait_for_requests(self, n, timeout=5.0):

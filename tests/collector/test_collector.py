@@ -299,6 +299,22 @@ def test_wait_for_wakes_up_on_new_request(backend):
         timer.join()
 
 
+def test_wait_idle_returns_once_every_connection_is_answered_and_closed(backend):
+    backend.wait_idle(quiet=0.05, timeout=1)  # nothing open: at once
+    backend.plan(status=503)
+    conn = socket.create_connection(("127.0.0.1", backend.port))
+    body = json.dumps(batch("late")).encode()
+    conn.sendall(b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                 + body)
+    conn.close()  # gone before its answer, as a killed client
+    with pytest.raises(AssertionError, match="still open"):
+        with socket.create_connection(("127.0.0.1", backend.port)):
+            backend.wait_idle(quiet=0.05, timeout=0.3)
+    backend.wait_idle(quiet=0.2, timeout=5)
+    assert [r["response"]["status"] for r in backend.requests()] == [503]
+    assert backend.events() == []
+
+
 def test_restart_keeps_port_and_stop_refuses_connections():
     c = Collector().start()
     port = c.port
