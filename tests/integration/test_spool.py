@@ -25,6 +25,7 @@ from conftest import HERE, backend, connect, read_until_closed
 from test_c_client import PRODUCER, Run
 from test_pressure import MIB, SANITIZED, Steady, balanced, numbers, wait_numbers
 from test_python_agent import SteadyProducer
+from test_forward import event_time
 from test_python_client import clients  # noqa: F401 (a fixture)
 
 FLUENT_STEADY = os.path.join(HERE, "fluent", "steady.js")
@@ -106,6 +107,70 @@ def test_an_acknowledged_event_survives_a_sigkill_right_after_its_ack(make_agent
     stats = stats_balanced(agent)
     assert stats["buffered"] == 0 and stats.get("received_recovered", 0) + stats.get("received_native", 0) >= 50
     assert "from an earlier run" in agent.stderr
+
+
+def identity(event):
+    """Which event a copy the backend took is: ("fwd", k, j) for a Forward
+    record, ("native", i) for a native event."""
+    p = event["properties"]
+    return ("fwd", p["k"], p["j"]) if "k" in p else ("native", p["i"])
+
+
+@pytest.mark.parametrize("held", ["every_request", "the_first_request"])
+def test_a_resent_event_keeps_its_uuid_timestamp_and_properties(make_agent, collector,
+                                                                  tmp_path, held):
+    # events the agent gave a uuid and a timestamp (native events without
+    # them, Forward records) are taken by the backend, which never answers
+    # the request (every one of them, or only the first: then the
+    # checkpoint cannot pass it, and the batches answered after it may be
+    # sent again too); the agent is killed, the next one resends them from
+    # the spool: every copy is the same event, uuid, timestamp and all
+    unanswered = []
+
+    def hold(record):
+        if held == "every_request" or not unanswered:
+            unanswered.append(record)
+            return make_response(delay=60)  # recorded as taken (200), answered too late
+        return None
+    collector.policy = hold
+    spool_dir = tmp_path / "spool"
+    agent = spool_agent(make_agent, collector, spool_dir, forward={"tag_prefix": "orchest."},
+                        backend={"timeout_ms": "30000", "max_in_flight": "16"},
+                        batch={"max_events": "10", "max_age_ms": "200"})
+    messages = []
+    for k in range(3):  # each: a Forward message of 5 records, then 5 native events
+        messages.append(msgpack.packb(
+            ["orchest.project:created",
+             [[event_time(1700000000 + j, (100 * k + 10 * j) * 1_000_000), {"k": k, "j": j}]
+              for j in range(5)],
+             {"chunk": f"f{k}"}]))
+        messages += [msgpack.packb({"event": "project:created", "properties": {"i": 5 * k + i},
+                                    "chunk": f"n{5 * k + i}"}) for i in range(5)]
+    with connect(agent) as s:
+        s.sendall(b"".join(messages))
+        s.shutdown(socket.SHUT_WR)
+        replies = read_until_closed(s)
+    assert len(replies) == 18 and all("ack" in r for r in replies), replies
+    taken = collector.wait_for_events(30, timeout=20)
+    agent.stop(sig=signal.SIGKILL, check=False)
+    taken_unanswered = [identity(e) for r in unanswered for e in r["json"]["batch"]]
+    collector.policy = None
+
+    agent = spool_agent(make_agent, collector, spool_dir, forward={"tag_prefix": "orchest."})
+    collector.wait_for_events(len(taken) + len(taken_unanswered), timeout=20)
+    agent.stop()  # delivers whatever else it resends
+    copies = {}
+    for e in collector.events():
+        copies.setdefault(identity(e), []).append(e)
+    assert len(copies) == 30
+    resent = {key for key, same in copies.items() if len(same) > 1}
+    assert set(taken_unanswered) <= resent, "an event the backend never answered was not resent"
+    if held == "every_request":  # both kinds were resent
+        assert {key[0] for key in resent} == {"fwd", "native"}
+    for key, same in copies.items():
+        assert all(e == same[0] for e in same), f"{key} was resent changed: {same}"
+    assert len({same[0]["uuid"] for same in copies.values()}) == 30
+    assert stats_balanced(agent)["buffered"] == 0
 
 
 def test_sigterm_leaves_the_undelivered_on_disk_and_the_counters_carry_over(make_agent,
@@ -366,16 +431,29 @@ def test_a_disk_the_spool_itself_filled_empties_once_the_backend_is_back(make_ag
         subprocess.run(["umount", "-l", str(fs)], check=False)
 
 
+def crash_loop_key(event):
+    """What the crash loop's backend keeps of an event: which one it is and,
+    for the C and Python producers' events, a digest of its uuid, timestamp
+    and properties (none for Fluent's: a chunk its client sends again is a
+    new arrival, given a new uuid and timestamp)."""
+    p = event["properties"]
+    if "fn" in p:
+        return ("fl", p["fn"]), None
+    key = ("c", p["i"]) if "i" in p else ("py", event["uuid"])
+    return key, hash((event["uuid"], event["timestamp"], json.dumps(p, sort_keys=True)))
+
+
 def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path, clients,
                                                 capsys):
     """Producers that wait for acks (the C library, the Python client and the
     stock Fluent Forward client) send over 100,000 events while the agent is
     killed with SIGKILL at random moments and restarted, and the backend
-    answers 503 for part of the run: every acknowledged event reaches it."""
+    answers 503 for part of the run: every acknowledged event reaches it,
+    and every copy of an event from the C library or the Python client (which
+    give each event its uuid and timestamp, and resend it unchanged) is the
+    same: uuid, timestamp and properties."""
     seconds, c_rate, py_rate, fl_rate = 30, 2500, 600, 300
-    key = lambda e: ("c", e["properties"]["i"]) if "i" in e["properties"] else \
-        ("fl", e["properties"]["fn"]) if "fn" in e["properties"] else ("py", e["uuid"])  # noqa
-    collector.count_event = key
+    collector.count_event = crash_loop_key
     spool_dir = tmp_path / "spool"
     agent = spool_agent(make_agent, collector, spool_dir, batch={"max_age_ms": "100"},
                         forward={"tag_prefix": "orchest."})
@@ -392,13 +470,16 @@ def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path,
     py = SteadyProducer(client, rate=py_rate)
     py.start()
 
-    rng = random.Random(int(os.environ.get("SPOOL_CRASH_SEED", time.time())))
+    seed = int(os.environ.get("SPOOL_CRASH_SEED", time.time()))
+    rng = random.Random(seed)
     start, kills = time.monotonic(), 0
-    outages = [(6, 10), (18, 22)]
-    while time.monotonic() - start < seconds:
+    outages = [(6, 10), (18, 22)]  # seconds into the run, whenever the kills fall
+
+    def outage(record):
         t = time.monotonic() - start
-        down = any(a <= t < b for a, b in outages)
-        collector.policy = (lambda record: make_response(503)) if down else None
+        return make_response(503) if any(a <= t < b for a, b in outages) else None
+    collector.policy = outage
+    while time.monotonic() - start < seconds:
         time.sleep(rng.uniform(1.5, 4.5))
         if time.monotonic() - start < seconds - 1:
             agent.stop(sig=signal.SIGKILL, check=False)
@@ -420,21 +501,31 @@ def test_crash_loop_loses_no_acknowledged_event(make_agent, collector, tmp_path,
     assert c_run.stats["queued"] == 0 and c_run.stats["dropped"] == 0, c_run.stats
 
     deadline = time.monotonic() + 120
-    while not acked <= set(numbers(collector)) and time.monotonic() < deadline:
+    while not acked <= {key for key, _ in numbers(collector)} and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(0.5)
     agent.stop()
-    delivered = numbers(collector)
+    kept = numbers(collector)
+    delivered = [key for key, _ in kept]
     unique = set(delivered)
     lost = acked - unique
+    digests = {}
+    for key, digest in kept:
+        if digest is not None:
+            digests.setdefault(key, set()).add(digest)
+    changed = sorted(key for key, seen in digests.items() if len(seen) > 1)
+    refused = sum(r["response"]["status"] == 503 for r in collector.requests())
     with capsys.disabled():  # the figures show in the suite's output
-        print(f"\ncrash loop: {kills} SIGKILLs; acked={len(acked)} delivered={len(unique)} "
+        print(f"\ncrash loop (SPOOL_CRASH_SEED={seed}): {kills} SIGKILLs, {refused} requests "
+              f"answered 503; acked={len(acked)} delivered={len(unique)} "
               f"duplicated={len(delivered) - len(unique)} lost={len(lost)} "
               f"(C {len(c_run.captured())}, Python {len(py.captured())}, "
               f"Fluent {len(fluent['acked'])}, Fluent chunks resent {fluent['retries']})")
     assert len(acked) >= 100_000 * (0.5 if SANITIZED else 1.0)
     assert kills >= 5
+    assert refused > 0, "the backend never answered 503: no outage was tried"
     assert not lost, f"{len(lost)} acknowledged events were lost, e.g. {sorted(lost)[:5]}"
+    assert not changed, f"{len(changed)} events were resent changed, e.g. {changed[:5]}"
     stats = stats_balanced(agent)
     assert stats["buffered"] == 0, stats
     assert stats["received"] >= len(acked)
