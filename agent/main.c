@@ -43,6 +43,8 @@
 #include <jansson.h>
 #include <msgpack.h>
 #include <getopt.h>
+#include <limits.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +54,7 @@
 
 #define MAIN_LOG_FLUSH_MS 2000 /* at exit, how long the last lines may wait for stderr */
 #define MAIN_FDS_BESIDES_CONNECTIONS 64 /* listener, backend connections, pipes, files */
+#define MAIN_MMAP_THRESHOLD (4 * 1024 * 1024) /* larger blocks (a spool segment read whole) are mmapped */
 
 extern char **environ;
 
@@ -242,6 +245,19 @@ static void main_log_setup(const struct config *cfg)
                  (long long)limit);
 }
 
+/* Batch and body buffers come and go by the hundred a second: the
+ * allocator keeps what they free for the next ones, instead of giving it
+ * back to the kernel and faulting fresh pages in again (the cost of a first
+ * touch is most of a page's worth of events). Buffers up to a few MiB come
+ * from the heap rather than mmap, and the heap is trimmed only past what
+ * the buffer's bound may use. */
+static void main_tune_allocator(const struct config *cfg)
+{
+    mallopt(M_MMAP_THRESHOLD, MAIN_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, (int)(cfg->buffer_max_bytes < INT_MAX ? cfg->buffer_max_bytes
+                                                                     : INT_MAX));
+}
+
 static int main_start(struct agent *a)
 {
     char err[CONFIG_ERR_LEN];
@@ -258,6 +274,7 @@ static int main_start(struct agent *a)
         return -1;
     }
     main_raise_fd_limit(&a->cfg);
+    main_tune_allocator(&a->cfg);
     budget_init(&a->budget, (size_t)a->cfg.buffer_max_bytes);
     struct body_format *format = body_format_for(&a->cfg);
     struct transport *transport = transport_new(a->base, &a->cfg);

@@ -398,15 +398,38 @@ def _now_ms():
     return time.time_ns() // 1000000
 
 
+_RANDOM_POOL_BYTES = 4000  # random bytes read at once: one getrandom() per 400 uuids
+_random_lock = threading.Lock()
+_random_pool = b""
+_random_pos = 0
+
+
+def _random10():
+    """10 bytes from the operating system's CSPRNG, read in bulk."""
+    global _random_pool, _random_pos
+    with _random_lock:
+        pos = _random_pos
+        if pos + 10 > len(_random_pool):
+            _random_pool, pos = os.urandom(_RANDOM_POOL_BYTES), 0
+        _random_pos = pos + 10
+        return _random_pool[pos:pos + 10]
+
+
+def _forget_random_pool():
+    """After fork(): a child must not draw the bytes its parent draws too."""
+    global _random_pool, _random_pos
+    _random_pool, _random_pos = b"", 0
+
+
 def uuid7(ms=None):
     """A UUIDv7 string: 48-bit Unix milliseconds, version 7, 12 random bits,
     the RFC 9562 variant, 62 random bits."""
     if ms is None:
         ms = _now_ms()
-    r = os.urandom(10)
-    h = (ms & 0xFFFFFFFFFFFF).to_bytes(6, "big").hex()
-    return "%s-%s-%04x-%04x-%s" % (h[:8], h[8:], 0x7000 | (r[0] & 0x0f) << 8 | r[1],
-                                   0x8000 | (r[2] & 0x3f) << 8 | r[3], r[4:].hex())
+    ms &= 0xFFFFFFFFFFFF
+    r = int.from_bytes(_random10(), "big")  # 80 bits: 12 for rand_a, 62 (of 64) for rand_b
+    return "%08x-%04x-%04x-%04x-%012x" % (ms >> 16, ms & 0xFFFF, 0x7000 | r >> 68,
+                                          0x8000 | (r >> 48) & 0x3FFF, r & 0xFFFFFFFFFFFF)
 
 
 # -- event fields ------------------------------------------------------------
@@ -612,7 +635,8 @@ class Client:
         datetime or an RFC 3339 str (default: now); uuid: str or uuid.UUID
         (default: a new UUIDv7); distinct_id: str (default: the client's,
         else the agent's)."""
-        self._check_pid()
+        if not _FORK_HOOKED:  # else the at-fork hook has reset a child's clients already
+            self._check_pid()
         chunk = "%x" % next(self._chunk_ids) if self.reliable else None
         try:
             data = _encode_event(event, properties, timestamp, uuid,
@@ -1213,9 +1237,11 @@ def _close_quietly_sock(sock):
 
 
 def _after_fork_in_child():
-    global _clients_lock, _default_lock
+    global _clients_lock, _default_lock, _random_lock
     _clients_lock = threading.Lock()
     _default_lock = threading.Lock()
+    _random_lock = threading.Lock()
+    _forget_random_pool()
     for client in list(_clients):
         client._after_fork_in_child()
 
@@ -1235,7 +1261,8 @@ def _at_exit():
                 pass
 
 
-if hasattr(os, "register_at_fork"):
+_FORK_HOOKED = hasattr(os, "register_at_fork")
+if _FORK_HOOKED:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)
 
