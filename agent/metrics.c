@@ -40,6 +40,11 @@ static const char *const metric_names[METRIC_COUNT] = {
     [METRIC_CONNECTIONS_CLOSED_UNREAD] = "connections_closed_unread",
     [METRIC_CONFIG_RELOADS] = "config_reloads",
     [METRIC_CONFIG_RELOAD_FAILURES] = "config_reload_failures",
+    [METRIC_BATCHES_RETRIED] = "batches_retried",
+    [METRIC_FAILED_3XX] = "requests_failed_3xx",
+    [METRIC_FAILED_4XX] = "requests_failed_4xx",
+    [METRIC_FAILED_5XX] = "requests_failed_5xx",
+    [METRIC_FAILED_NONE] = "requests_failed_none",
 };
 
 const int64_t metrics_latency_bounds_ms[METRICS_LATENCY_BUCKETS] = {
@@ -61,6 +66,16 @@ void metrics_backend_answer(long status, int64_t latency_ms)
     latency.le[METRICS_LATENCY_BUCKETS]++;
     latency.count++;
     latency.sum_ms += latency_ms;
+}
+
+void metrics_request_failed(long status)
+{
+    enum metric m = status >= 300 && status < 400   ? METRIC_FAILED_3XX
+                    : status >= 400 && status < 500 ? METRIC_FAILED_4XX
+                    : status >= 500 && status < 600 ? METRIC_FAILED_5XX
+                                                    : METRIC_FAILED_NONE;
+    counters[METRIC_REQUESTS_FAILED]++;
+    counters[m]++;
 }
 
 const struct metrics_histogram *metrics_latency(void)
@@ -119,7 +134,7 @@ void metrics_format_summary(char *out, size_t outlen)
                               counters[METRIC_ACKS_SENT]);
     static const enum metric more[] = {METRIC_BYTES_RECEIVED, METRIC_HEARTBEATS,
                                        METRIC_BATCHES_DELIVERED, METRIC_BATCHES_DROPPED,
-                                       METRIC_REQUESTS_SENT, METRIC_REQUESTS_FAILED,
+                                       METRIC_BATCHES_RETRIED, METRIC_REQUESTS_SENT, METRIC_REQUESTS_FAILED,
                                        METRIC_REQUESTS_TIMED_OUT, METRIC_CONNECTIONS_PAUSED,
                                        METRIC_BATCHES_SPLIT, METRIC_FORWARD_GROUP_MARKERS};
     for (size_t i = 0; i < sizeof more / sizeof more[0] && n < outlen; i++)

@@ -20,14 +20,14 @@ enum metric {
     METRIC_BATCHES_DELIVERED,
     METRIC_BATCHES_DROPPED,
     METRIC_REQUESTS_SENT,
-    METRIC_REQUESTS_FAILED,               /* answered with a retry, or not answered */
+    METRIC_REQUESTS_FAILED,               /* did not deliver: any answer but 2xx, or none */
     METRIC_REQUESTS_TIMED_OUT,            /* not answered within the timeout */
     METRIC_CONNECTIONS_PAUSED,            /* times a producer waited for room in the buffer */
     METRIC_BATCHES_SPLIT,                 /* halved after a 413 */
     METRIC_FORWARD_GROUP_MARKERS,         /* Fluent Bit group start/end entries, skipped */
     METRIC_BYTES_SENT,                    /* request bodies as sent (compressed or not) */
     METRIC_BYTES_SENT_UNCOMPRESSED,       /* the same bodies before compression */
-    METRIC_ANSWERS_2XX,                   /* the backend's answers, by status class */
+    METRIC_ANSWERS_2XX,                   /* every request's answer, by status class */
     METRIC_ANSWERS_3XX,
     METRIC_ANSWERS_4XX,
     METRIC_ANSWERS_5XX,
@@ -37,6 +37,11 @@ enum metric {
     METRIC_CONNECTIONS_CLOSED_UNREAD,     /* did not read its acknowledgements */
     METRIC_CONFIG_RELOADS,                /* configurations reloaded */
     METRIC_CONFIG_RELOAD_FAILURES,        /* reloads refused (the running one stayed) */
+    METRIC_BATCHES_RETRIED,               /* put back in the queue after a failed request */
+    METRIC_FAILED_3XX,                    /* the requests of METRIC_REQUESTS_FAILED, by */
+    METRIC_FAILED_4XX,                    /* the status class of their answer */
+    METRIC_FAILED_5XX,
+    METRIC_FAILED_NONE,                   /* no answer: refused, reset, timed out */
     METRIC_COUNT
 };
 
@@ -56,6 +61,9 @@ uint64_t metrics_get(enum metric m);
 /* One answer (or failure) from the backend: its status class and latency.
  * status 0: no answer. */
 void metrics_backend_answer(long status, int64_t latency_ms);
+/* A request that did not deliver its batch: status is the backend's answer
+ * (not 2xx), 0 for none. Counts METRIC_REQUESTS_FAILED and its class. */
+void metrics_request_failed(long status);
 const struct metrics_histogram *metrics_latency(void);
 /* "connections_accepted", ... */
 const char *metrics_name(enum metric m);
@@ -65,7 +73,7 @@ void metrics_reset(void);
 /* One line "received=... delivered=... buffered=... dropped=N
  * dropped_<reason>=n ... received_<source>=n ... refused_<source>=n ... connections=...
  * connections_refused=... connections_closed_bad_input=... acks=...
- * bytes_received=... ... log_lines_dropped=n". */
+ * bytes_received=... batches_retried=... ... log_lines_dropped=n". */
 void metrics_format_summary(char *out, size_t outlen);
 
 #endif

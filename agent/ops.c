@@ -144,9 +144,23 @@ static const struct {
     enum metric metric;
     const char *help;
 } ops_counters[] = {
-    {"batches_sent_total", METRIC_REQUESTS_SENT, "Requests sent to the backend."},
-    {"batches_retried_total", METRIC_REQUESTS_FAILED,
-     "Requests that failed and whose batch is sent again."},
+    {"batches_sent_total", METRIC_REQUESTS_SENT,
+     "Requests sent to the backend: one each time a batch (or a half of one, after a 413) is "
+     "sent, retries included."},
+    {"batches_delivered_total", METRIC_BATCHES_DELIVERED,
+     "Batches (or halves of one) the backend confirmed with a 2xx answer."},
+    {"batches_retried_total", METRIC_BATCHES_RETRIED,
+     "Times a batch was put back in the queue to be sent again after a failed request (no "
+     "answer, 3xx, 401, 403, 404, 407, 408, 429 or 5xx)."},
+    {"batches_split_total", METRIC_BATCHES_SPLIT,
+     "Batches halved after a 413 answer, each half then sent on its own."},
+    {"batches_dropped_total", METRIC_BATCHES_DROPPED,
+     "Batches given up on undelivered: refused for good by the backend (a 4xx not retried, or "
+     "a 413 for a single event), failing past backend.retry_max_elapsed_ms, or still held at "
+     "shutdown without a spool; events_dropped_total counts their events by reason."},
+    {"requests_timed_out_total", METRIC_REQUESTS_TIMED_OUT,
+     "Requests the backend did not answer within the request timeout (also counted in "
+     "batches_failed_total{class=\"none\"})."},
     {"connections_accepted_total", METRIC_CONNECTIONS_ACCEPTED, "Producer connections accepted."},
     {"connections_refused_total", METRIC_CONNECTIONS_REFUSED,
      "Producer connections refused (over agent.max_connections)."},
@@ -216,14 +230,24 @@ static void ops_metrics_backend(const struct ops *o, struct buf *out)
 {
     struct sender_state st;
     sender_state(o->src.sender, &st);
+    prom_head(out, "batches_failed_total", "counter",
+              "Requests that did not deliver their batch, by the status class of the backend's "
+              "answer (none: no answer: the connection was refused or reset, or the request "
+              "timed out). A 2xx answer delivers and is never counted here.");
+    static const struct { const char *label; enum metric m; } failed[] = {
+        {"class=\"3xx\"", METRIC_FAILED_3XX}, {"class=\"4xx\"", METRIC_FAILED_4XX},
+        {"class=\"5xx\"", METRIC_FAILED_5XX}, {"class=\"none\"", METRIC_FAILED_NONE}};
+    for (size_t i = 0; i < sizeof failed / sizeof failed[0]; i++)
+        prom_u64(out, "batches_failed_total", failed[i].label, metrics_get(failed[i].m));
     prom_head(out, "backend_answers_total", "counter",
-              "The backend's answers by status class (none: refused, reset or timed out).");
-    static const struct { const char *label; enum metric m; } classes[] = {
+              "Every request to the backend, delivered or not, by the status class of its answer "
+              "(none: no answer: refused, reset or timed out).");
+    static const struct { const char *label; enum metric m; } answers[] = {
         {"class=\"2xx\"", METRIC_ANSWERS_2XX}, {"class=\"3xx\"", METRIC_ANSWERS_3XX},
         {"class=\"4xx\"", METRIC_ANSWERS_4XX}, {"class=\"5xx\"", METRIC_ANSWERS_5XX},
         {"class=\"none\"", METRIC_ANSWERS_NONE}};
-    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
-        prom_u64(out, "backend_answers_total", classes[i].label, metrics_get(classes[i].m));
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++)
+        prom_u64(out, "backend_answers_total", answers[i].label, metrics_get(answers[i].m));
     prom_head(out, "bytes_sent_total", "counter", "Request body bytes sent, as sent and before "
               "compression.");
     prom_u64(out, "bytes_sent_total", "encoding=\"wire\"", metrics_get(METRIC_BYTES_SENT));

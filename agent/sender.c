@@ -221,6 +221,7 @@ static int sender_keep(struct sender *s, struct delivery *d, const char *why)
         return 0;
     }
     sender_queue(s, d);
+    metrics_add(METRIC_BATCHES_RETRIED, 1);
     return 1;
 }
 
@@ -240,6 +241,7 @@ static void sender_split(struct sender *s, struct delivery *d, const char *why)
         if (d->width >= 2)
             free(second);
         sender_queue(s, d);
+        metrics_add(METRIC_BATCHES_RETRIED, 1);
         sender_back_off(s, "could not split a batch the backend found too large (out of "
                         "memory); it is retried whole", "", 0);
         return;
@@ -322,6 +324,7 @@ static void sender_done(const struct transport_result *result, void *arg)
     enum retry_verdict verdict =
         result->permanent ? RETRY_DROP : retry_classify(result->transport_ok, result->status);
     if (verdict != RETRY_DELIVERED) {
+        metrics_request_failed(result->transport_ok ? result->status : 0);
         snprintf(s->last_error, sizeof s->last_error, "%s", why);
         s->last_error_ms = clock_wall_ms();
     }
@@ -344,7 +347,6 @@ static void sender_done(const struct transport_result *result, void *arg)
         break;
     case RETRY_AGAIN:
     case RETRY_MISCONFIGURED:
-        metrics_add(METRIC_REQUESTS_FAILED, 1);
         if (sender_keep(s, d, why))
             sender_back_off(s, why, result->retry_after, verdict == RETRY_MISCONFIGURED);
         break;

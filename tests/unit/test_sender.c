@@ -2,7 +2,8 @@
  * sender: the backend's health and the order of batches, against a fake
  * transport whose answers the test gives one by one: a 413 split whose
  * halves fail in reverse order, probing after a backoff, requests that time
- * out together, and the budget returning to zero.
+ * out together, the budget returning to zero, and the counters of failed
+ * requests (by the class of their answer) and of batches put back.
  */
 #include "account.h"
 #include "batch.h"
@@ -184,6 +185,13 @@ static void test_split_halves_keep_their_order(void)
     answer(&f, 5, 1, 200, 0);
     answer(&f, 6, 1, 200, 0);
     CHECK_EQ_UINT(account_now()->delivered, 8);
+    /* the 413 and the three 503s failed; only the 503s put a batch back */
+    CHECK_EQ_UINT(metrics_get(METRIC_REQUESTS_FAILED), 4);
+    CHECK_EQ_UINT(metrics_get(METRIC_FAILED_4XX), 1);
+    CHECK_EQ_UINT(metrics_get(METRIC_FAILED_5XX), 3);
+    CHECK_EQ_UINT(metrics_get(METRIC_FAILED_NONE), 0);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_RETRIED), 3);
+    CHECK_EQ_UINT(metrics_get(METRIC_ANSWERS_2XX), 3);
     CHECK_EQ_UINT(sender_pending(f.sender), 0);
     CHECK_EQ_UINT(f.budget.used, 0);
     fixture_destroy(&f);
@@ -206,6 +214,8 @@ static void test_timeouts_together_double_once(void)
     for (int k = 0; k < 3; k++)
         answer(&f, k, 0, 0, 1);
     CHECK_EQ_UINT(metrics_get(METRIC_REQUESTS_TIMED_OUT), 3);
+    CHECK_EQ_UINT(metrics_get(METRIC_FAILED_NONE), 3);
+    CHECK_EQ_UINT(metrics_get(METRIC_BATCHES_RETRIED), 3);
     wait_backoff(&f);
     if (CHECK_EQ_INT(f.transport.nposts, 4))
         CHECK_EQ_INT(f.transport.posts[3].timeout_ms, 2000);
