@@ -1,7 +1,9 @@
 """
 The operator endpoints ([http] listen) with the real agent, a real backend
 and Python's http.client: /metrics in Prometheus text format whose figures
-match what producers sent and the backend received, /healthz, /readyz (and
+match what producers sent and the backend received (on the happy path, and
+through 503s, a timeout, 413s, a batch given up, a refused connection and
+rejected events), 405 for every method not served, /healthz, /readyz (and
 why it says no), /status as JSON, `telemetry-agent status`, and the bounds
 on the listener: connections, header sizes, timeouts, slow clients.
 """
@@ -345,3 +347,127 @@ def test_a_producer_connecting_right_after_a_scrape_is_served(make_agent, collec
             assert reply == {"ack": f"c{i}"}
     collector.wait_for_events(20, timeout=10)
     agent.stop()
+
+
+def settle(agent, timeout=20):
+    """Until every event taken in is delivered or dropped, and no request is
+    on its way or waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = agent.status()
+        if st["events"]["buffered"] == 0 and st["backend"]["requests_in_flight"] == 0 and \
+                st["backend"]["batches_waiting"] == 0:
+            return
+        assert time.monotonic() < deadline, f"the agent never settled: {st}"
+        time.sleep(0.05)
+
+
+def answer_class(record):
+    """The status class of the collector's answer to a request, or "none"."""
+    response = record["response"]
+    return f"{response['status'] // 100}xx" if response["action"] == "respond" else "none"
+
+
+def test_failure_path_counters_match_what_happened(make_agent, collector):
+    # a request times out at 500 ms, a batch is given up after 2 s of
+    # failures; two producer connections at most
+    agent = ops_agent(make_agent, collector, agent={"max_connections": "2"},
+                      backend={"timeout_ms": "500", "timeout_max_ms": "500",
+                               "retry_max_elapsed_ms": "2000"},
+                      relay={"listen": "127.0.0.1:0"})
+    sent_native, connections = 0, 1  # the start-up probe's connection
+    unpacker = msgpack.Unpacker(raw=False)
+
+    def acked(*events):
+        """Send events on a connection of their own; the agent's replies."""
+        nonlocal sent_native, connections
+        replies = []
+        with connect(agent) as s:
+            connections += 1
+            for e in events:
+                sent_native += 1
+                replies.append(send_acked(s, unpacker, e, f"c{sent_native}"))
+                assert replies[-1]["ack"] == f"c{sent_native}"
+        settle(agent)
+        return replies
+
+    event = {"event": "project:created", "properties": {"n": 1}}
+    collector.plan(status=503)  # 503, then 200 when it is sent again
+    acked(event)
+    collector.plan(action="hang", hang_timeout=3)  # no answer: timed out, then 200
+    acked(event)
+    collector.plan(status=413)  # a single event too large for the backend: dropped
+    acked(event)
+    collector.policy = lambda record: make_response(503)  # failing past 2 s: dropped
+    acked(event)
+    collector.policy = None
+    collector.plan(status=413)  # a batch of two: halved, then each half is taken
+    with connect(agent) as s:
+        connections += 1
+        s.sendall(native(1, chunk="p1") + native(2, chunk="p2"))  # one batch
+        s.shutdown(socket.SHUT_WR)
+        assert read_until_closed(s) == [{"ack": "p1"}, {"ack": "p2"}]
+    sent_native += 2
+    settle(agent)
+    # a connection past agent.max_connections is refused
+    time.sleep(0.3)  # the agent has seen the others close
+    held = [connect(agent), connect(agent)]
+    connections += 2
+    time.sleep(0.2)
+    with connect(agent) as extra:
+        assert read_until_closed(extra, timeout=5)[0]["error"] == "max_connections"
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    # an event the registry does not know, from a producer and from the relay
+    assert acked({"event": "no:such-event"}, event) == [
+        {"ack": "c7", "rejected": 1, "reason": "unknown_event"}, {"ack": "c8"}]
+    u = urllib.parse.urlsplit(agent.relay_url())
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn.request("POST", u.path, body=json.dumps([event, {"event": "no:such-event"}, event]),
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 202 and json.loads(r.read()) == {
+        "accepted": 2, "rejected": [{"index": 1, "reason": "unknown_event"}]}
+    conn.close()
+    settle(agent)
+
+    v = metrics(agent)
+    records = [r for r in collector.requests() if r["path"] == "/batch"]
+    classes = [answer_class(r) for r in records]
+    sizes = [len(r["json"]["batch"]) for r in records]
+    # what the test made happen ...
+    expiring = classes.count("5xx") - 1  # the 503s of the batch that was given up
+    assert expiring >= 3 and classes.count("none") == 1
+    assert [(c, n) for c, n in zip(classes, sizes) if c == "4xx"] == [("4xx", 1), ("4xx", 2)]
+    # ... is what /metrics says, request by request
+    assert m(v, "batches_sent_total") == len(records) == 10 + expiring
+    for cls in ("2xx", "3xx", "4xx", "5xx", "none"):
+        assert m(v, "backend_answers_total", **{"class": cls}) == classes.count(cls), cls
+        if cls != "2xx":
+            assert m(v, "batches_failed_total", **{"class": cls}) == classes.count(cls), cls
+    assert ("telemetry_agent_batches_failed_total", frozenset({("class", "2xx")})) not in v
+    assert m(v, "batches_delivered_total") == classes.count("2xx") == 6
+    # every failed request but the last of the expired batch put its batch back
+    assert m(v, "batches_retried_total") == classes.count("5xx") + classes.count("none") - 1
+    assert m(v, "batches_split_total") == 1
+    assert m(v, "batches_dropped_total") == 2
+    assert m(v, "events_dropped_total", reason="retry_expired") == 1
+    assert m(v, "requests_timed_out_total") == 1
+    assert m(v, "backend_request_duration_seconds_count") == len(records)
+    # ... and event by event
+    delivered = collector.events()
+    assert m(v, "events_received_total", source="native") == sent_native == 8
+    assert m(v, "events_received_total", source="http") == 3
+    assert m(v, "events_rejected_total", reason="unknown_event") == 2
+    assert m(v, "events_refused_total", source="native") == 1
+    assert m(v, "events_refused_total", source="http") == 1
+    assert m(v, "events_accepted_total") == 8 - 1 + 2
+    assert m(v, "events_dropped_total", reason="backend_rejected") == 1
+    assert m(v, "events_delivered_total") == len(delivered) == 8 - 1 + 2 - 2
+    assert m(v, "events_buffered") == 0
+    assert m(v, "connections_refused_total") == 1
+    assert m(v, "connections_accepted_total") == connections
+    agent.stop()
+    stats = agent.stats()
+    assert stats["requests_failed"] == 4 + expiring and stats["batches_retried"] == 1 + expiring
