@@ -242,3 +242,23 @@ def read_until_closed(sock, timeout=10):
             return replies
         unpacker.feed(data)
         replies.extend(unpacker)
+
+
+def read_to_close(sock, timeout=10):
+    """Every byte the peer writes on sock until it closes it."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def read_within(sock, seconds):
+    """What the peer writes on sock within seconds (b"" if nothing)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(4096)
+    except socket.timeout:
+        return b""

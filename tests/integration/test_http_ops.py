@@ -22,7 +22,8 @@ import msgpack
 
 from collector import make_response
 from test_pressure import MIB, SANITIZED
-from conftest import AGENT_BIN, backend, connect, read_until_closed, send_acked
+from conftest import (AGENT_BIN, backend, connect, read_to_close, read_until_closed, read_within,
+                      send_acked)
 
 
 def get(agent_or_url, path, method="GET", headers=None, timeout=10):
@@ -256,23 +257,11 @@ def test_the_listener_is_bounded_and_cannot_stall_the_agent(make_agent, collecto
     # a fifth connection waits for a free slot: no answer while all four are held
     waiting = socket.create_connection((url.hostname, url.port))
     waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    waiting.settimeout(0.3)
-    try:
-        early = waiting.recv(100)
-    except socket.timeout:
-        early = b""
-    assert early == b"", "more connections were served than http.max_connections"
+    assert read_within(waiting, 0.3) == b"", "more connections were served than the bound"
     # the held ones time out (http.timeout_ms), and then it is answered
     for s in idle:
-        s.settimeout(5)
-        assert s.recv(100) == b""  # closed by the agent
-    waiting.settimeout(10)
-    answer = b""
-    while True:
-        data = waiting.recv(4096)
-        if not data:
-            break
-        answer += data
+        assert read_to_close(s, timeout=5) == b""  # closed by the agent
+    answer = read_to_close(waiting)
     assert answer.startswith(b"HTTP/1.1 200"), answer
     # a client that trickles a byte a second is cut at three timeouts (4.5 s)
     started = time.monotonic()

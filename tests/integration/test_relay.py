@@ -2,8 +2,9 @@
 The browser relay ([relay] listen) with the real agent, a real backend and
 Python's http.client: every answer it gives (202, 400, 403, 405, 413, 415,
 429), CORS preflights, gzip and sendBeacon bodies, JSON edge cases, the
-distinct_id rule and the counters by source. (A real browser drives it in
-test_relay_browser.py.)
+distinct_id rule, the counters by source, and the listener's own bounds
+(relay.max_connections, relay.timeout_ms) against idle and slow clients. (A
+real browser drives it in test_relay_browser.py.)
 """
 import gzip
 import http.client
@@ -16,7 +17,7 @@ import msgpack
 import pytest
 
 from collector import make_response
-from conftest import backend, connect
+from conftest import backend, connect, read_to_close, read_until_closed, read_within
 
 
 def relay_agent(make_agent, collector, **relay):
@@ -274,3 +275,60 @@ def test_a_listed_relay_gives_its_own_origin_no_cors_headers(make_agent, collect
     assert status == 202 and headers["access-control-allow-origin"] == "https://app.example"
     assert headers["vary"] == "Origin" and headers["access-control-expose-headers"] == "Retry-After"
     agent.stop()
+
+
+def test_the_relay_listener_is_bounded_and_cannot_stall_the_agent(make_agent, collector):
+    agent = relay_agent(make_agent, collector, max_connections=4, timeout_ms=1500)
+    u = urllib.parse.urlsplit(agent.relay_url())
+    # headers past the bound are refused; the relay goes on
+    assert post(agent, EVENT, headers={"X-Big": "x" * 20000})[0] in (400, 413, 431)
+    assert post(agent, EVENT)[0] == 202
+    # two idle connections, one trickling its headers and one its body (a
+    # byte every 100 ms) fill every slot ...
+    idle = [socket.create_connection((u.hostname, u.port)) for _ in range(2)]
+    slow_headers = socket.create_connection((u.hostname, u.port))
+    opened = time.monotonic()
+    slow_headers.sendall(f"POST {u.path} HTTP/1.1\r\n".encode())
+    slow_body = socket.create_connection((u.hostname, u.port))
+    slow_body.sendall(f"POST {u.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: 1000\r\n\r\n".encode())
+    # ... socket producers are served all the while
+    with connect(agent) as s:
+        for i in range(10):
+            s.sendall(msgpack.packb(dict(EVENT, chunk=f"c{i}")))
+            slow_headers.sendall(b"X")
+            slow_body.sendall(b" ")
+            time.sleep(0.1)
+        s.shutdown(socket.SHUT_WR)
+        assert read_until_closed(s) == [{"ack": f"c{i}"} for i in range(10)]
+    # a fifth connection waits for a free slot: no answer while all four are held
+    body = json.dumps(EVENT).encode()
+    waiting = socket.create_connection((u.hostname, u.port))
+    waiting.sendall(f"POST {u.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    assert read_within(waiting, 0.3) == b"", "more connections were served than the bound"
+    # the idle ones time out (relay.timeout_ms), and then it is answered
+    for s in idle:
+        assert read_to_close(s, timeout=5) == b""  # closed by the agent
+    answer = read_to_close(waiting)
+    assert answer.startswith(b"HTTP/1.1 202") and b'"accepted":1' in answer, answer
+    # clients that trickle a byte now and then are cut at three timeouts (4.5 s)
+    for slow in (slow_headers, slow_body):
+        slow.settimeout(0.05)
+        closed = False
+        while not closed and time.monotonic() - opened < 10:
+            try:
+                slow.sendall(b" ")
+                closed = slow.recv(1000) == b"" or closed
+            except socket.timeout:
+                time.sleep(0.5)
+            except OSError:
+                closed = True
+        assert closed, "a trickling client kept its connection"
+    for s in idle + [slow_headers, slow_body, waiting]:
+        s.close()
+    assert post(agent, EVENT)[0] == 202  # and the relay serves again
+    collector.wait_for_events(13, timeout=10)
+    agent.stop()
+    stats = agent.stats()
+    assert stats["received_http"] == 3 and stats["received_native"] == 10
