@@ -94,7 +94,7 @@ static void tlm_client_fork_reset(struct tlm_client *c)
     c->probe = 0;
     c->thread_running = 0;
     c->thread_retry_ms = 0;
-    c->thread_polling = 0;
+    c->thread_polling = c->thread_lingering = 0;
     c->stopping = 0;
     c->flush_waiters = 0;
     c->rng ^= (uint64_t)getpid() * UINT64_C(0x9e3779b97f4a7c15);
@@ -205,11 +205,17 @@ static void *tlm_client_thread(void *arg)
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         int64_t now = clock_monotonic_ms();
+        int had_work = c->queue.next != NULL;
         tlm_conn_io(c, now);
         if (c->flush_waiters > 0)
             pthread_cond_broadcast(&c->progress);
         tlm_conn_plan(c, now, &c->plan);
         int64_t deadline = c->plan.deadline;
+        /* events are flowing and the socket takes them: look again soon,
+         * unwoken (a full socket wakes it with POLLOUT instead) */
+        c->thread_lingering = had_work && c->fd >= 0 && !(c->plan.events & POLLOUT);
+        if (c->thread_lingering && deadline > now + TLM_CLIENT_LINGER_MS)
+            deadline = now + TLM_CLIENT_LINGER_MS;
         c->thread_polling = 1;
         /* no events (reading paused, nothing to write): not even POLLHUP */
         struct pollfd pfd[2] = {{c->wake[0], POLLIN, 0},
@@ -217,7 +223,7 @@ static void *tlm_client_thread(void *arg)
         pthread_mutex_unlock(&c->lock);
         poll(pfd, 2, (int)tlm_client_poll_timeout(deadline, now));
         pthread_mutex_lock(&c->lock);
-        c->thread_polling = 0;
+        c->thread_polling = c->thread_lingering = 0;
         if (pfd[0].revents != 0) {
             char drain[64];
             while (read(c->wake[0], drain, sizeof drain) > 0)
@@ -260,8 +266,8 @@ static void tlm_client_kick(struct tlm_client *c, int64_t now)
             tlm_client_start_thread(c, now);
         return;
     }
-    if (!c->thread_polling || c->wake_pending)
-        return; /* it plans again before it next waits */
+    if (!c->thread_polling || c->wake_pending || c->thread_lingering)
+        return; /* it plans again before it next waits, or soon */
     struct tlm_plan plan;
     tlm_conn_plan(c, now, &plan);
     if (tlm_plan_changed(&c->plan, &plan)) {
@@ -283,8 +289,12 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
         c->stats.dropped_too_large++;
         return TLM_ETOOLARGE;
     }
+    /* with the thread, a send only queues: the thread writes */
+    int by_thread = !c->opt.no_thread &&
+                    (c->thread_running ||
+                     (now >= c->thread_retry_ms && tlm_client_start_thread(c, now) == 0));
     size_t off = 0;
-    if (!c->opt.reliable && q->next == NULL) {
+    if (!by_thread && !c->opt.reliable && q->next == NULL) {
         /* nothing ahead of it: straight from the caller's buffer */
         if (c->fd < 0 && now >= c->next_connect_ms)
             tlm_conn_open(c, now);
@@ -338,7 +348,8 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
     tlm_queue_push(q, e);
     if (off > 0)
         q->off = off; /* it is the only one queued: its rest goes first */
-    tlm_conn_io(c, now);
+    if (!by_thread)
+        tlm_conn_io(c, now);
     tlm_client_kick(c, now);
     return TLM_OK;
 }

@@ -19,6 +19,10 @@
 #include <sys/un.h>
 
 #define TLM_CLIENT_NEVER INT64_MAX /* a deadline that does not come */
+/* After writing, the thread looks at the queue again this soon without
+ * being woken, so that while events flow a send only queues (no system
+ * call on the caller's thread) and each write carries many events. */
+#define TLM_CLIENT_LINGER_MS 1
 #define TLM_CLIENT_MAX_LOSSES 8     /* agent errors about an event before it is dropped */
 #define TLM_CLIENT_REPLY_MAX 4096   /* longest reply from the agent */
 
@@ -65,6 +69,7 @@ struct tlm_client {
     int wake[2];     /* self-pipe: [0] polled by the thread; -1 until the thread starts */
     int wake_pending; /* a byte is in the pipe */
     int thread_polling; /* the thread is (about to be) in poll() with the plan below */
+    int thread_lingering; /* ... and looks again within TLM_CLIENT_LINGER_MS unwoken */
     struct tlm_plan plan;
     int flush_waiters;
 

@@ -12,13 +12,15 @@
  *     dropped and counted (tlm_get_stats).
  *   - The client connects lazily (on the first send) and reconnects with
  *     bounded exponential backoff plus jitter when the agent goes away.
- *   - Draining: a send first writes straight to the socket when nothing is
- *     queued ahead of it. Whatever cannot be written at once is written by a
- *     background I/O thread, which the client starts the first time it
- *     connects or queues an event and stops in tlm_close; it sleeps in poll()
- *     until the socket drains, a reply comes, or a reconnect or ack deadline
- *     is due. With tlm_options.no_thread, the client starts no thread and
- *     drains only inside tlm_send*, tlm_flush and tlm_poll.
+ *   - Draining: a send only queues the event; a background I/O thread, which
+ *     the client starts on the first send and stops in tlm_close, writes the
+ *     queue, many events to a system call. While events flow it looks at the
+ *     queue again every millisecond on its own, so a send makes no system
+ *     call; once idle it sleeps in poll() until a send wakes it, the socket
+ *     drains, a reply comes, or a reconnect or ack deadline is due. With
+ *     tlm_options.no_thread, the client starts no thread: a send writes
+ *     straight to the socket when nothing is queued ahead of it, and the
+ *     queue drains only inside tlm_send*, tlm_flush and tlm_poll.
  *   - An event is written whole or, if the connection breaks half-way, the
  *     connection is dropped and the event is written again from its start on
  *     the next one: the agent never sees a torn event followed by another.

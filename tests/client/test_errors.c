@@ -357,6 +357,7 @@ static void run_refused_fire_and_forget(int no_thread)
         return;
     tlm_client *c = open_client(s.path, (tlm_options){.no_thread = no_thread});
     CHECK_EQ_INT(fake_send_indexed(c, 0, 10), TLM_OK);
+    CHECK_EQ_INT(tlm_flush(c, 2000), TLM_OK); /* written (the thread writes it) */
     tlm_stats st;
     tlm_get_stats(c, &st);
     CHECK_EQ_UINT(st.sent, 1);
