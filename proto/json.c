@@ -138,16 +138,24 @@ int json_write_string(struct buf *out, const char *s, size_t len)
 {
     /* the common case, plain ASCII: one reservation, copied eight bytes at
      * a time as it is scanned */
-    if (buf_reserve(out, len + 2) < 0)
+    if ((out->cap - out->len < len + 2 || out->failed) && buf_reserve(out, len + 2) < 0)
         return -1;
     char *o = out->data + out->len;
     *o++ = '"';
     size_t i = 0;
-    for (uint64_t w; i + 8 <= len; i += 8) {
+    uint64_t w;
+    for (; i + 8 <= len; i += 8) {
         memcpy(&w, s + i, 8);
         if (json_word_needs_look(w))
             break;
         memcpy(o + i, &w, 8);
+    }
+    if (i < len && len >= 8 && i + 8 > len) { /* the last bytes, as the word ending there */
+        memcpy(&w, s + len - 8, 8);
+        if (!json_word_needs_look(w)) {
+            memcpy(o + len - 8, &w, 8);
+            i = len;
+        }
     }
     while (i < len && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x80 && s[i] != '"' &&
            s[i] != '\\') {
