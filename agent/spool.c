@@ -572,9 +572,12 @@ enum spool_status spool_append(struct spool *s, const void *data, size_t len,
                                struct spool_pos *end)
 {
     size_t size = SPOOL_RECORD_HEAD + len;
-    /* the bound is on what is not yet confirmed (segments before the
-     * checkpoint are gone; the checkpoint's own segment starts at 0) */
-    uint64_t unconfirmed = spool_bytes(s) - s->checkpoint.offset;
+    /* the bound is on the records not yet confirmed, as the agent counts
+     * them before they are written: the bytes after the checkpoint
+     * (segments before it are gone) less the headers of the segments after
+     * the checkpoint's own */
+    uint64_t headers = (s->tail_segment - s->checkpoint.segment) * SPOOL_HEADER_BYTES;
+    uint64_t unconfirmed = spool_bytes(s) - s->checkpoint.offset - headers;
     if (len == 0 || len > SPOOL_RECORD_MAX || unconfirmed + size > s->max_bytes)
         return SPOOL_FULL;
     if (s->tail_size + s->pending.len + size > s->segment_bytes &&

@@ -61,7 +61,9 @@ struct spool_recovery {
 
 enum spool_status {
     SPOOL_OK = 0,
-    SPOOL_FULL = -1,  /* unconfirmed bytes would pass spool.max_bytes: nothing was taken */
+    SPOOL_FULL = -1,  /* the unconfirmed records (SPOOL_RECORD_HEAD and payload each; not
+                       * the segments' headers) would pass spool.max_bytes: nothing was
+                       * taken */
     SPOOL_IO = -2,    /* a write, sync or read failed (errno says why; ENOSPC a full disk) */
 };
 

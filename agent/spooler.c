@@ -443,13 +443,30 @@ static void spooler_take_records(struct spooler *sp)
         batcher_seal(b);
 }
 
+/* What becomes of new events while they cannot be written. */
+static const char *spooler_then(const struct spooler *sp)
+{
+    return sp->cfg->buffer_overflow == OVERFLOW_BLOCK
+               ? "producers wait (buffer.overflow = block)"
+               : "new events are refused as buffer_full (buffer.overflow = drop_newest)";
+}
+
+/* The spool is full: say so, once until it has room again. */
+static void spooler_log_full(struct spooler *sp)
+{
+    if (sp->full_logged)
+        return;
+    log_warn("spool: %s holds spool.max_bytes = %lld of undelivered events; %s until the "
+             "backend takes some", sp->cfg->spool_dir, (long long)sp->cfg->spool_max_bytes,
+             spooler_then(sp));
+    sp->full_logged = 1;
+}
+
 static void spooler_log_health(struct spooler *sp, int err, const char *what, int full)
 {
     int64_t now = clock_monotonic_ms();
     uint64_t waiting = sp->staged_bytes - sp->released_bytes;
-    const char *then = sp->cfg->buffer_overflow == OVERFLOW_BLOCK
-                           ? "producers wait (buffer.overflow = block)"
-                           : "new events are refused as buffer_full (buffer.overflow = drop_newest)";
+    const char *then = spooler_then(sp);
     if (err != 0 && (!sp->failing || now - sp->loud_ms >= SPOOLER_LOUD_EVERY_MS)) {
         log_error("spool: %s %s failed: %s; %" PRIu64 " bytes of accepted events wait in memory "
                   "and are retried; once memory is full %s until the disk takes writes again",
@@ -460,14 +477,10 @@ static void spooler_log_health(struct spooler *sp, int err, const char *what, in
         log_info("spool: writing to %s again", sp->cfg->spool_dir);
         sp->failing = 0;
     }
-    if (full && !sp->full_logged) {
-        log_warn("spool: %s holds spool.max_bytes = %lld of undelivered events; %s until the "
-                 "backend takes some", sp->cfg->spool_dir, (long long)sp->cfg->spool_max_bytes,
-                 then);
-        sp->full_logged = 1;
-    } else if (!full && sp->full_logged && !budget_full(&sp->disk)) {
+    if (full)
+        spooler_log_full(sp);
+    else if (sp->disk.used <= sp->disk.max / 4 * 3) /* room again, as producers see it */
         sp->full_logged = 0;
-    }
 }
 
 /* What the thread has done since the loop last looked. */
@@ -674,6 +687,13 @@ void spooler_sealed(struct batch *batch, void *arg)
 int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refuse)
 {
     size_t size = SPOOLER_STAGE_HEAD + len;
+    /* refused unless the spool has room for all of it: a record staged
+     * that the spool cannot take waits for the backend, and so do the
+     * replies behind its ack, refusals too */
+    if (may_refuse && !budget_fits(&sp->disk, SPOOL_RECORD_HEAD + len)) {
+        spooler_log_full(sp);
+        return -1;
+    }
     if (may_refuse && spooler_full(sp))
         return -1;
     uint32_t len32 = (uint32_t)len;

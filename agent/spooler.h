@@ -49,7 +49,8 @@ void spooler_feed(struct spooler *sp, struct batcher *batcher, struct sender *se
 void spooler_sealed(struct batch *batch, void *arg);
 
 /* Stage one event's JSON. may_refuse (buffer.overflow = drop_newest):
- * refused when the spool or the memory for staging is full. Returns 0, or
+ * refused when the spool has no room for it or the memory for staging is
+ * full. Returns 0, or
  * -1 when refused or out of memory. */
 int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refuse);
 /* The disk's budget (spool.max_bytes), and the memory events not yet on

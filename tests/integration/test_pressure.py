@@ -79,9 +79,13 @@ class Steady(threading.Thread):
         while not self.stop.is_set():
             due = int((time.monotonic() - start) * self.rate)
             if due > self.sent:
-                self.sock.sendall(b"".join(event(i) for i in range(self.sent, due)))
+                self.sock.sendall(self.messages(self.sent, due))
                 self.sent = due
             time.sleep(0.01)
+
+    def messages(self, first, end):
+        """What goes out for events first .. end - 1."""
+        return b"".join(event(i) for i in range(first, end))
 
     def finish(self):
         self.stop.set()

@@ -15,6 +15,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import msgpack
@@ -345,6 +346,127 @@ def test_a_failing_fsync_holds_the_acks_and_writes_again(make_agent, collector, 
     assert "writing to" in agent.stderr and " again" in agent.stderr
 
 
+class AckedSteady(Steady):
+    """Steady, with a chunk on every event (its number) and a thread reading
+    the replies: acked and deferred hold the numbers the agent acknowledged
+    or deferred, other any other reply."""
+
+    def __init__(self, agent, rate, pad=200):
+        super().__init__(agent, rate)
+        self.pad = pad
+        self.acked, self.deferred, self.other = [], [], []
+        self.reader = threading.Thread(target=self.read_replies, daemon=True)
+        self.reader.start()
+
+    def messages(self, first, end):
+        return b"".join(msgpack.packb({"event": "project:created",
+                                       "properties": {"i": i, "pad": "p" * self.pad},
+                                       "chunk": str(i)}) for i in range(first, end))
+
+    def read_replies(self):
+        unpacker = msgpack.Unpacker(raw=False)
+        while data := self.sock.recv(65536):
+            unpacker.feed(data)
+            for reply in unpacker:
+                if "ack" in reply:
+                    self.acked.append(int(reply["ack"]))
+                elif "deferred" in reply:
+                    self.deferred.append(int(reply["deferred"]))
+                else:
+                    self.other.append(reply)
+
+    def finish(self, timeout=60):
+        """Stop sending and wait for every reply owed; returns how many
+        events were sent."""
+        self.stop.set()
+        self.join()
+        self.sock.shutdown(socket.SHUT_WR)
+        self.reader.join(timeout)  # the agent closes once it has replied to all
+        assert not self.reader.is_alive(), f"replies owed after {timeout} s"
+        self.sock.close()
+        return self.sent
+
+
+def fill_the_spool(make_agent, collector, tmp_path, overflow):
+    """An agent with the smallest spool (spool.max_bytes = 1 MiB), its
+    backend answering 503, and a producer that asks for acks sending 4,000
+    events a second, once the spool is full. Returns both."""
+    collector.policy = lambda record: make_response(503)
+    collector.count_event = lambda e: e["properties"]["i"]
+    agent = spool_agent(make_agent, collector, tmp_path / "spool",
+                        spool={"max_bytes": "1M", "segment_bytes": "64K"},
+                        buffer={"max_bytes": "256K", "overflow": overflow},
+                        batch={"max_bytes": "64K"})
+    producer = AckedSteady(agent, rate=4000)
+    producer.start()
+    wait_logged(agent, "holds spool.max_bytes")
+    return agent, producer
+
+
+def wait_for(predicate, what, timeout=30):
+    """Until predicate() is true; what (or what(), a callable) says what
+    did not happen."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.1)
+
+
+def wait_logged(agent, *texts, timeout=30):
+    """Until the agent's log holds every one of texts."""
+    wait_for(lambda: all(t in agent.read_stderr() for t in texts), agent.read_stderr, timeout)
+
+
+def test_a_full_spool_holds_producers_and_loses_nothing(make_agent, collector, tmp_path):
+    # buffer.overflow = block: once spool.max_bytes is full nothing more is
+    # acknowledged and the producer waits, without a refusal; when the
+    # backend is back, the producer goes on and everything is delivered
+    agent, producer = fill_the_spool(make_agent, collector, tmp_path, "block")
+    time.sleep(1)  # what was in the socket and the memory staged by now
+    acked, sent = len(producer.acked), producer.sent
+    time.sleep(1.5)
+    assert len(producer.acked) == acked, "acknowledged while the spool was full"
+    assert producer.sent - sent < 4000 * 0.1, "the producer was not held"
+    assert agent.proc.poll() is None and not collector.events()
+    assert producer.deferred == [] and producer.other == []
+    collector.policy = None
+    wait_for(lambda: len(producer.acked) > acked + 4000 and producer.sent > sent + 4000,
+             "the producer was not resumed once the backend was back")
+    sent = producer.finish()
+    assert producer.acked == list(range(sent)) and producer.deferred == []
+    wait_numbers(collector, sent, timeout=60)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(sent))
+    stats = stats_balanced(agent)
+    assert stats["dropped"] == 0 and stats["received"] == sent, stats
+
+
+def test_a_full_spool_defers_new_events_with_drop_newest(make_agent, collector, tmp_path):
+    # buffer.overflow = drop_newest: once spool.max_bytes is full a new
+    # event is answered "deferred" and counted as buffer_full, never lost
+    # without a word; what was acknowledged is delivered once the backend
+    # is back, and new events are acknowledged again
+    agent, producer = fill_the_spool(make_agent, collector, tmp_path, "drop_newest")
+    wait_for(lambda: len(producer.deferred) > 1000, "no event was deferred", timeout=10)
+    acked, deferred = len(producer.acked), len(producer.deferred)
+    time.sleep(1)
+    assert len(producer.acked) == acked, "acknowledged while the spool was full"
+    assert len(producer.deferred) > deferred + 4000 * 0.5, "deferrals stopped"
+    collector.policy = None
+    deferred = len(producer.deferred)
+    wait_for(lambda: producer.acked and producer.acked[-1] > producer.deferred[-1] + 4000,
+             "events were not acknowledged again once the backend was back")
+    sent = producer.finish()
+    assert sorted(producer.acked + producer.deferred) == list(range(sent))
+    assert len(producer.deferred) >= deferred and producer.other == []
+    wait_numbers(collector, len(producer.acked), timeout=60)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == sorted(producer.acked)
+    stats = stats_balanced(agent)
+    assert stats["received"] == sent and stats["delivered"] == len(producer.acked), stats
+    assert stats["dropped"] == stats["dropped_buffer_full"] == len(producer.deferred), stats
+
+
 def mount_small_filesystem(path, size):
     path.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
@@ -364,10 +486,7 @@ def fill_the_disk(make_agent, collector, fs):
                         buffer={"max_bytes": "1M"})
     producer = Steady(agent, rate=3000)
     producer.start()
-    deadline = time.monotonic() + 30
-    while "No space left on device" not in agent.read_stderr():
-        assert time.monotonic() < deadline, agent.read_stderr()
-        time.sleep(0.2)
+    wait_logged(agent, "No space left on device")
     return agent, producer
 
 
@@ -396,10 +515,7 @@ def test_a_full_disk_pauses_producers_and_goes_on_when_space_returns(make_agent,
         time.sleep(1)
         assert producer.sent - stalled < 3000 * 0.5, "the producer was not paused"
         filler.unlink()  # space returns; the backend is still down
-        deadline = time.monotonic() + 30
-        while "writing to" not in agent.read_stderr() or "again" not in agent.read_stderr():
-            assert time.monotonic() < deadline, agent.read_stderr()
-            time.sleep(0.2)
+        wait_logged(agent, "writing to", "again")
         time.sleep(0.5)
         resumed = producer.sent
         time.sleep(2)

@@ -313,6 +313,28 @@ static void test_a_full_spool_takes_nothing(void)
     spool_close(s);
 }
 
+/* spool.max_bytes bounds the unconfirmed records as the agent counts them
+ * (SPOOL_RECORD_HEAD and the payload each) however many segments hold
+ * them: their headers do not count. */
+static void test_the_bound_counts_records_not_segment_headers(void)
+{
+    fresh_dir();
+    char err[512];
+    struct spool_recovery rec;
+    struct spool *s = spool_open(dir, 2000, 300, &rec, err, sizeof err);
+    if (!CHECK(s != NULL))
+        return;
+    char text[256];
+    size_t len = record_text(90, text, sizeof text);
+    struct spool_pos end;
+    size_t taken = 0;
+    while (spool_append(s, text, len, &end) == SPOOL_OK)
+        taken++;
+    CHECK_EQ_UINT(taken, 2000 / (SPOOL_RECORD_HEAD + len));
+    CHECK_GT(spool_segments(s), 5);
+    spool_close(s);
+}
+
 /* Write garbage over one of the checkpoint file's two slots. */
 static void damage_checkpoint_slot(int slot)
 {
@@ -441,6 +463,7 @@ int main(void)
     RUN(test_a_second_agent_is_refused);
     RUN(test_a_newer_format_is_refused);
     RUN(test_a_full_spool_takes_nothing);
+    RUN(test_the_bound_counts_records_not_segment_headers);
     RUN(test_a_lost_checkpoint_rereads_from_the_start);
     RUN(test_a_torn_checkpoint_falls_back_to_the_previous_one);
     RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
