@@ -30,6 +30,11 @@
 #define RELAY_INFLATE_MAX (16 * 1024 * 1024) /* ... and never past this */
 #define RELAY_PREFLIGHT_MAX_AGE "86400"
 #define RELAY_MAX_NESTING (WIRE_MAX_DEPTH + 2) /* the events' own, inside an array or a batch */
+/* A body up to the browsers' own bound for keepalive requests and beacons
+ * is read even past relay.max_body_bytes, so that its 413 comes from the
+ * relay, with the CORS headers a page needs to read it; libevent answers a
+ * larger one from its headers, with none. */
+#define RELAY_BROWSER_BODY_MAX (64 * 1024)
 
 struct relay {
     const struct config *cfg;
@@ -299,6 +304,14 @@ static void relay_peer(struct evhttp_request *req, char *out, size_t len)
 static void relay_post(struct relay *r, struct evhttp_request *req)
 {
     char peer[RATELIMIT_ADDR_LEN];
+    size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    if (body_len > (size_t)r->cfg->relay_max_body_bytes) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the body is larger than relay.max_body_bytes = %lld",
+                 (long long)r->cfg->relay_max_body_bytes);
+        relay_json_error(req, 413, msg);
+        return;
+    }
     relay_peer(req, peer, sizeof peer);
     /* a request costs one event of its client's rate before any work */
     if (relay_admit(r, req, peer, 1) < 0)
@@ -434,7 +447,9 @@ struct relay *relay_open(struct event_base *base, const struct config *cfg,
     struct httpd_limits limits = {
         .max_connections = (unsigned)cfg->relay_max_connections,
         .max_headers_bytes = 8192,
-        .max_body_bytes = (size_t)cfg->relay_max_body_bytes,
+        .max_body_bytes = cfg->relay_max_body_bytes > RELAY_BROWSER_BODY_MAX
+                              ? (size_t)cfg->relay_max_body_bytes
+                              : RELAY_BROWSER_BODY_MAX,
         .timeout_ms = (int)cfg->relay_timeout_ms,
     };
     r->httpd = httpd_open(base, "[relay] listen", cfg->relay_listen, &limits, relay_request_cb, r,

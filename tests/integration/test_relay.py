@@ -162,13 +162,19 @@ def test_media_types_encodings_methods_and_paths(make_agent, collector):
 
 
 def test_bodies_past_the_bound_are_413_before_they_are_read(make_agent, collector):
-    agent = relay_agent(make_agent, collector, max_body_bytes=4096)
+    agent = relay_agent(make_agent, collector, max_body_bytes=4096,
+                        cors_origins="https://app.example")
     u = urllib.parse.urlsplit(agent.relay_url())
     # the headers announce 10 MB; the answer comes without the body being sent
     with socket.create_connection((u.hostname, u.port), timeout=10) as s:
         s.sendall(f"POST {u.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: 10000000\r\n\r\n".encode() + b"[" * 1000)
         assert s.recv(100).startswith(b"HTTP/1.1 413")
+    # one within a browser's own 64 KiB is read, and answered by the relay
+    # with the CORS headers a page needs to read the 413
+    status, headers, answer = post(agent, [EVENT] * 200, headers={"Origin": "https://app.example"})
+    assert status == 413 and "relay.max_body_bytes = 4096" in answer["error"], answer
+    assert headers["access-control-allow-origin"] == "https://app.example"
     # a gzip body that inflates past 16 times the bound
     bomb = gzip.compress(b'{"event": "project:created", "properties": {"p": "' + b"a" * 100000
                          + b'"}}')

@@ -4,7 +4,11 @@ The browser relay driven by a real browser: Debian's headless Chromium
 that send events with client/js/telemetry.js to the relay on another. The
 events of an allowed origin arrive at the test backend, by fetch() and by
 navigator.sendBeacon when the page is closed; a page of an origin the relay
-does not allow is refused by the browser's own CORS check.
+does not allow is refused by the browser's own CORS check; events of
+non-ASCII text, together far past a request's 64 KiB, all arrive in requests
+the client bounds by their bytes (halved after a relay with a lower bound
+answers 413), and one too large for any request is dropped and reported,
+not retried for ever.
 """
 import functools
 import http.server
@@ -20,6 +24,7 @@ from conftest import HERE, ROOT, backend
 
 CHROMIUM = "/usr/bin/chromium"
 DRIVER = os.path.join(HERE, "browser", "drive.js")
+UNICODE_EVENTS = 50  # of 4,500 bytes each: 225,000 in all
 
 
 class Pages:
@@ -52,23 +57,47 @@ def test_a_browser_page_sends_events_through_the_relay(make_agent, collector, tm
     try:
         agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"},
                             "relay": {"listen": "127.0.0.1:0", "cors_origins": allowed.origin}})
+        # a relay whose bound is below the client's: it answers 413 until the
+        # client's requests are small enough
+        narrow = make_agent({"backend": backend(collector), "batch": {"max_age_ms": "50"},
+                             "relay": {"listen": "127.0.0.1:0", "cors_origins": allowed.origin,
+                                       "max_body_bytes": "16384"}})
         relay = agent.relay_url()
         page = "{}/index.html?relay={}&tag={}&flush={}"
         out = subprocess.run(
             ["node", DRIVER, CHROMIUM, page.format(allowed.origin, relay, "fetch", 50),
              page.format(allowed.origin, relay, "beacon", 600000),
-             page.format(denied.origin, relay, "denied", 50)],
-            capture_output=True, text=True, timeout=120)
+             page.format(denied.origin, relay, "denied", 50),
+             page.format(allowed.origin, relay, "unicode", 50) + f"&unicode={UNICODE_EVENTS}",
+             page.format(allowed.origin, narrow.relay_url(), "narrow", 50) +
+             f"&unicode={UNICODE_EVENTS}"],
+            capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stdout + out.stderr
         seen = json.loads(out.stdout.strip().splitlines()[-1])
-        got = collector.wait_for_events(10, timeout=20)
+        got = collector.wait_for_events(20 + 2 * UNICODE_EVENTS, timeout=20)
         agent.stop()
+        narrow.stop()
     finally:
         allowed.close()
         denied.close()
     tags = sorted((e["properties"]["tag"], e["properties"]["n"]) for e in collector.events())
-    assert tags == [("beacon", n) for n in range(5)] + [("fetch", n) for n in range(5)], tags
+    assert tags == [("beacon", n) for n in range(5)] + [("fetch", n) for n in range(5)] + \
+        [("narrow", n) for n in range(5 + UNICODE_EVENTS)] + \
+        [("unicode", n) for n in range(5 + UNICODE_EVENTS)], tags
     assert seen["fetch_pending"] == 0 and seen["beacon_pending_before_close"] == 5
+    # the non-ASCII events, together far past a request's bound, arrived
+    # whole; the one too large for any request (and the two that cannot be
+    # serialised) were dropped and reported
+    text = seen["drained"][0]["text"]
+    assert len(text.encode()) == 4500 and len(text) == 1500  # code points (2,000 in UTF-16)
+    assert len(text.encode()) * UNICODE_EVENTS > 3 * 65536
+    wide = [e for e in got if "text" in e["properties"]]
+    assert len(wide) == 2 * UNICODE_EVENTS and all(e["properties"]["text"] == text for e in wide)
+    for drained in seen["drained"]:
+        assert drained["drops"] == [["not_json", 1], ["not_json", 1], ["too_large", 1]], seen
+        assert drained["dropped"] == 3
+    # the narrow relay's 413s made the client halve its requests
+    assert any("413" in line for line in seen["drained"][1]["console"]), seen
     # the browser refused the other origin's requests: its events wait, unsent
     assert seen["denied_pending"] == 5, seen
     assert any("CORS" in line or "Access-Control" in line for line in seen["denied_console"]), seen
@@ -76,7 +105,11 @@ def test_a_browser_page_sends_events_through_the_relay(make_agent, collector, tm
         assert e["event"] == "project:created" and e["uuid"] and e["timestamp"]
         assert e["properties"]["$lib"] == "telemetry-agent"
     stats = agent.stats()
-    assert stats["received_http"] == 10 and stats["delivered"] == 10, stats
+    total = 15 + UNICODE_EVENTS
+    assert stats["received_http"] == total and stats["delivered"] == total, stats
+    stats = narrow.stats()
+    total = 5 + UNICODE_EVENTS
+    assert stats["received_http"] == total and stats["delivered"] == total, stats
 
 
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:1", "null"])

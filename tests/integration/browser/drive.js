@@ -2,15 +2,17 @@
 // client/js/telemetry.js against the agent's relay, on another origin, and
 // prints one JSON line of what the pages saw. Driven by test_relay_browser.py.
 //
-// usage: node drive.js CHROMIUM FETCH_URL BEACON_URL DENIED_URL
-//   FETCH_URL   a page of an allowed origin: its events go by fetch()
-//   BEACON_URL  the same, with a long flush interval: the page is closed and
-//               its events go by navigator.sendBeacon
-//   DENIED_URL  a page of an origin the relay does not allow
+// usage: node drive.js CHROMIUM FETCH_URL BEACON_URL DENIED_URL [DRAIN_URL...]
+//   FETCH_URL    a page of an allowed origin: its events go by fetch()
+//   BEACON_URL   the same, with a long flush interval: the page is closed and
+//                its events go by navigator.sendBeacon
+//   DENIED_URL   a page of an origin the relay does not allow
+//   DRAIN_URL    a page of an allowed origin, kept open until all its
+//                events are sent (or dropped): what it saw is in "drained"
 'use strict';
 const puppeteer = require('puppeteer-core');
 
-const [chromium, fetchUrl, beaconUrl, deniedUrl] = process.argv.slice(2);
+const [chromium, fetchUrl, beaconUrl, deniedUrl, ...drainUrls] = process.argv.slice(2);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function open(browser, url) {
@@ -43,6 +45,18 @@ async function open(browser, url) {
   await sleep(2000);
   result.denied_pending = await denied.page.evaluate('window.telemetry.pending()');
   result.denied_console = denied.console;
+
+  result.drained = [];
+  for (const url of drainUrls) {
+    const drain = await open(browser, url);
+    await drain.page.waitForFunction('window.telemetry.pending() === 0', { timeout: 30000 });
+    result.drained.push({
+      dropped: await drain.page.evaluate('window.telemetry.dropped()'),
+      drops: await drain.page.evaluate('window.drops'),
+      text: await drain.page.evaluate('window.text'),
+      console: drain.console,
+    });
+  }
   await browser.close();
   console.log(JSON.stringify(result));
 })().catch((e) => {
