@@ -575,9 +575,12 @@ enum spool_status spool_append(struct spool *s, const void *data, size_t len,
     /* the bound is on the records not yet confirmed, as the agent counts
      * them before they are written: the bytes after the checkpoint
      * (segments before it are gone) less the headers of the segments after
-     * the checkpoint's own */
-    uint64_t headers = (s->tail_segment - s->checkpoint.segment) * SPOOL_HEADER_BYTES;
-    uint64_t unconfirmed = spool_bytes(s) - s->checkpoint.offset - headers;
+     * the checkpoint's own. The checkpoint can be past the end: records
+     * delivered before they were durable, cut by spool_rewind after a
+     * failed write and appended again to the same places. */
+    uint64_t confirmed = s->checkpoint.offset +
+                         (s->tail_segment - s->checkpoint.segment) * SPOOL_HEADER_BYTES;
+    uint64_t unconfirmed = spool_bytes(s) > confirmed ? spool_bytes(s) - confirmed : 0;
     if (len == 0 || len > SPOOL_RECORD_MAX || unconfirmed + size > s->max_bytes)
         return SPOOL_FULL;
     if (s->tail_size + s->pending.len + size > s->segment_bytes &&

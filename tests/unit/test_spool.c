@@ -335,6 +335,25 @@ static void test_the_bound_counts_records_not_segment_headers(void)
     spool_close(s);
 }
 
+/* Records delivered before they were durable and then cut by a rewind
+ * (a later write failed) leave the checkpoint past the end of the log:
+ * there is room, and they are appended again to the same places. */
+static void test_a_rewind_behind_the_checkpoint_takes_the_records_again(void)
+{
+    struct spool_recovery rec;
+    struct spool *s = fresh_spool(&rec);
+    if (s == NULL)
+        return;
+    struct spool_pos ends[5], again[5];
+    append_records(s, 0, 5, ends); /* written, never marked durable */
+    CHECK_EQ_INT(spool_confirm(s, ends[4], NULL, 0), SPOOL_OK);
+    CHECK_EQ_INT(spool_rewind(s), SPOOL_OK);
+    append_records(s, 0, 5, again);
+    CHECK_EQ_UINT(again[4].offset, ends[4].offset);
+    CHECK_EQ_UINT(again[4].index, ends[4].index);
+    spool_close(s);
+}
+
 /* Write garbage over one of the checkpoint file's two slots. */
 static void damage_checkpoint_slot(int slot)
 {
@@ -464,6 +483,7 @@ int main(void)
     RUN(test_a_newer_format_is_refused);
     RUN(test_a_full_spool_takes_nothing);
     RUN(test_the_bound_counts_records_not_segment_headers);
+    RUN(test_a_rewind_behind_the_checkpoint_takes_the_records_again);
     RUN(test_a_lost_checkpoint_rereads_from_the_start);
     RUN(test_a_torn_checkpoint_falls_back_to_the_previous_one);
     RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
