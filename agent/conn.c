@@ -26,7 +26,9 @@
 #include <unistd.h>
 
 #define CONN_INITIAL_BUFFER (8 * 1024)
-#define CONN_READ_SIZE (32 * 1024)
+#define CONN_READ_SIZE (32 * 1024)     /* what one read asks for, with few connections */
+#define CONN_READ_SIZE_MIN (4 * 1024)  /* ... and at least, however many there are */
+#define CONN_READ_BUDGET (512 * 1024)  /* what the reads of all connections ask for together */
 #define CONN_READS_PER_WAKEUP 16 /* then let other connections have a turn */
 #define CONN_READS_TO_DRAIN 256  /* at shutdown: a socket buffer's worth, not forever */
 #define CONN_WORK_PER_WAKEUP 16384 /* messages + events; kilobytes of gzip can hold millions */
@@ -440,9 +442,15 @@ static int conn_read(struct conn *c, int max_reads, size_t max_work)
     size_t work = 0;
     if (c->backlog && conn_process(c, &work, max_work) < 0)
         return -1;
+    /* each connection's buffer grows to what its reads ask for: with many
+     * connections open, each asks for less, so their buffers stay small */
+    size_t read_size = CONN_READ_BUDGET / (c->set->count ? c->set->count : 1);
+    read_size = read_size > CONN_READ_SIZE       ? CONN_READ_SIZE
+                : read_size < CONN_READ_SIZE_MIN ? CONN_READ_SIZE_MIN
+                                                 : read_size;
     for (int i = 0; i < max_reads && c->reading && !c->backlog; i++) {
         size_t capacity;
-        char *space = stream_reserve(&c->in, CONN_READ_SIZE, &capacity);
+        char *space = stream_reserve(&c->in, read_size, &capacity);
         if (space == NULL)
             return conn_reject(c, WIRE_ERROR_NO_MEMORY, "out of memory for its buffer");
         ssize_t n = read(c->fd, space, capacity);
