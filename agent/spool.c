@@ -26,6 +26,7 @@
  * (the newer valid one counts): confirming never needs a free block, so a
  * full disk can still be emptied, and a torn write leaves the other. */
 #define SPOOL_CHECKPOINT_SLOT 8192
+#define SPOOL_READ_AHEAD (128 * 1024) /* read from a segment at once, for many records */
 #define SPOOL_LOCK "LOCK"
 #define SPOOL_CHECKPOINT_HEAD 44 /* magic, sequence, segment, offset, index, state length */
 
@@ -58,6 +59,8 @@ struct spool {
     int read_fd;
     uint64_t read_segment;
     uint64_t read_size;      /* of the read segment (not the tail) */
+    struct buf ahead;        /* bytes of the read segment read ahead (empty: none) */
+    uint64_t ahead_offset;   /* ... from this offset */
     uint64_t skipped;
 };
 
@@ -564,6 +567,7 @@ void spool_close(struct spool *s)
     if (s->dirfd >= 0)
         close(s->dirfd);
     buf_free(&s->pending);
+    buf_free(&s->ahead);
     free(s->dir);
     free(s);
 }
@@ -645,6 +649,7 @@ static int spool_read_from(struct spool *s, uint64_t id)
         return 0;
     if (s->read_fd >= 0)
         close(s->read_fd);
+    buf_rollback(&s->ahead, 0);
     s->read_fd = spool_open_segment(s, id, O_RDONLY);
     s->read_segment = id;
     struct stat st;
@@ -686,6 +691,33 @@ static void spool_enter_segment(struct spool *s, struct spool_pos *at, uint64_t 
     }
 }
 
+/* len bytes of the read segment at offset, of those before seg_end (whole
+ * records, which do not change), through a window read ahead: one pread
+ * serves many records. Returns as spool_pread_all. */
+static int spool_read_window(struct spool *s, void *dst, size_t len, uint64_t offset,
+                             uint64_t seg_end)
+{
+    if (offset + len > seg_end) /* past what is whole: read it as it is */
+        return spool_pread_all(s->read_fd, dst, len, offset);
+    if (s->ahead.len == 0 || offset < s->ahead_offset ||
+        offset + len > s->ahead_offset + s->ahead.len) {
+        size_t want = seg_end - offset > SPOOL_READ_AHEAD ? SPOOL_READ_AHEAD
+                                                          : (size_t)(seg_end - offset);
+        if (want < len)
+            want = len;
+        buf_rollback(&s->ahead, 0);
+        if (buf_reserve(&s->ahead, want) < 0 ||
+            spool_pread_all(s->read_fd, s->ahead.data, want, offset) != 1) {
+            buf_rollback(&s->ahead, 0);
+            return spool_pread_all(s->read_fd, dst, len, offset);
+        }
+        s->ahead.len = want;
+        s->ahead_offset = offset;
+    }
+    memcpy(dst, s->ahead.data + (offset - s->ahead_offset), len);
+    return 1;
+}
+
 int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost)
 {
     *lost = 0;
@@ -715,7 +747,7 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t 
         if (spool_read_from(s, at->segment) < 0)
             return SPOOL_IO;
         unsigned char head[SPOOL_RECORD_HEAD];
-        int got = spool_pread_all(s->read_fd, head, sizeof head, at->offset);
+        int got = spool_read_window(s, head, sizeof head, at->offset, seg_end);
         if (got < 0)
             return SPOOL_IO;
         uint32_t len = spool_get32(head);
@@ -724,7 +756,7 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t 
             buf_rollback(out, 0);
             if (buf_reserve(out, len) < 0)
                 return SPOOL_IO;
-            if (spool_pread_all(s->read_fd, out->data, len, at->offset + SPOOL_RECORD_HEAD) != 1)
+            if (spool_read_window(s, out->data, len, at->offset + SPOOL_RECORD_HEAD, seg_end) != 1)
                 return SPOOL_IO;
             uint64_t index = spool_get64(head + 8);
             if (spool_crc(head, out->data, len) == spool_get32(head + 4) && index >= at->index) {
@@ -768,6 +800,7 @@ enum spool_status spool_confirm(struct spool *s, struct spool_pos upto, const vo
         if (s->read_fd >= 0 && s->read_segment == s->first_segment) {
             close(s->read_fd);
             s->read_fd = -1;
+            buf_rollback(&s->ahead, 0);
         }
         spool_delete_segment(s, s->first_segment);
         s->first_segment++;
@@ -799,6 +832,7 @@ uint64_t spool_durable_index(const struct spool *s)
 enum spool_status spool_rewind(struct spool *s)
 {
     buf_rollback(&s->pending, 0);
+    buf_rollback(&s->ahead, 0); /* what is written again is read again */
     if (ftruncate(s->tail_fd, (off_t)s->tail_durable) < 0)
         return SPOOL_IO;
     s->tail_size = s->tail_whole = s->tail_durable;

@@ -257,8 +257,12 @@ static void spooler_sync(struct spooler *sp, int now)
     int64_t t = clock_monotonic_ms();
     if (!sp->dirty || sp->cfg->spool_fsync == FSYNC_NEVER)
         return;
+    /* interval: at most fsync_interval_ms after a write, and sooner once
+     * what waits for it holds half the staging memory (producers would
+     * otherwise wait for the interval with their events staged) */
     if (!now && sp->cfg->spool_fsync == FSYNC_INTERVAL &&
-        t - sp->last_sync_ms < sp->cfg->spool_fsync_interval_ms)
+        t - sp->last_sync_ms < sp->cfg->spool_fsync_interval_ms &&
+        sp->held.len < sp->staging.max / 2)
         return;
     if (spool_sync(sp->spool) != SPOOL_OK) {
         spooler_failed(sp, "syncing", errno);
