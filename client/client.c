@@ -445,7 +445,8 @@ tlm_status tlm_flush(tlm_client *c, int timeout_ms)
     tlm_status st;
     for (;;) {
         int64_t now = clock_monotonic_ms();
-        tlm_conn_io(c, now);
+        if (!c->thread_running) /* else the thread alone does I/O (it writes unlocked) */
+            tlm_conn_io(c, now);
         tlm_client_kick(c, now);
         if (tlm_client_flushed(c, target)) {
             st = TLM_OK;
@@ -471,7 +472,8 @@ tlm_status tlm_poll(tlm_client *c)
         return TLM_EINVAL;
     pthread_mutex_lock(&c->lock);
     int64_t now = clock_monotonic_ms();
-    tlm_conn_io(c, now);
+    if (!c->thread_running) /* else the thread alone does I/O */
+        tlm_conn_io(c, now);
     tlm_client_kick(c, now);
     pthread_mutex_unlock(&c->lock);
     return TLM_OK;

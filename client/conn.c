@@ -363,7 +363,15 @@ static void tlm_conn_write(struct tlm_client *c, int64_t now)
             off = 0;
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        /* The I/O thread writes without the lock, so that sends never wait
+         * for a system call: while the thread runs it alone does I/O, and
+         * senders only add entries behind the ones being written. */
+        int unlocked = c->thread_running && pthread_equal(pthread_self(), c->thread);
+        if (unlocked)
+            pthread_mutex_unlock(&c->lock);
         ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (unlocked)
+            pthread_mutex_lock(&c->lock);
         if (tlm_conn_broken(n)) {
             tlm_conn_fail(c, now);
             return;
