@@ -357,10 +357,12 @@ static void encode_ext(struct buf *out, const msgpack_object_ext *ext)
     uint32_t nanos;
     char text[TIMESTAMP_TEXT_MAX + 1];
     if (timestamp_from_ext(ext->type, (const unsigned char *)ext->ptr, ext->size, &secs,
-                           &nanos) == 0)
-        encode_quoted(out, text, timestamp_format_any(secs, nanos / 1000000, text));
-    else
+                           &nanos) == 0) {
+        size_t len = timestamp_format_any(secs, nanos / 1000000, text);
+        encode_quoted(out, text, len);
+    } else {
         json_write_base64(out, ext->ptr, ext->size);
+    }
 }
 
 int encode_value(struct buf *out, const msgpack_object *obj, int depth)
@@ -446,8 +448,8 @@ int encode_event(struct buf *out, const struct analytics_event *ev,
         json_write_string(out, defaults->distinct_id, strlen(defaults->distinct_id));
     encode_literal(out, ",\"timestamp\":");
     char text[TIMESTAMP_TEXT_MAX + 1];
-    encode_quoted(out, text,
-                  timestamp_format_ms_any(ev->timestamp_ms >= 0 ? ev->timestamp_ms : now_ms, text));
+    size_t text_len = timestamp_format_ms_any(ev->timestamp_ms >= 0 ? ev->timestamp_ms : now_ms, text);
+    encode_quoted(out, text, text_len);
     encode_literal(out, ",\"uuid\":\"");
     char uuid[UUID_TEXT_LEN + 1];
     if (ev->uuid != NULL) {
