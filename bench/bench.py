@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_PAYLOADS = os.path.join(ROOT, "tests", "integration", "orchest-payloads.ndjson")
 EVENTS_FILE = os.path.join(ROOT, "proto", "events.txt")
-KINDS = ("cpu", "floor", "latency", "outage", "producer", "fluentbit", "callgrind")
+KINDS = ("cpu", "privacy", "floor", "latency", "outage", "producer", "fluentbit", "callgrind")
 TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 
 
@@ -180,7 +180,8 @@ class Sink:
 class Agent:
     """One telemetry-agent with its own directory, config, socket and log."""
 
-    def __init__(self, bench, sink, gzip=True, spool=False, backend=None, wrapper=()):
+    def __init__(self, bench, sink, gzip=True, spool=False, backend=None, wrapper=(),
+                 privacy=True):
         self.bench = bench
         self.dir = tempfile.mkdtemp(prefix="agent-", dir=bench.tmp)
         self.socket = os.path.join(self.dir, "agent.sock")
@@ -198,6 +199,8 @@ class Agent:
         }
         if spool:
             sections["spool"] = {"dir": os.path.join(self.dir, "spool"), "fsync": "interval"}
+        if not privacy:  # no [privacy] rules at all (the defaults drop and redact)
+            sections["privacy"] = {"drop_keys": "", "redact_values": ""}
         self.config = os.path.join(self.dir, "agent.ini")
         with open(self.config, "w") as f:
             for name, keys in sections.items():
@@ -373,10 +376,10 @@ class Bench:
 
     # -- 1-3: agent CPU, throughput, memory on a burst --------------------
 
-    def cpu_run(self, fmt, conns, gzip, spool):
+    def cpu_run(self, fmt, conns, gzip, spool, privacy=True):
         n = self.plan["events"]
         self.sink.reset()
-        agent = self.start_agent(gzip=gzip, spool=spool)
+        agent = self.start_agent(gzip=gzip, spool=spool, privacy=privacy)
         time.sleep(self.plan["idle_wait"])
         idle = agent.memory()
         cpu0 = agent.cpu_ns()
@@ -414,6 +417,15 @@ class Bench:
             self.repeat(cpu_key(fmt, conns, gzip, spool), "cpu",
                         dict(format=fmt, connections=conns, gzip=gzip, spool=spool),
                         lambda: self.cpu_run(fmt, conns, gzip, spool))
+
+    def run_privacy(self):
+        """The [privacy] rules' cost: the burst of the cpu scenario native,
+        4 connections, gzip, without any rule (the cpu scenarios run the
+        default rules)."""
+        print("the [privacy] rules' cost: the same burst without rules", file=sys.stderr)
+        self.repeat("privacy/none/native/c4", "privacy",
+                    dict(format="native", connections=4, gzip=True, spool=False, privacy=False),
+                    lambda: self.cpu_run("native", 4, True, False, privacy=False))
 
     # -- 6: the floors -----------------------------------------------------
 

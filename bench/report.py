@@ -33,6 +33,7 @@ def cpu_key(fmt, conns, gzip, spool):
 EXPECTED = {
     "cpu": ("agent_cpu_us_per_event", "throughput_eps", "peak_rss_mib", "idle_rss_mib",
             "idle_anon_mib", "sink_cpu_us_per_event"),
+    "privacy": ("agent_cpu_us_per_event", "throughput_eps", "peak_rss_mib"),
     "floor_unpack": ("cpu_us_per_event",),
     "floor_compress": ("libdeflate_1_ns_per_event", "libdeflate_1_ratio",
                        "igzip_1_ns_per_event", "igzip_1_ratio"),
@@ -109,6 +110,25 @@ def median_of(scenarios, key, figure):
     return entry["summary"][figure]["median"]
 
 
+def privacy_table(bench):
+    """The [privacy] rules' cost: the default rules against none, same burst."""
+    sc = bench.scenarios
+    none = sc.get("privacy/none/native/c4")
+    rules = sc.get(cpu_key("native", 4, True, False))
+    if none is None or rules is None or not none["summary"] or not rules["summary"]:
+        return []
+    rows = ["## The [privacy] rules' cost", "",
+            "The same burst (native, 4 connections, gzip) with the default rules (drop_keys, "
+            "redact_values) and with none.", "",
+            "| rules | agent CPU µs/event | events/s | peak RSS MiB |", "|---|---:|---:|---:|"]
+    for name, entry in (("defaults", rules), ("none", none)):
+        s = entry["summary"]
+        rows.append(f"| {name} | {fmt_figure(s, 'agent_cpu_us_per_event')} "
+                    f"| {fmt_figure(s, 'throughput_eps', digits=6)} "
+                    f"| {fmt_figure(s, 'peak_rss_mib')} |")
+    return rows + [""]
+
+
 def cpu_table(bench):
     sc = bench.scenarios
     # the agent gzips with igzip level 1: the floor compresses as it does
@@ -167,6 +187,7 @@ def report_markdown(bench, machine):
               "on). events/s: first write to last event counted at the sink.", ""]
     lines += cpu_table(bench)
     lines.append("")
+    lines += privacy_table(bench)
 
     lines += ["## Memory", "", "| figure | MiB |", "|---|---:|"]
     idle = summarize({"runs": [r for e in sc.values() if e["kind"] == "cpu"
