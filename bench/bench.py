@@ -63,6 +63,8 @@ def make_plan(smoke, events):
     # The spool's cost is in writing batches, whatever the number of producers:
     # measured at 1 and 16 connections, to keep the suite to minutes.
     cpu += [(fmt, conns, True, True) for fmt in ("native", "forward") for conns in (1, 16)]
+    # Many producers: throughput must not collapse at a thousand connections.
+    cpu += [("native", 1000, True, False)]
     return dict(events=events or 1000000, cpu=cpu, latency={1000: 10.0, 50000: 5.0},
                 outage_rate=50000, outage_seconds=30, producer_c=(20000, 3),
                 producer_py=(5000, 3), compress_ms=1000, idle_wait=0.5,
