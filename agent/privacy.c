@@ -279,6 +279,7 @@ static unsigned privacy_first_match(const struct privacy *p, const char *key, si
         return 0; /* out of memory: when in doubt, leave it out (rule 0 is a key rule) */
     privacy_lower(name, key, len);
     name[len] = '\0';
+    len = strlen(name); /* up to a NUL in the key, as fnmatch() reads it */
     unsigned match = PRIVACY_NO_RULE;
     for (size_t i = 0; i < p->nrules && match == PRIVACY_NO_RULE; i++) {
         const struct privacy_rule *r = &p->rules[i];

@@ -697,14 +697,13 @@ static void spool_enter_segment(struct spool *s, struct spool_pos *at, uint64_t 
 static int spool_read_window(struct spool *s, void *dst, size_t len, uint64_t offset,
                              uint64_t seg_end)
 {
-    if (offset + len > seg_end) /* past what is whole: read it as it is */
+    if (offset + len > seg_end || len > SPOOL_READ_AHEAD) /* past what is whole, or larger
+                                                            * than the window: read as is */
         return spool_pread_all(s->read_fd, dst, len, offset);
     if (s->ahead.len == 0 || offset < s->ahead_offset ||
         offset + len > s->ahead_offset + s->ahead.len) {
         size_t want = seg_end - offset > SPOOL_READ_AHEAD ? SPOOL_READ_AHEAD
                                                           : (size_t)(seg_end - offset);
-        if (want < len)
-            want = len;
         buf_rollback(&s->ahead, 0);
         if (buf_reserve(&s->ahead, want) < 0 ||
             spool_pread_all(s->read_fd, s->ahead.data, want, offset) != 1) {

@@ -205,7 +205,7 @@ static void *tlm_client_thread(void *arg)
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         int64_t now = clock_monotonic_ms();
-        int had_work = c->queue.next != NULL;
+        uint64_t written = c->stats.sent + c->stats.resent;
         tlm_conn_io(c, now);
         if (c->flush_waiters > 0)
             pthread_cond_broadcast(&c->progress);
@@ -213,7 +213,8 @@ static void *tlm_client_thread(void *arg)
         int64_t deadline = c->plan.deadline;
         /* events are flowing and the socket takes them: look again soon,
          * unwoken (a full socket wakes it with POLLOUT instead) */
-        c->thread_lingering = had_work && c->fd >= 0 && !(c->plan.events & POLLOUT);
+        c->thread_lingering = c->stats.sent + c->stats.resent != written && c->fd >= 0 &&
+                              !(c->plan.events & POLLOUT);
         if (c->thread_lingering && deadline > now + TLM_CLIENT_LINGER_MS)
             deadline = now + TLM_CLIENT_LINGER_MS;
         c->thread_polling = 1;
@@ -441,6 +442,9 @@ tlm_status tlm_flush(tlm_client *c, int timeout_ms)
     pthread_mutex_lock(&c->lock);
     uint64_t target = c->next_seq;
     int64_t start = clock_monotonic_ms();
+    /* 0: what can be done now, which with the thread is its next write */
+    if (timeout_ms == 0 && c->thread_running)
+        timeout_ms = 2 * TLM_CLIENT_LINGER_MS;
     int64_t deadline = timeout_ms < 0 ? TLM_CLIENT_NEVER : start + timeout_ms;
     tlm_status st;
     for (;;) {

@@ -173,8 +173,9 @@ TLM_API const char *tlm_socket_path(const tlm_client *client);
 
 /* Wait until every event sent before this call has been written to the
  * socket (reliable mode: acknowledged, or refused by the agent), for at most
- * timeout_ms milliseconds (0: do what can be done now without waiting; -1:
- * no limit). Returns TLM_OK when nothing sent before the call is pending,
+ * timeout_ms milliseconds (0: what can be done now: without the I/O thread,
+ * the writes that need no waiting; with it, its next write, a millisecond or
+ * two; -1: no limit). Returns TLM_OK when nothing sent before the call is pending,
  * TLM_ETIMEOUT otherwise (the events stay queued and are still sent later),
  * TLM_EINVAL if client is NULL. Thread-safe; events other threads send
  * meanwhile are not waited for. */

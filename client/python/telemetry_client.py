@@ -402,22 +402,26 @@ _RANDOM_POOL_BYTES = 4000  # random bytes read at once: one getrandom() per 400 
 _random_lock = threading.Lock()
 _random_pool = b""
 _random_pos = 0
+_random_pid = 0  # the process that read the pool: a forked child reads its own
 
 
 def _random10():
     """10 bytes from the operating system's CSPRNG, read in bulk."""
-    global _random_pool, _random_pos
+    global _random_pool, _random_pos, _random_pid
+    pid = os.getpid()  # a C-level fork() runs no at-fork hook
     with _random_lock:
         pos = _random_pos
-        if pos + 10 > len(_random_pool):
-            _random_pool, pos = os.urandom(_RANDOM_POOL_BYTES), 0
+        if pos + 10 > len(_random_pool) or pid != _random_pid:
+            _random_pool, pos, _random_pid = os.urandom(_RANDOM_POOL_BYTES), 0, pid
         _random_pos = pos + 10
         return _random_pool[pos:pos + 10]
 
 
 def _forget_random_pool():
-    """After fork(): a child must not draw the bytes its parent draws too."""
-    global _random_pool, _random_pos
+    """After fork(): a child must not draw the bytes its parent draws too (a
+    new lock too: the parent's may have been held at the fork)."""
+    global _random_pool, _random_pos, _random_lock
+    _random_lock = threading.Lock()
     _random_pool, _random_pos = b"", 0
 
 
@@ -635,8 +639,7 @@ class Client:
         datetime or an RFC 3339 str (default: now); uuid: str or uuid.UUID
         (default: a new UUIDv7); distinct_id: str (default: the client's,
         else the agent's)."""
-        if not _FORK_HOOKED:  # else the at-fork hook has reset a child's clients already
-            self._check_pid()
+        self._check_pid()  # a C-level fork() runs no at-fork hook
         chunk = "%x" % next(self._chunk_ids) if self.reliable else None
         try:
             data = _encode_event(event, properties, timestamp, uuid,
@@ -1237,10 +1240,9 @@ def _close_quietly_sock(sock):
 
 
 def _after_fork_in_child():
-    global _clients_lock, _default_lock, _random_lock
+    global _clients_lock, _default_lock
     _clients_lock = threading.Lock()
     _default_lock = threading.Lock()
-    _random_lock = threading.Lock()
     _forget_random_pool()
     for client in list(_clients):
         client._after_fork_in_child()
@@ -1261,8 +1263,7 @@ def _at_exit():
                 pass
 
 
-_FORK_HOOKED = hasattr(os, "register_at_fork")
-if _FORK_HOOKED:
+if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)
 

@@ -1292,3 +1292,27 @@ def test_context_manager_closes(fake):
     assert client.capture("project:created") is False
     assert client.stats()["dropped"]["closed"] == 1
     assert client._thread is None
+
+
+def test_a_child_of_a_c_level_fork_draws_uuids_of_its_own(clients):
+    """A fork() that runs no at-fork hook (a C library's): the child must not
+    draw the random bits its parent draws next, or two events of one
+    millisecond would share a uuid and the backend would keep one."""
+    import ctypes
+    tc.uuid7(0)  # the pool is read now, before the fork
+    r, w = os.pipe()
+    pid = ctypes.CDLL(None).fork()
+    if pid == 0:  # the child: its next uuid of millisecond 1234, to the parent
+        try:
+            os.write(w, tc.uuid7(1234).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert wait_child(pid) == 0
+        child = os.read(r, 100).decode()
+    finally:
+        os.close(r)
+    mine = tc.uuid7(1234)
+    assert len(child) == 36 and child[:14] == mine[:14]  # the same millisecond
+    assert child != mine

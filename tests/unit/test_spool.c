@@ -451,6 +451,40 @@ static void test_a_reader_at_the_tail_follows_it_into_the_next_segment(void)
 
 /* The state kept with the checkpoint, and the record indexes, come back
  * after a reopen. */
+/* Records larger than the reader's read-ahead window, between small ones,
+ * read back whole and in order. */
+static void test_records_larger_than_the_read_ahead(void)
+{
+    struct spool_recovery rec;
+    struct spool *s = fresh_spool(&rec);
+    if (s == NULL)
+        return;
+    enum { N = 6, BIG = 300 * 1024 };
+    char *texts[N];
+    size_t lens[N];
+    struct spool_pos end;
+    for (int i = 0; i < N; i++) {
+        lens[i] = i % 2 ? BIG + (size_t)i : 20 + (size_t)i;
+        texts[i] = malloc(lens[i]);
+        memset(texts[i], 'a' + i, lens[i]);
+        CHECK_EQ_INT(spool_append(s, texts[i], lens[i], &end), SPOOL_OK);
+    }
+    CHECK_EQ_INT(spool_write(s), SPOOL_OK);
+    struct spool_pos at = {0};
+    struct buf out = BUF_INIT;
+    uint64_t lost;
+    int got = 0;
+    while (got < N && spool_read(s, &at, &out, &lost) == 1) {
+        CHECK_MEM_EQ(out.data, out.len, texts[got], lens[got]);
+        got++;
+    }
+    CHECK_EQ_INT(got, N);
+    for (int i = 0; i < N; i++)
+        free(texts[i]);
+    buf_free(&out);
+    spool_close(s);
+}
+
 static void test_the_checkpoint_keeps_its_state_and_indexes(void)
 {
     struct spool_recovery rec;
@@ -487,6 +521,7 @@ int main(void)
     RUN(test_a_lost_checkpoint_rereads_from_the_start);
     RUN(test_a_torn_checkpoint_falls_back_to_the_previous_one);
     RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
+    RUN(test_records_larger_than_the_read_ahead);
     RUN(test_the_checkpoint_keeps_its_state_and_indexes);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
