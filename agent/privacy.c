@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* FNM_CASEFOLD */
 #include "privacy.h"
 
+#include "hash.h"
 #include "json.h"
 
 #include <arpa/inet.h>
@@ -293,29 +294,7 @@ static unsigned privacy_first_match(const struct privacy *p, const char *key, si
 
 static size_t privacy_cache_index(const char *key, size_t len)
 {
-    /* eight bytes at a time, each word mixed in by a multiplication; the
-     * last bytes read as whole (overlapping) words, never byte by byte */
-    uint64_t h = len * 0x9e3779b97f4a7c15u, w = 0;
-    const unsigned char *p = (const unsigned char *)key;
-    size_t left = len;
-    for (; left > 8; p += 8, left -= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdu;
-        h ^= h >> 32;
-    }
-    if (left == 8 || (len >= 8 && left > 0)) {
-        memcpy(&w, key + len - 8, 8);
-    } else if (left >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + left - 4, 4);
-        w = (uint64_t)a << 32 | b;
-    } else if (left > 0) {
-        w = (uint64_t)p[0] << 16 | (uint64_t)p[left / 2] << 8 | p[left - 1];
-    }
-    h = (h ^ w) * 0xff51afd7ed558ccdu;
-    h ^= h >> 29;
-    return (size_t)(h % PRIVACY_CACHE_SLOTS);
+    return (size_t)(hash_bytes(key, len) % PRIVACY_CACHE_SLOTS);
 }
 
 enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)

@@ -3,6 +3,8 @@
  */
 #include "ratelimit.h"
 
+#include "hash.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,18 +18,10 @@ void ratelimit_init(struct ratelimit *rl, double per_second, double burst)
     rl->burst = burst < 1 ? 1 : burst;
 }
 
-static uint32_t ratelimit_hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 /* addr's slot: found, a free one, or the least recently used of those probed. */
 static struct ratelimit_slot *ratelimit_slot(struct ratelimit *rl, const char *addr, int64_t now)
 {
-    uint32_t h = ratelimit_hash(addr);
+    uint32_t h = (uint32_t)hash_bytes(addr, strlen(addr));
     struct ratelimit_slot *oldest = NULL;
     for (int i = 0; i < RATELIMIT_PROBES; i++) {
         struct ratelimit_slot *s = &rl->slots[(h + (uint32_t)i) % RATELIMIT_SLOTS];

@@ -4,6 +4,8 @@
  */
 #include "registry.h"
 
+#include "hash.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
@@ -17,17 +19,9 @@ struct registry {
     size_t count;
 };
 
-static uint64_t registry_hash(const char *s, size_t len)
-{
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * UINT64_C(1099511628211);
-    return h;
-}
-
 static char **registry_slot(const struct registry *r, const char *name, size_t len)
 {
-    size_t i = registry_hash(name, len) & (r->nslots - 1);
+    size_t i = hash_bytes(name, len) & (r->nslots - 1);
     while (r->slots[i] != NULL &&
            !(strlen(r->slots[i]) == len && memcmp(r->slots[i], name, len) == 0))
         i = (i + 1) & (r->nslots - 1);
