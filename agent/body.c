@@ -27,7 +27,6 @@ struct body_format {
     struct buf prefix; /* the body up to the first event */
     int gzip;
     struct body_gzip *compressor;
-    struct buf plain;  /* reused between attempts when gzipping */
     size_t last_plain; /* bytes of the last body before compression */
 };
 
@@ -56,7 +55,6 @@ void body_format_free(struct body_format *f)
     if (f == NULL)
         return;
     buf_free(&f->prefix);
-    buf_free(&f->plain);
     free(f->compressor);
     free(f);
 }
@@ -72,23 +70,38 @@ size_t body_envelope_bytes(const struct body_format *f)
            strlen(BODY_SENT_AT_SUFFIX);
 }
 
-static void body_write_plain(const struct body_format *f, const struct batch *batch,
-                             int64_t now_ms, struct buf *out)
+/* The body in three parts: the prefix, the batch's events as they are
+ * stored, and the end with sent_at (written in end, of BODY_END_MAX). */
+#define BODY_END_MAX (sizeof BODY_SENT_AT_PREFIX + TIMESTAMP_TEXT_MAX + sizeof BODY_SENT_AT_SUFFIX)
+
+struct body_part {
+    const char *data;
+    size_t len;
+};
+
+static size_t body_parts(const struct body_format *f, const struct batch *batch, int64_t now_ms,
+                         char *end, struct body_part parts[3])
 {
+    struct buf tail = buf_borrow(end, BODY_END_MAX);
     char sent_at[TIMESTAMP_TEXT_MAX + 1];
     size_t sent_at_len = timestamp_format_ms_any(now_ms, sent_at);
-    buf_reserve(out, f->prefix.len + batch->events.len + body_envelope_bytes(f));
-    buf_append(out, f->prefix.data, f->prefix.len);
-    buf_append(out, batch->events.data, batch->events.len);
-    buf_append_str(out, BODY_SENT_AT_PREFIX);
-    buf_append(out, sent_at, sent_at_len);
-    buf_append_str(out, BODY_SENT_AT_SUFFIX);
+    buf_append_str(&tail, BODY_SENT_AT_PREFIX);
+    buf_append(&tail, sent_at, sent_at_len);
+    buf_append_str(&tail, BODY_SENT_AT_SUFFIX);
+    parts[0] = (struct body_part){f->prefix.data, f->prefix.len};
+    parts[1] = (struct body_part){batch->events.data, batch->events.len};
+    parts[2] = (struct body_part){end, tail.len};
+    return parts[0].len + parts[1].len + parts[2].len;
 }
 
-/* gzip plain into out (emptied first). Returns 0, or -1 when out of memory. */
-static int body_gzip(struct body_format *f, const struct buf *plain, struct buf *out)
+/* gzip the parts, one after the other, into out (emptied first): the
+ * uncompressed body is never put together. Returns 0, or -1 when out of
+ * memory. */
+static int body_gzip(struct body_format *f, const struct body_part parts[3], size_t total,
+                     struct buf *out)
 {
-    if (f->compressor == NULL && (f->compressor = malloc(sizeof *f->compressor)) == NULL)
+    if (total > UINT32_MAX ||
+        (f->compressor == NULL && (f->compressor = malloc(sizeof *f->compressor)) == NULL))
         return -1;
     struct isal_zstream *z = &f->compressor->stream;
     isal_deflate_init(z);
@@ -96,40 +109,42 @@ static int body_gzip(struct body_format *f, const struct buf *plain, struct buf 
     z->level_buf = f->compressor->level_buf;
     z->level_buf_size = sizeof f->compressor->level_buf;
     z->gzip_flag = IGZIP_GZIP;
-    z->end_of_stream = 1;
     z->flush = NO_FLUSH;
-    z->next_in = (uint8_t *)plain->data;
-    z->avail_in = (uint32_t)plain->len;
     /* deflate's worst case, stored blocks, plus the gzip header and trailer */
-    size_t room = plain->len + plain->len / 16 + 64;
-    while (z->internal_state.state != ZSTATE_END) {
-        if (buf_reserve(out, room) < 0)
-            return -1;
-        size_t avail = out->cap - out->len;
-        z->next_out = (uint8_t *)out->data + out->len;
-        z->avail_out = avail > UINT32_MAX ? UINT32_MAX : (uint32_t)avail;
-        if (isal_deflate(z) != COMP_OK)
-            return -1;
-        out->len = (size_t)((char *)z->next_out - out->data);
-        room = out->cap; /* not enough after all: double it */
+    size_t room = total + total / 16 + 64;
+    for (int i = 0; i < 3; i++) {
+        z->next_in = (uint8_t *)parts[i].data;
+        z->avail_in = (uint32_t)parts[i].len;
+        z->end_of_stream = i == 2;
+        while (z->avail_in > 0 || (i == 2 && z->internal_state.state != ZSTATE_END)) {
+            if (buf_reserve(out, room) < 0)
+                return -1;
+            size_t avail = out->cap - out->len;
+            z->next_out = (uint8_t *)out->data + out->len;
+            z->avail_out = avail > UINT32_MAX ? UINT32_MAX : (uint32_t)avail;
+            if (isal_deflate(z) != COMP_OK)
+                return -1;
+            out->len = (size_t)((char *)z->next_out - out->data);
+            if (out->len == out->cap)
+                room = out->cap; /* not enough after all: double it */
+        }
     }
     return 0;
 }
 
 int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms, struct buf *out)
 {
+    char end[BODY_END_MAX];
+    struct body_part parts[3];
+    size_t total = body_parts(f, batch, now_ms, end, parts);
+    f->last_plain = total;
     buf_rollback(out, 0);
-    if (!f->gzip) {
-        body_write_plain(f, batch, now_ms, out);
-        f->last_plain = out->len;
-        return out->failed ? -1 : 0;
-    }
-    buf_rollback(&f->plain, 0);
-    body_write_plain(f, batch, now_ms, &f->plain);
-    if (f->plain.failed || f->plain.len > UINT32_MAX)
-        return -1;
-    f->last_plain = f->plain.len;
-    return body_gzip(f, &f->plain, out);
+    if (f->gzip)
+        return body_gzip(f, parts, total, out);
+    buf_reserve(out, total);
+    for (int i = 0; i < 3; i++)
+        buf_append(out, parts[i].data, parts[i].len);
+    return out->failed ? -1 : 0;
 }
 
 struct body_format *body_format_for(const struct config *cfg)

@@ -114,20 +114,6 @@ static int encode_name_cmp(const void *a, const void *b)
     return memcmp(x->ptr, y->ptr, x->len);
 }
 
-/* Whether a string is written with the same characters: valid UTF-8
- * (invalid bytes all become U+FFFD, so two such strings may meet). */
-static int encode_str_is_exact(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        size_t n = p[i] < 0x80 ? 1 : json_utf8_sequence_length(p + i, len - i);
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
 /* Append the name key is written as (its characters, before JSON
  * escaping). Returns 0, or -1 (too deep, or out of memory). */
 static int encode_name_text(struct buf *texts, const msgpack_object *key, int depth)
@@ -192,7 +178,7 @@ static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, in
         int exact = 1;
         for (uint32_t i = 0; exact && i < map->size; i++)
             exact = map->ptr[i].key.type == MSGPACK_OBJECT_STR &&
-                    encode_str_is_exact(map->ptr[i].key.via.str.ptr, map->ptr[i].key.via.str.size);
+                    json_utf8_is_valid(map->ptr[i].key.via.str.ptr, map->ptr[i].key.via.str.size);
         for (uint32_t i = 1; exact && i < map->size; i++) {
             const msgpack_object_str *a = &map->ptr[i].key.via.str;
             for (uint32_t j = 0; j < i; j++) {

@@ -49,8 +49,9 @@ struct privacy_cache_slot {
 };
 
 struct privacy {
-    struct privacy_rule *rules;
+    struct privacy_rule *rules; /* the key rules, then the value rules */
     size_t nrules;
+    size_t first_value_rule;
     int has_key_rules, has_redactions;
     regex_t regex;
     int has_regex;
@@ -118,6 +119,8 @@ static int privacy_add(struct privacy *p, enum privacy_kind kind, const char *se
     for (size_t i = 0; previous != NULL && i < previous->nrules; i++)
         if (strcmp(previous->rules[i].text, r->text) == 0)
             r->count = previous->rules[i].count;
+    if (kind != RULE_DROP && kind != RULE_HASH && !p->has_redactions)
+        p->first_value_rule = p->nrules; /* privacy_new adds every key rule first */
     p->nrules++;
     if (kind == RULE_DROP || kind == RULE_HASH)
         p->has_key_rules = 1;
@@ -475,6 +478,38 @@ static int privacy_find(const struct privacy *p, const struct privacy_rule *r, c
     }
 }
 
+/* The bit (1 << kind) of each built-in value kind whose character s may
+ * hold ('@' for email, '.' for ipv4, ':' for ipv6), found eight bytes at a
+ * time. A byte of 0x80 or more can count as one (the rule then looks, and
+ * finds nothing): none is missed. */
+static unsigned privacy_kinds_present(const char *s, size_t len)
+{
+    static const struct {
+        enum privacy_kind kind;
+        uint64_t pattern; /* the character in every byte */
+    } kinds[] = {{RULE_EMAIL, '@' * UINT64_C(0x0101010101010101)},
+                 {RULE_IPV4, '.' * UINT64_C(0x0101010101010101)},
+                 {RULE_IPV6, ':' * UINT64_C(0x0101010101010101)}};
+    const uint64_t highs = UINT64_C(0x8080808080808080), sevens = UINT64_C(0x7f7f7f7f7f7f7f7f);
+    uint64_t seen[3] = {0, 0, 0};
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t w = 0;
+        if (len - i >= 8)
+            memcpy(&w, s + i, 8);
+        else
+            memcpy(&w, s + i, len - i); /* the zero bytes after are none of them */
+        uint64_t low7 = w & ~highs;
+        /* a byte of low7 ^ pattern is below 0x80: adding 0x7f sets its high
+         * bit unless it is 0, that is, unless the byte is the character */
+        for (int k = 0; k < 3; k++)
+            seen[k] |= ~((low7 ^ kinds[k].pattern) + sevens) & highs;
+    }
+    unsigned present = 0;
+    for (int k = 0; k < 3; k++)
+        present |= seen[k] != 0 ? 1u << kinds[k].kind : 0;
+    return present;
+}
+
 int privacy_redacts(const struct privacy *p)
 {
     return p->has_redactions;
@@ -496,12 +531,14 @@ void privacy_write_string(struct privacy *p, struct buf *out, const char *s, siz
     }
     struct buf text = BUF_INIT;
     size_t pos = 0;
+    unsigned present = privacy_kinds_present(s, len) | 1u << RULE_REGEX;
     for (;;) {
         size_t best_start = len, best_end = len;
         struct privacy_rule *best = NULL;
-        for (size_t i = 0; i < p->nrules; i++) {
+        for (size_t i = p->first_value_rule; i < p->nrules; i++) {
             size_t a, b;
-            if (privacy_find(p, &p->rules[i], s, len, pos, &a, &b) &&
+            if ((present & 1u << p->rules[i].kind) &&
+                privacy_find(p, &p->rules[i], s, len, pos, &a, &b) &&
                 (a < best_start || (a == best_start && b > best_end))) {
                 best_start = a;
                 best_end = b;

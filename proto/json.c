@@ -66,6 +66,27 @@ size_t json_utf8_sequence_length(const unsigned char *s, size_t avail)
     return n;
 }
 
+int json_utf8_is_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (p[i] >= 0x80) {
+            size_t n = json_utf8_sequence_length(p + i, len - i);
+            if (n == 0)
+                return 0;
+            i += n;
+            continue;
+        }
+        uint64_t w;
+        if (i + 8 <= len && (memcpy(&w, p + i, 8), (w & UINT64_C(0x8080808080808080)) == 0))
+            i += 8; /* eight ASCII bytes */
+        else
+            i++;
+    }
+    return 1;
+}
+
 /* The escaped body of a string, without the surrounding quotes. */
 static int json_write_string_body(struct buf *out, const char *s, size_t len)
 {

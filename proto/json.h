@@ -34,5 +34,7 @@ int json_nesting_step(struct json_nesting *n, char c);
 /* Length of the valid UTF-8 sequence starting at s (1-4), or 0 if the bytes
  * at s do not start a valid, shortest-form, non-surrogate sequence. */
 size_t json_utf8_sequence_length(const unsigned char *s, size_t avail);
+/* Is s[0..len) all valid UTF-8 (written by json_write_string as it is)? */
+int json_utf8_is_valid(const char *s, size_t len);
 
 #endif

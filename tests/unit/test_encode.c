@@ -7,6 +7,7 @@
 #include "config.h"
 #include "decode.h"
 #include "encode.h"
+#include "json.h"
 #include "mp.h"
 #include "peer.h"
 #include "privacy.h"
@@ -127,6 +128,29 @@ static void test_valid_utf8_unchanged(void)
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         check_string(texts[i], texts[i], strlen(texts[i]), texts[i], strlen(texts[i]));
+}
+
+/* json_utf8_is_valid reads eight ASCII bytes at a time: a bad byte or a
+ * good sequence at any place of strings of every length up to 24. */
+static void test_utf8_is_valid_everywhere(void)
+{
+    char text[32];
+    for (size_t len = 0; len <= 24; len++) {
+        memset(text, 'a', len);
+        check_context("%zu bytes", len);
+        CHECK(json_utf8_is_valid(text, len));
+        for (size_t at = 0; at < len; at++) {
+            memset(text, 'a', len);
+            text[at] = (char)0xff;
+            CHECK(!json_utf8_is_valid(text, len));
+            if (at + 3 <= len) {
+                memcpy(text + at, "\xe2\x82\xac", 3); /* U+20AC */
+                CHECK(json_utf8_is_valid(text, len));
+                CHECK(!json_utf8_is_valid(text, at + 2)); /* cut inside it */
+            }
+        }
+    }
+    check_context(NULL);
 }
 
 static void test_non_finite_is_null(void)
@@ -550,6 +574,49 @@ static void test_privacy_rules(void)
     }
 }
 
+/* Each built-in value kind is found at every place of strings of every
+ * length up to 30: the characters that let a kind look ('@', '.', ':')
+ * are found eight bytes at a time, so each place in a word is tried, with
+ * a non-ASCII byte before the value too. */
+static void test_privacy_values_at_every_place(void)
+{
+    struct config cfg;
+    char err[200];
+    if (!fresh_config(&cfg, NULL))
+        return;
+    struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
+    static const char *const values[] = {"a@b.io", "10.1.2.3", "fe80::1"};
+    for (size_t v = 0; pv != NULL && v < sizeof values / sizeof values[0]; v++) {
+        size_t n = strlen(values[v]);
+        for (size_t len = n; len <= 30; len++) {
+            for (size_t at = 0; at + n <= len; at++) {
+                char text[32];
+                memset(text, 'x', len);
+                text[len] = '\0';
+                memcpy(text + at, values[v], n);
+                if (at >= 3) { /* an e-acute and a space */
+                    text[at - 3] = (char)0xc3;
+                    text[at - 2] = (char)0xa9;
+                    text[at - 1] = ' ';
+                }
+                if (at + n < len)
+                    text[at + n] = ' ';
+                struct buf out = BUF_INIT;
+                privacy_write_string(pv, &out, text, len);
+                buf_append_char(&out, '\0');
+                check_context("%s at %zu of %zu", values[v], at, len);
+                CHECK(!out.failed && strstr(out.data, "[redacted]") != NULL &&
+                      strstr(out.data, values[v]) == NULL);
+                buf_free(&out);
+            }
+        }
+    }
+    check_context(NULL);
+    CHECK(pv != NULL);
+    privacy_free(pv);
+    config_free(&cfg);
+}
+
 /* Key rules of every shape, case-insensitive, matched the same whether a
  * key is met for the first time or again (the recent keys kept), and
  * counted each time. */
@@ -783,6 +850,7 @@ int main(void)
     RUN(test_string_escapes);
     RUN(test_invalid_utf8);
     RUN(test_valid_utf8_unchanged);
+    RUN(test_utf8_is_valid_everywhere);
     RUN(test_non_finite_is_null);
     RUN(test_floats);
     RUN(test_integer_extremes);
@@ -797,6 +865,7 @@ int main(void)
     RUN(test_peer_tags_written_over_the_producers);
     RUN(test_privacy_rules);
     RUN(test_privacy_key_shapes);
+    RUN(test_privacy_values_at_every_place);
     RUN(test_repeated_keys_refused);
     RUN(test_keys_within_keys_are_bounded);
     RUN(test_lib_properties);

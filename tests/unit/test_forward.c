@@ -1056,7 +1056,7 @@ static void test_packed_buffer_reused(void)
         for (int i = 0; i < nentries; i++)
             wrong += !entries[i].ok ||
                      json_integer_value(js_at(entries[i].json, "properties/i")) != round + i;
-        size_t capacity = d.packed.unpacker.used + d.packed.unpacker.free;
+        size_t capacity = d.packed.capacity;
         if (capacity > max_capacity)
             max_capacity = capacity;
     }

@@ -364,12 +364,12 @@ static void test_zone_reused(void)
                     first_ptr = obj.via.map.ptr;
                 same_place += obj.via.map.ptr == first_ptr;
                 objects++;
-                msgpack_zone *z = s.unpacker.z;
+                const msgpack_zone *z = &s.zone;
                 size_t finalizers = (size_t)(z->finalizer_array.tail - z->finalizer_array.array);
                 if (finalizers > max_finalizers)
                     max_finalizers = finalizers;
             }
-            size_t capacity = s.unpacker.used + s.unpacker.free;
+            size_t capacity = s.capacity;
             if (capacity > max_capacity)
                 max_capacity = capacity;
         }
@@ -380,6 +380,88 @@ out:
     CHECK_LE(max_capacity, 8192);
     CHECK_LE(max_finalizers, 1);
     CHECK_EQ_UINT(stream_pending(&s), 0);
+    stream_destroy(&s);
+}
+
+/* A header that claims more elements than the bytes could hold is not
+ * allocated for (4 billion elements would be about 100 GB of tree): the
+ * stream waits for more, and still sees a bad byte after it. */
+static void test_claims_not_allocated_for(void)
+{
+    struct stream s;
+    msgpack_object obj;
+    if (!CHECK_EQ_INT(stream_init(&s, INITIAL_BUFFER, NO_LIMIT), 0))
+        return;
+    static const unsigned char huge_array[] = {0x92, 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0};
+    static const unsigned char huge_map[] = {0x91, 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'k', 0xc0};
+    /* a zone that grows puts a new chunk at the head of its list */
+    const msgpack_zone_chunk *first_chunk = s.zone.chunk_list.head;
+    CHECK_EQ_INT(stream_append(&s, huge_array, sizeof huge_array), 0);
+    CHECK_EQ_INT(stream_next(&s, &obj), STREAM_NEED_MORE);
+    CHECK(s.zone.chunk_list.head == first_chunk);
+    CHECK_EQ_INT(stream_append(&s, "\xc1", 1), 0);
+    CHECK_EQ_INT(stream_next(&s, &obj), STREAM_INVALID);
+    stream_clear(&s);
+    CHECK_EQ_INT(stream_append(&s, huge_map, sizeof huge_map), 0);
+    CHECK_EQ_INT(stream_next(&s, &obj), STREAM_NEED_MORE);
+    CHECK(s.zone.chunk_list.head == first_chunk);
+    CHECK_EQ_UINT(stream_pending(&s), sizeof huge_map);
+    stream_destroy(&s);
+}
+
+/* Random objects of every type, nested, whole and split at a random byte:
+ * each built exactly as msgpack-c's own unpacker builds it. */
+static void test_random_objects_as_msgpack_c(void)
+{
+    struct stream s;
+    if (!CHECK_EQ_INT(stream_init(&s, INITIAL_BUFFER, NO_LIMIT), 0))
+        return;
+    srand(7);
+    static const char *const shapes[] = {
+        "{s:[i, I, U, d, f, n, b], s:{s:S, s:x, s:e}}",
+        "[[i, [I, [U, {s:d}]]], f, {i:s}]",
+        "{s:s, s:{s:i, s:[s, s], s:{s:b}}, s:U, s:s}",
+    };
+    static const unsigned char ext[5] = {1, 2, 3, 4, 5};
+    for (int round = 0; round < 3000; round++) {
+        int r1 = rand(), r2 = rand();
+        int64_t wide = ((int64_t)r1 << 31 | r2) * (r1 % 2 ? 1 : -1);
+        uint64_t big = (uint64_t)r1 << 33 ^ (uint64_t)r2;
+        mp_reset(&m);
+        switch (round % 3) {
+        case 0:
+            mp_pack(&m, shapes[0], "a", r1 % 300 - 150, wide, big, r2 / 7.0, (float)r1 / 3.0f,
+                    r1 % 2, "b", "c", "x\0y", (size_t)3, "d", "\xff\x00", (size_t)(r2 % 3),
+                    "e", r1 % 128, ext, (size_t)(r2 % 6));
+            break;
+        case 1:
+            mp_pack(&m, shapes[1], r1 % 70000 - 35000, wide, big, "k", -r2 / 3.0,
+                    (float)r2, r1, "v");
+            break;
+        default:
+            mp_pack(&m, shapes[2], "event", "project:created", "properties", "n", r1, "l", "a",
+                    "bb", "m", "k", r2 % 2, "u", big, "t", "2026-12-03T10:00:00Z");
+        }
+        msgpack_unpacked want;
+        msgpack_unpacked_init(&want);
+        size_t off = 0;
+        if (!CHECK_EQ_INT(msgpack_unpack_next(&want, m.sbuf.data, m.sbuf.size, &off),
+                          MSGPACK_UNPACK_SUCCESS))
+            break;
+        size_t split = (size_t)r2 % (m.sbuf.size + 1);
+        msgpack_object got;
+        check_context("round %d, split at %zu of %zu", round, split, m.sbuf.size);
+        CHECK_EQ_INT(stream_append(&s, m.sbuf.data, split), 0);
+        if (split < m.sbuf.size) {
+            CHECK_EQ_INT(stream_next(&s, &got), STREAM_NEED_MORE);
+            CHECK_EQ_INT(stream_append(&s, m.sbuf.data + split, m.sbuf.size - split), 0);
+        }
+        if (CHECK_EQ_INT(stream_next(&s, &got), STREAM_OBJECT))
+            CHECK(msgpack_object_equal(got, want.data));
+        CHECK_EQ_UINT(stream_pending(&s), 0);
+        msgpack_unpacked_destroy(&want);
+    }
+    check_context(NULL);
     stream_destroy(&s);
 }
 
@@ -409,6 +491,8 @@ int main(void)
     RUN(test_too_large);
     RUN(test_clear);
     RUN(test_zone_reused);
+    RUN(test_claims_not_allocated_for);
+    RUN(test_random_objects_as_msgpack_c);
     RUN(test_destroy_any_time);
     mp_free(&m);
     return check_finish();
