@@ -110,14 +110,17 @@ static int body_gzip(struct body_format *f, const struct body_part parts[3], siz
     z->level_buf_size = sizeof f->compressor->level_buf;
     z->gzip_flag = IGZIP_GZIP;
     z->flush = NO_FLUSH;
-    /* deflate's worst case, stored blocks, plus the gzip header and trailer */
-    size_t room = total + total / 16 + 64;
+    /* room for deflate's worst case, stored blocks, plus the gzip header
+     * and trailer: the whole output, not more for each part */
+    size_t capacity = total + total / 16 + 64;
     for (int i = 0; i < 3; i++) {
         z->next_in = (uint8_t *)parts[i].data;
         z->avail_in = (uint32_t)parts[i].len;
         z->end_of_stream = i == 2;
         while (z->avail_in > 0 || (i == 2 && z->internal_state.state != ZSTATE_END)) {
-            if (buf_reserve(out, room) < 0)
+            if (out->len == out->cap && out->cap >= capacity)
+                capacity = 2 * out->cap; /* not enough after all */
+            if (out->len < capacity && buf_reserve(out, capacity - out->len) < 0)
                 return -1;
             size_t avail = out->cap - out->len;
             z->next_out = (uint8_t *)out->data + out->len;
@@ -125,8 +128,6 @@ static int body_gzip(struct body_format *f, const struct body_part parts[3], siz
             if (isal_deflate(z) != COMP_OK)
                 return -1;
             out->len = (size_t)((char *)z->next_out - out->data);
-            if (out->len == out->cap)
-                room = out->cap; /* not enough after all: double it */
         }
     }
     return 0;
