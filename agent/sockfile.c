@@ -93,41 +93,53 @@ static int sockfile_group(const char *name, gid_t *gid)
     return 0;
 }
 
+/* The name the socket is bound under before it is renamed into place. */
+#define SOCKFILE_TEMP_SUFFIX "~"
+
 int sockfile_open(const struct config *cfg, char *err, size_t errlen)
 {
     const char *path = cfg->socket;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof addr.sun_path) {
+    if (strlen(path) + strlen(SOCKFILE_TEMP_SUFFIX) >= sizeof addr.sun_path) {
         snprintf(err, errlen, "[agent] socket = '%s' is not allowed (allowed: a path of at most "
-                 "%zu bytes)", path, sizeof addr.sun_path - 1);
+                 "%zu bytes)", path, sizeof addr.sun_path - 1 - strlen(SOCKFILE_TEMP_SUFFIX));
         return -1;
     }
-    memcpy(addr.sun_path, path, strlen(path));
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s" SOCKFILE_TEMP_SUFFIX, path);
+    const char *temp = addr.sun_path;
     gid_t gid = (gid_t)-1;
     if (cfg->socket_group[0] != '\0' && sockfile_group(cfg->socket_group, &gid) < 0) {
         snprintf(err, errlen, "[agent] socket_group = '%s': no such group", cfg->socket_group);
         return -1;
     }
-    if (sockfile_mkdirs(path, err, errlen) < 0 || sockfile_clear_stale(path, &addr, err, errlen) < 0)
+    struct sockaddr_un final = {.sun_family = AF_UNIX};
+    memcpy(final.sun_path, path, strlen(path));
+    /* a temporary socket is left only by an agent that died starting */
+    if (sockfile_mkdirs(path, err, errlen) < 0 ||
+        sockfile_clear_stale(path, &final, err, errlen) < 0 ||
+        sockfile_clear_stale(temp, &addr, err, errlen) < 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "[agent] socket = '%s': socket(): %s", path, strerror(errno));
         return -1;
     }
-    /* Created with no permissions at all, then given its group, then its
-     * mode: never more open than configured, at any moment. */
+    /* Bound under a temporary name with no permissions at all, listening,
+     * given its group and mode, and only then renamed to its path: whoever
+     * finds the path can connect at once, and nobody could ever open it
+     * more widely than configured. */
     mode_t old = umask(0777);
     int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
     int saved = errno;
     umask(old);
-    if (rc < 0 || (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) ||
-        chmod(path, (mode_t)cfg->socket_mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+    if (rc < 0 || listen(fd, SOMAXCONN) < 0 ||
+        (gid != (gid_t)-1 && chown(temp, (uid_t)-1, gid) < 0) ||
+        chmod(temp, (mode_t)cfg->socket_mode) < 0 || rename(temp, path) < 0) {
         if (rc == 0)
             saved = errno;
         snprintf(err, errlen, "[agent] socket = '%s': %s", path, strerror(saved));
         if (rc == 0)
-            unlink(path);
+            unlink(temp);
         close(fd);
         return -1;
     }

@@ -1,8 +1,8 @@
 /*
  * sockfile: the producers' socket file: its directory made, a stale socket
  * from a dead agent replaced only if no agent answers on it, a path that is
- * not a socket left alone, and permissions never wider than configured, at
- * any moment.
+ * not a socket left alone, permissions never wider than configured, at any
+ * moment, and a listening socket the moment the path appears.
  */
 #ifndef TA_SOCKFILE_H
 #define TA_SOCKFILE_H

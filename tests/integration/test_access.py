@@ -121,8 +121,10 @@ def test_tag_peer_says_who_sent_each_event(collector, make_agent):
 
 
 def test_the_socket_is_never_wider_than_its_mode(make_agent, tmp_path):
-    # created with no permissions at all, then given its group and mode:
-    # there is no moment when others could open it
+    # bound under a temporary name with no permissions at all, then made
+    # listening, given its group and mode, and renamed into place: there is
+    # no moment when others could open it, and whoever finds the path can
+    # connect at once
     build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
     probe = tmp_path / "binds.txt"
     agent = make_agent({"agent": {"socket_mode": "0660"}},
@@ -133,7 +135,7 @@ def test_the_socket_is_never_wider_than_its_mode(make_agent, tmp_path):
                                              ":verify_asan_link_order=0").lstrip(":")})
     mode_now = os.stat(agent.socket).st_mode & 0o7777
     agent.stop()
-    created = [line.split(" ", 1) for line in probe.read_text().splitlines()]
-    assert [path for _, path in created] == [agent.socket]
-    assert created[0][0] == "0000", created
+    lines = probe.read_text().splitlines()
+    assert lines == [f"bind 0000 {agent.socket}~",
+                     f"rename 0660 listening {agent.socket}"], lines
     assert mode_now == 0o660
