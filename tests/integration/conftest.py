@@ -37,6 +37,13 @@ VALGRIND = ["valgrind", "--tool=memcheck", "--leak-check=full", "--quiet",
     if os.environ.get("TELEMETRY_TEST_VALGRIND") == "1" else []
 
 
+def not_under_valgrind(why):
+    """Marks a test left to the plain and sanitized builds: under memcheck
+    what it checks would be valgrind's doing, not the agent's (why says how).
+    pytest reports it as skipped there."""
+    return pytest.mark.skipif(bool(VALGRIND), reason="under valgrind: " + why)
+
+
 def load_payloads():
     """Realistic Orchest-shaped events ({"event", "properties"}), 100 B to 1.5 KB."""
     import json
