@@ -17,8 +17,8 @@ import uuid
 
 import msgpack
 
-from conftest import VALGRIND, backend, connect, read_until_closed
-from test_pressure import MIB, SANITIZED
+from conftest import backend, connect, read_until_closed
+from test_pressure import MIB, INSTRUMENTED
 
 
 class GoodProducer(threading.Thread):
@@ -270,7 +270,7 @@ def test_hostile_producers_do_not_hurt_good_ones(collector, make_agent):
     # (under the sanitizers or valgrind, RSS is mostly theirs: shadow memory
     # and freed blocks held in quarantine; valgrind's leak check at exit
     # speaks for the agent's heap there)
-    if not SANITIZED and not VALGRIND:
+    if not INSTRUMENTED:
         assert rss_after <= rss_before + 16 * MIB, (rss_before, rss_after)
     print(f"\nhostile run: fds {fds_before} -> {fds_after}, RSS {rss_before // 1024} KiB -> "
           f"{rss_after // 1024} KiB, relay {statuses}, good events {len(acked)}")

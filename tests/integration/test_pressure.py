@@ -20,6 +20,10 @@ from conftest import backend, connect
 from test_c_client import PRODUCER, Run
 
 SANITIZED = os.environ.get("TELEMETRY_TEST_SANITIZED") == "1"
+# Under the sanitizers or valgrind the agent runs several times slower and
+# most of its RSS is the tool's: memory bounds are checked on RSS only
+# without them, and the longest runs are shortened.
+INSTRUMENTED = SANITIZED or os.environ.get("TELEMETRY_TEST_VALGRIND") == "1"
 MIB = 1024 * 1024
 
 
@@ -121,7 +125,7 @@ def test_a_burst_far_faster_than_the_backend_is_delivered_whole(make_agent, coll
     assert stats["dropped"] == 0 and stats["connections_paused"] > 0
     balanced(stats)
     assert buffer_peak(agent) <= 8 * MIB + 1 * MIB  # the bound, plus at most one message
-    if not SANITIZED:
+    if not INSTRUMENTED:
         # buffer.max_bytes + one message + the documented constant (README)
         assert rss < 8 * MIB + 1 * MIB + 20 * MIB, f"peak RSS {rss} bytes"
 
@@ -178,7 +182,7 @@ def test_one_event_batches_through_an_outage_stay_within_the_bound(make_agent, c
     assert stats["delivered"] == total and stats["dropped"] == 0
     balanced(stats)
     assert buffer_peak(agent) <= 8 * MIB + 1 * MIB
-    if not SANITIZED:
+    if not INSTRUMENTED:
         assert rss < 8 * MIB + 1 * MIB + 20 * MIB, f"peak RSS {rss} bytes"
 
 
@@ -224,7 +228,7 @@ def test_an_outage_under_steady_load_loses_nothing_and_sigterm_after_it_delivers
     # one probe at a time, at least retry_initial_ms (100) apart: not thousands
     assert during <= 30 / 0.1 + 10, during
     assert buffer_peak(agent) <= 8 * MIB + 1 * MIB
-    if not SANITIZED:
+    if not INSTRUMENTED:
         assert rss < 8 * MIB + 1 * MIB + 20 * MIB, f"peak RSS {rss} bytes"
 
 

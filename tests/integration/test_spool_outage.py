@@ -4,14 +4,15 @@ spool: nothing is lost, the agent's memory stays at its bound while the
 spool grows on disk, and the spool drains once the backend is back.
 
 SPOOL_OUTAGE_SECONDS sets the outage's length (default 300 s in the release
-build; 30 s under the sanitizers, which slow the agent several times over).
+build; 30 s under the sanitizers or valgrind, which slow the agent several
+times over).
 """
 import os
 import re
 import time
 
 from collector import make_response
-from test_pressure import MIB, SANITIZED, Steady, numbers, wait_numbers
+from test_pressure import MIB, INSTRUMENTED, Steady, numbers, wait_numbers
 from test_spool import segments, spool_agent, stats_balanced
 
 
@@ -25,7 +26,7 @@ def spool_bytes(spool_dir):
 
 
 def test_a_long_outage_costs_disk_not_memory(make_agent, collector, tmp_path, capsys):
-    seconds = int(os.environ.get("SPOOL_OUTAGE_SECONDS", "30" if SANITIZED else "300"))
+    seconds = int(os.environ.get("SPOOL_OUTAGE_SECONDS", "30" if INSTRUMENTED else "300"))
     rate = 5000
     collector.count_event = lambda e: e["properties"]["i"]
     collector.policy = lambda record: make_response(503)
@@ -58,7 +59,7 @@ def test_a_long_outage_costs_disk_not_memory(make_agent, collector, tmp_path, ca
     # memory stayed at its bound while the disk took the backlog
     late = [r for t, r, b in samples if t >= seconds / 2]
     early = [r for t, r, b in samples if t < seconds / 2]
-    if not SANITIZED:
+    if not INSTRUMENTED:
         assert max(r for t, r, b in samples) < 8 * MIB + 20 * MIB, samples
         assert max(late) <= max(early) + 2 * MIB, f"RSS grew during the outage: {samples}"
 
