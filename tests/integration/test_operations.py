@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -331,6 +332,36 @@ def test_fd_limit_too_low_is_said_at_start_up(make_agent):
     assert ("agent.max_connections = 2000 needs 2128 file descriptors (with 64 for the HTTP "
             "listeners)") in agent.stderr
     assert "hard limit 256" in agent.stderr
+
+
+def test_a_socket_path_one_byte_too_long_stops_start_up(tmp_path):
+    # the socket is bound as PATH~ before it is renamed into place, so a path
+    # takes one byte less than sun_path's 107: 106 bytes work, 107 do not
+    base = str(tmp_path) + "/"
+    for length, works in ((106, True), (107, False)):
+        sock = base + "s" * (length - len(base))
+        config = tmp_path / f"socket{length}.ini"
+        config.write_text(f"[agent]\nsocket = {sock}\n[events]\nregistry =\n"
+                          "[backend]\nurl = stdout\n")
+        proc = subprocess.Popen([AGENT_BIN, "-c", str(config)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        if works:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(sock):
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "agent did not start"
+                time.sleep(0.02)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(sock)  # listening the moment the path is there
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            assert not os.path.exists(sock) and not os.path.exists(sock + "~")
+        else:
+            assert proc.wait(timeout=30) != 0
+            err = proc.stderr.read()
+            assert (f"[agent] socket = '{sock}' is not allowed (allowed: a path of at most "
+                    "106 bytes)") in err, err
+        proc.stderr.close()
 
 
 def test_unknown_environment_setting_stops_start_up(tmp_path):
