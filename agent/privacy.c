@@ -6,6 +6,7 @@
 
 #include "hash.h"
 #include "json.h"
+#include "swar.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -486,11 +487,8 @@ static unsigned privacy_kinds_present(const char *s, size_t len)
 {
     static const struct {
         enum privacy_kind kind;
-        uint64_t pattern; /* the character in every byte */
-    } kinds[] = {{RULE_EMAIL, '@' * UINT64_C(0x0101010101010101)},
-                 {RULE_IPV4, '.' * UINT64_C(0x0101010101010101)},
-                 {RULE_IPV6, ':' * UINT64_C(0x0101010101010101)}};
-    const uint64_t highs = UINT64_C(0x8080808080808080), sevens = UINT64_C(0x7f7f7f7f7f7f7f7f);
+        unsigned char c;
+    } kinds[] = {{RULE_EMAIL, '@'}, {RULE_IPV4, '.'}, {RULE_IPV6, ':'}};
     uint64_t seen[3] = {0, 0, 0};
     for (size_t i = 0; i < len; i += 8) {
         uint64_t w = 0;
@@ -498,11 +496,9 @@ static unsigned privacy_kinds_present(const char *s, size_t len)
             memcpy(&w, s + i, 8);
         else
             memcpy(&w, s + i, len - i); /* the zero bytes after are none of them */
-        uint64_t low7 = w & ~highs;
-        /* a byte of low7 ^ pattern is below 0x80: adding 0x7f sets its high
-         * bit unless it is 0, that is, unless the byte is the character */
+        uint64_t low7 = swar_low7(w);
         for (int k = 0; k < 3; k++)
-            seen[k] |= ~((low7 ^ kinds[k].pattern) + sevens) & highs;
+            seen[k] |= swar_equal(low7, kinds[k].c);
     }
     unsigned present = 0;
     for (int k = 0; k < 3; k++)

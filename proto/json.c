@@ -6,6 +6,8 @@
  */
 #include "json.h"
 
+#include "swar.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,12 +81,18 @@ int json_utf8_is_valid(const char *s, size_t len)
             continue;
         }
         uint64_t w;
-        if (i + 8 <= len && (memcpy(&w, p + i, 8), (w & UINT64_C(0x8080808080808080)) == 0))
+        if (i + 8 <= len && (memcpy(&w, p + i, 8), swar_high(w) == 0))
             i += 8; /* eight ASCII bytes */
         else
             i++;
     }
     return 1;
+}
+
+/* A byte written as it is: printable ASCII other than '"' and '\\'. */
+static inline int json_byte_is_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
 /* The escaped body of a string, without the surrounding quotes. */
@@ -96,7 +104,7 @@ static int json_write_string_body(struct buf *out, const char *s, size_t len)
     size_t i = 0;
     while (i < len) {
         unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        if (json_byte_is_plain(c)) {
             i++;
             continue;
         }
@@ -142,17 +150,12 @@ static int json_write_string_body(struct buf *out, const char *s, size_t len)
     return buf_append(out, p + run, len - run);
 }
 
-/* Whether any of the 8 bytes in w needs a look: below 0x20, '"', '\\'
- * or 0x80 and above (exact: no false alarms from borrows, as each test
- * runs on bytes below 0x80). */
+/* Whether any of the 8 bytes in w is not json_byte_is_plain. */
 static int json_word_needs_look(uint64_t w)
 {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    uint64_t low7 = w & ~highs;
-    uint64_t below_space = (low7 + (0x80 - 0x20) * ones) ^ highs;        /* high bit: < 0x20 */
-    uint64_t quote = ((low7 ^ ('"' * ones)) + 0x7f * ones) ^ highs;       /* high bit: == '"' */
-    uint64_t backslash = ((low7 ^ ('\\' * ones)) + 0x7f * ones) ^ highs; /* == '\\' */
-    return ((below_space | quote | backslash | w) & highs) != 0;
+    uint64_t low7 = swar_low7(w);
+    return (swar_below(low7, 0x20) | swar_equal(low7, '"') | swar_equal(low7, '\\') |
+            swar_high(w)) != 0;
 }
 
 int json_write_string(struct buf *out, const char *s, size_t len)
@@ -178,8 +181,7 @@ int json_write_string(struct buf *out, const char *s, size_t len)
             i = len;
         }
     }
-    while (i < len && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x80 && s[i] != '"' &&
-           s[i] != '\\') {
+    while (i < len && json_byte_is_plain((unsigned char)s[i])) {
         o[i] = s[i];
         i++;
     }

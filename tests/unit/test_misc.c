@@ -1,6 +1,7 @@
 /*
- * The smaller pieces: timestamps, UUIDs, number formatting, the [properties]
- * tree, and config_load (defaults, INI errors, environment, the API key).
+ * The smaller pieces: timestamps, UUIDs, number formatting, word-at-a-time
+ * byte tests, the [properties] tree, and config_load (defaults, INI errors,
+ * environment, the API key).
  */
 #include "check.h"
 #include "config.h"
@@ -8,6 +9,7 @@
 #include "memlimit.h"
 #include "props.h"
 #include "support.h"
+#include "swar.h"
 #include "timestamp.h"
 #include "uuid.h"
 
@@ -960,6 +962,43 @@ static void test_config_reconcile(void)
     config_free(&next);
 }
 
+/* swar.h's word-at-a-time tests agree with the same test made on each byte,
+ * whatever its neighbours (no carry or borrow leaks between bytes). */
+static void test_swar_matches_each_byte(void)
+{
+    static const unsigned char chars[] = {'"', '\\', '@', '.', ':', 0x00, 0x01, 0x7f};
+    static const unsigned char limits[] = {0x01, 0x20, 0x7f, 0x80};
+    unsigned wrong = 0;
+    for (unsigned a = 0; a < 256; a++) {
+        for (unsigned b = 0; b < 256; b++) {
+            uint64_t w = 0;
+            for (int k = 0; k < 8; k++) /* a and b in turn (each pair comes both ways) */
+                w |= (uint64_t)(k % 2 == 0 ? a : b) << (8 * k);
+            uint64_t low7 = swar_low7(w);
+            for (size_t c = 0; c < sizeof chars; c++) {
+                uint64_t got = swar_equal(low7, chars[c]), want = 0;
+                for (int k = 0; k < 8; k++)
+                    if (((w >> (8 * k)) & 0x7f) == chars[c])
+                        want |= UINT64_C(0x80) << (8 * k);
+                wrong += got != want;
+            }
+            for (size_t n = 0; n < sizeof limits; n++) {
+                uint64_t got = swar_below(low7, limits[n]), want = 0;
+                for (int k = 0; k < 8; k++)
+                    if (((w >> (8 * k)) & 0x7f) < limits[n])
+                        want |= UINT64_C(0x80) << (8 * k);
+                wrong += got != want;
+            }
+            uint64_t want_high = 0;
+            for (int k = 0; k < 8; k++)
+                if ((w >> (8 * k)) & 0x80)
+                    want_high |= UINT64_C(0x80) << (8 * k);
+            wrong += swar_high(w) != want_high;
+        }
+    }
+    CHECK_EQ_UINT(wrong, 0);
+}
+
 int main(void)
 {
     RUN(test_memory_limit_from_the_cgroup);
@@ -974,6 +1013,7 @@ int main(void)
     RUN(test_uuid_v7_clock_steps);
     RUN(test_uuid_v7_fork);
     RUN(test_uuid_is_valid);
+    RUN(test_swar_matches_each_byte);
     RUN(test_write_double);
     RUN(test_write_double_round_trip);
     RUN(test_props_values);
