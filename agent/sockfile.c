@@ -93,7 +93,7 @@ static int sockfile_group(const char *name, gid_t *gid)
     return 0;
 }
 
-/* The name the socket is bound under before it is renamed into place. */
+/* The name the socket is bound under before it is linked into place. */
 #define SOCKFILE_TEMP_SUFFIX "~"
 
 int sockfile_open(const struct config *cfg, char *err, size_t errlen)
@@ -125,23 +125,29 @@ int sockfile_open(const struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     /* Bound under a temporary name with no permissions at all, listening,
-     * given its group and mode, and only then renamed to its path: whoever
-     * finds the path can connect at once, and nobody could ever open it
-     * more widely than configured. */
+     * given its group and mode, and only then linked to its path (link()
+     * fails if another agent took the path since the check above, as bind()
+     * would): whoever finds the path can connect at once, and nobody could
+     * ever open it more widely than configured. */
     mode_t old = umask(0777);
     int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
     int saved = errno;
     umask(old);
     if (rc < 0 || listen(fd, SOMAXCONN) < 0 ||
         (gid != (gid_t)-1 && chown(temp, (uid_t)-1, gid) < 0) ||
-        chmod(temp, (mode_t)cfg->socket_mode) < 0 || rename(temp, path) < 0) {
+        chmod(temp, (mode_t)cfg->socket_mode) < 0 || link(temp, path) < 0) {
         if (rc == 0)
             saved = errno;
-        snprintf(err, errlen, "[agent] socket = '%s': %s", path, strerror(saved));
+        if (saved == EEXIST)
+            snprintf(err, errlen, "[agent] socket = '%s': another agent took the path while "
+                     "this one started", path);
+        else
+            snprintf(err, errlen, "[agent] socket = '%s': %s", path, strerror(saved));
         if (rc == 0)
             unlink(temp);
         close(fd);
         return -1;
     }
+    unlink(temp);
     return fd;
 }

@@ -1,10 +1,12 @@
 /*
  * bind_probe: an LD_PRELOAD shim for the socket-permission tests. It
  * appends to the file named by $BIND_PROBE_OUT one line per successful
- * bind() of a Unix socket, "bind MODE PATH", and one per rename() after
- * it, "rename MODE LISTENING TO": the permissions (octal) anyone could
- * have opened the file with at that moment, and whether the bound socket
- * was already accepting when its final name appeared.
+ * bind() of a Unix socket, "bind MODE PATH", and one per link() after it,
+ * "link MODE LISTENING TO": the permissions (octal) anyone could have
+ * opened the file with at that moment, and whether the bound socket was
+ * already accepting when its final name appeared. With
+ * $BIND_PROBE_TAKE_PATH set, a file appears at the final name just before
+ * the link(), as if another agent had taken the path meanwhile.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -50,13 +52,20 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
     return rc;
 }
 
-int rename(const char *from, const char *to)
+int link(const char *from, const char *to)
 {
     static int (*real)(const char *, const char *);
     if (real == NULL)
-        real = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+        real = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "link");
+    /* $BIND_PROBE_TAKE_PATH: another agent's socket appears at the path
+     * just before this one links its own there */
+    if (bound_fd >= 0 && getenv("BIND_PROBE_TAKE_PATH") != NULL) {
+        FILE *f = fopen(to, "w");
+        if (f != NULL)
+            fclose(f);
+    }
     int rc = real(from, to);
     if (rc == 0 && bound_fd >= 0)
-        probe_write("rename", to, 1);
+        probe_write("link", to, 1);
     return rc;
 }

@@ -122,7 +122,7 @@ def test_tag_peer_says_who_sent_each_event(collector, make_agent):
 
 def test_the_socket_is_never_wider_than_its_mode(make_agent, tmp_path):
     # bound under a temporary name with no permissions at all, then made
-    # listening, given its group and mode, and renamed into place: there is
+    # listening, given its group and mode, and linked into place: there is
     # no moment when others could open it, and whoever finds the path can
     # connect at once
     build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
@@ -137,5 +137,25 @@ def test_the_socket_is_never_wider_than_its_mode(make_agent, tmp_path):
     agent.stop()
     lines = probe.read_text().splitlines()
     assert lines == [f"bind 0000 {agent.socket}~",
-                     f"rename 0660 listening {agent.socket}"], lines
+                     f"link 0660 listening {agent.socket}"], lines
+    assert not os.path.exists(agent.socket + "~")
     assert mode_now == 0o660
+
+
+def test_a_path_taken_while_starting_stops_start_up(make_agent, tmp_path):
+    # another agent's socket appears at the path after the stale-socket
+    # check and before this agent links its own there: it is left alone,
+    # and this agent stops, saying why, with nothing of its own left behind
+    build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
+    agent = make_agent({}, start=False,
+                       env={"LD_PRELOAD": os.path.join(build, "tests", "integration",
+                                                       "libbind_probe.so"),
+                            "BIND_PROBE_TAKE_PATH": "1",
+                            "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                                             ":verify_asan_link_order=0").lstrip(":")})
+    agent.start(wait=False)
+    assert agent.proc.wait(timeout=60) != 0
+    assert (f"[agent] socket = '{agent.socket}': another agent took the path while this one "
+            "started") in agent.read_stderr()
+    assert os.path.isfile(agent.socket)  # the other one's, untouched
+    assert not os.path.exists(agent.socket + "~")

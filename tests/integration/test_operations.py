@@ -335,7 +335,7 @@ def test_fd_limit_too_low_is_said_at_start_up(make_agent):
 
 
 def test_a_socket_path_one_byte_too_long_stops_start_up(tmp_path):
-    # the socket is bound as PATH~ before it is renamed into place, so a path
+    # the socket is bound as PATH~ before it is linked into place, so a path
     # takes one byte less than sun_path's 107: 106 bytes work, 107 do not
     base = str(tmp_path) + "/"
     for length, works in ((106, True), (107, False)):
