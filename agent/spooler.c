@@ -98,6 +98,7 @@ struct spooler {
     pthread_cond_t settled; /* for spooler_flush: a round is over */
     struct buf inbox;       /* staged records */
     int want_read, records_ready;
+    size_t read_bytes;       /* the most one hand-over may hold: the loop's room */
     int want_confirm;
     struct spool_pos confirm_pos;
     uint64_t state[4 + SOURCE_COUNT + 1 + DROP_REASON_COUNT];
@@ -272,12 +273,13 @@ static void spooler_sync(struct spooler *sp, int now)
     spooler_made_durable(sp);
 }
 
-/* Read records for the loop, up to a hand-over's worth. */
-static void spooler_read(struct spooler *sp)
+/* Read records for the loop, up to a hand-over's worth: max_bytes (at
+ * least one record). */
+static void spooler_read(struct spooler *sp, size_t max_bytes)
 {
     buf_rollback(&sp->chunk, 0);
     sp->nrecs = 0;
-    while (sp->nrecs < SPOOLER_READ_RECORDS && sp->chunk.len < SPOOLER_READ_BYTES) {
+    while (sp->nrecs < SPOOLER_READ_RECORDS && (sp->nrecs == 0 || sp->chunk.len < max_bytes)) {
         uint64_t lost;
         int rc = spool_read(sp->spool, &sp->read_at, &sp->record, &lost);
         sp->carry_lost += lost;
@@ -383,6 +385,7 @@ static void *spooler_thread(void *arg)
         if (confirm)
             sp->want_confirm = 0;
         int want_read = sp->want_read;
+        size_t read_bytes = sp->read_bytes;
         pthread_mutex_unlock(&sp->lock);
 
         /* when closing, what is not written yet stays out: spooler_close
@@ -400,7 +403,7 @@ static void *spooler_thread(void *arg)
             }
         }
         if (want_read)
-            spooler_read(sp);
+            spooler_read(sp, read_bytes);
         int64_t made = spool_checkpoint_made_ms(sp->spool);
         spooler_poke(sp);
         pthread_mutex_lock(&sp->lock);
@@ -525,23 +528,27 @@ static void spooler_news_cb(evutil_socket_t fd, short what, void *arg)
     spooler_hear(arg);
 }
 
-/* Is there room in memory for batches read ahead? Half of it is theirs
- * (and the bodies'), whatever staging takes of the other half. */
-static int spooler_room_to_read(const struct spooler *sp)
+/* How much memory batches read ahead may still take: half of it is theirs
+ * (and the bodies'), whatever staging takes of the other half. A read is
+ * held to it, so that batches waiting for a backend that is down can never
+ * leave staging without room while the spool still has some. */
+static size_t spooler_read_room(const struct spooler *sp)
 {
     size_t batches = sp->memory->used - (sp->memory->used < sp->staging.used ? sp->memory->used
                                                                              : sp->staging.used);
-    return batches < sp->memory->max / 2;
+    return batches < sp->memory->max / 2 ? sp->memory->max / 2 - batches : 0;
 }
 
 /* Ask the thread for more of the log while the memory has room. */
 static void spooler_ask(struct spooler *sp)
 {
-    if (sp->feeding || sp->batcher == NULL || !spooler_room_to_read(sp))
+    size_t room = spooler_read_room(sp);
+    if (sp->feeding || sp->batcher == NULL || room == 0)
         return;
     sp->feeding = 1;
     pthread_mutex_lock(&sp->lock);
     sp->want_read = 1;
+    sp->read_bytes = room < SPOOLER_READ_BYTES ? room : SPOOLER_READ_BYTES;
     pthread_cond_signal(&sp->work);
     pthread_mutex_unlock(&sp->lock);
 }
@@ -557,7 +564,7 @@ static void spooler_feed_cb(evutil_socket_t fd, short what, void *arg)
 static void spooler_released(void *arg)
 {
     struct spooler *sp = arg;
-    if (!sp->feeding && spooler_room_to_read(sp))
+    if (!sp->feeding && spooler_read_room(sp) > 0)
         event_active(sp->feed_ev, 0, 0);
 }
 
