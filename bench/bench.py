@@ -579,7 +579,7 @@ class Bench:
                     "--payloads", self.args.payloads]
         return [sys.executable, os.path.join(HERE, "producer.py"), "--socket", socket_path,
                 "--rate", str(rate), "--seconds", str(seconds), "--flush-s", str(flush),
-                "--payloads", self.args.payloads]
+                "--payloads", self.args.payloads, "--build", self.build]
 
     def producer_run(self, client, state):
         rate, seconds = self.plan["producer_c" if client == "c" else "producer_py"]
@@ -606,6 +606,12 @@ class Bench:
                                                                   "mean")}
         figures.update(calls=result["calls"], ok=result["ok"], dropped=result["dropped"],
                        rate=rate)
+        if client == "python":
+            figures["encoder"] = result["encoder"]
+            built = os.path.join(self.build, "python")
+            if result["encoder"] != "c" and os.path.isdir(built) and any(
+                    n.startswith("_telemetry_speedups") for n in os.listdir(built)):
+                raise Failure(f"the Python client did not load the C encoder built in {built}")
         if state == "healthy" and result["ok"] != result["calls"]:
             raise Failure(f"{result['calls'] - result['ok']} events dropped with a healthy agent")
         return figures

@@ -8,6 +8,11 @@ each call alone with time.perf_counter_ns, and prints one JSON line
 {"calls", "ok", "dropped", "p50_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns"}.
 
     producer.py --socket PATH --payloads FILE [--rate R] [--seconds S] [--flush-s S]
+        [--build DIR]
+
+With --build, the client's C encoder is taken from DIR/python when it was
+built there; the JSON line says which encoder ran ("encoder": "c" or
+"python").
 """
 import argparse
 import json
@@ -55,6 +60,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--flush-s", type=float, default=0.0,
                         help="wait this long at the end for queued events to be written")
+    parser.add_argument("--build", help="the build directory (its python/ has the C encoder)")
     args = parser.parse_args()
     if args.rate <= 0 or args.seconds <= 0:
         parser.error("--rate and --seconds must be positive")
@@ -63,6 +69,8 @@ def main():
     # send_event's module-level client reads the socket path from here.
     os.environ["TELEMETRY_SOCKET"] = args.socket
     sys.path.insert(0, os.path.join(ROOT, "client", "python"))
+    if args.build:
+        sys.path.insert(0, os.path.join(args.build, "python"))
     import telemetry_client
 
     calls = int(args.rate * args.seconds)
@@ -89,7 +97,7 @@ def main():
         "calls": calls, "ok": ok, "dropped": calls - ok,
         "p50_ns": quantile(took, 0.50), "p99_ns": quantile(took, 0.99),
         "p999_ns": quantile(took, 0.999), "max_ns": took[-1], "mean_ns": sum(took) / calls,
-        "seconds": elapsed / 1e9, "flushed": bool(flushed),
+        "seconds": elapsed / 1e9, "flushed": bool(flushed), "encoder": telemetry_client.ENCODER,
         "client": {"sent": stats["sent"], "pending": stats["pending"],
                    "dropped": sum(stats["dropped"].values())}}))
     sys.stdout.flush()

@@ -238,7 +238,10 @@ def report_markdown(bench, machine):
             e = sc.get(f"producer/{client}/{state}")
             if e:
                 s = e["summary"]
-                lines.append(f"| {'C tlm_send' if client == 'c' else 'Python send_event'} "
+                encoders = sorted({r.get("encoder") for r in e["runs"] if r.get("encoder")})
+                name = ("C tlm_send" if client == "c" else "Python send_event (%s encoder)"
+                        % "/".join(encoders or ["?"]))
+                lines.append(f"| {name} "
                              f"| {state} | {fmt_figure(s, 'p50_us')} | {fmt_figure(s, 'p99_us')} "
                              f"| {fmt_figure(s, 'p999_us')} | {fmt_figure(s, 'max_us')} "
                              f"| {fmt_figure(s, 'dropped')} |")

@@ -57,7 +57,7 @@ def clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PIP_") and k not in (
                "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV",
-               "__PYVENV_LAUNCHER__")}
+               "__PYVENV_LAUNCHER__", "TELEMETRY_CLIENT_PURE_PYTHON")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
                PYTHONNOUSERSITE="1")
     env.update(extra)
@@ -180,8 +180,9 @@ def installed(request, tmp_path_factory):
         debian = request.getfixturevalue("debian_venv")
         source = source_copy(str(base))
         before = files_under(source)
+        # without the C encoder, which would tie the wheel to Debian's Python
         run([debian.pip, "wheel", "--no-build-isolation", "--no-index", "--no-deps",
-             "-w", "dist", "./client/python"], cwd=str(base))
+             "-w", "dist", "./client/python"], cwd=str(base), TELEMETRY_CLIENT_PURE_PYTHON="1")
         venv.left_behind = files_under(source) - before
         wheels = sorted((base / "dist").glob("telemetry_client-*.whl"))
         assert len(wheels) == 1, f"pip wheel made {wheels}"
@@ -194,7 +195,8 @@ PROBE = r"""
 import json, os, sys, sysconfig
 import telemetry_client
 out = {"file": telemetry_client.__file__, "purelib": sysconfig.get_paths()["purelib"],
-       "prefix": sys.prefix, "has_client": hasattr(telemetry_client, "Client")}
+       "prefix": sys.prefix, "has_client": hasattr(telemetry_client, "Client"),
+       "encoder": telemetry_client.ENCODER}
 try:
     import importlib.metadata as md
 except ImportError:  # Python 3.7
@@ -234,11 +236,17 @@ def test_the_module_imports_from_the_venv(installed, tmp_path):
         assert got["requires"] is None  # standard library only
         assert got["requires_python"] == ">=3.7"
         assert got["summary"]
-        # One top-level module: nothing else lands in site-packages.
+        # One top-level module and its C encoder: nothing else lands in
+        # site-packages.
         tops = {f.split("/")[0] for f in got["files"]}
-        assert tops <= {"telemetry_client.py", "__pycache__", "telemetry_client-%s.dist-info"
-                        % project_version()}, tops
+        speedups = {t for t in tops if re.match(r"_telemetry_speedups\.cpython-.*\.so$", t)}
+        assert tops - speedups <= {"telemetry_client.py", "__pycache__",
+                                   "telemetry_client-%s.dist-info" % project_version()}, tops
         assert "telemetry_client.py" in tops
+        # built from source here (a compiler and the headers are at hand);
+        # the wheel for another Python is made without it
+        assert len(speedups) == (installed.route != "wheel"), tops
+    assert got["encoder"] == ("python" if installed.route == "wheel" else "c")
     show = run([installed.pip, "show", DIST_NAME], cwd=str(tmp_path))
     assert re.search(r"^Version: %s$" % re.escape(project_version()), show, re.M), show
 
