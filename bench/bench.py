@@ -288,6 +288,15 @@ def check_agent_counters(counters, sent):
                       f"{counters.get('dropped')} of {sent} events")
 
 
+def cmake_cache_says(build, line):
+    """Whether build's CMakeCache.txt holds this exact line."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            return any(l.strip() == line for l in f)
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------- the harness
 
 class Bench:
@@ -302,6 +311,12 @@ class Bench:
             if not os.access(path, os.X_OK):
                 sys.exit(f"bench.py: {path} is missing: build first (bench/run does), "
                          "or give --build")
+        # The Python client's C encoder, if built: not in a sanitized build,
+        # whose python3 would need the sanitizers' runtime preloaded.
+        python_dir = os.path.join(self.build, "python")
+        self.python_encoder_dir = python_dir if os.path.isdir(python_dir) and any(
+            n.startswith("_telemetry_speedups") for n in os.listdir(python_dir)) and not \
+            cmake_cache_says(self.build, "TELEMETRY_SANITIZE:BOOL=ON") else None
         if not os.path.isfile(args.payloads):
             sys.exit(f"bench.py: no payload file {args.payloads}")
         self.out = os.path.abspath(args.out)
@@ -579,7 +594,8 @@ class Bench:
                     "--payloads", self.args.payloads]
         return [sys.executable, os.path.join(HERE, "producer.py"), "--socket", socket_path,
                 "--rate", str(rate), "--seconds", str(seconds), "--flush-s", str(flush),
-                "--payloads", self.args.payloads, "--build", self.build]
+                "--payloads", self.args.payloads] + (
+                    ["--encoder-dir", self.python_encoder_dir] if self.python_encoder_dir else [])
 
     def producer_run(self, client, state):
         rate, seconds = self.plan["producer_c" if client == "c" else "producer_py"]
@@ -608,10 +624,9 @@ class Bench:
                        rate=rate)
         if client == "python":
             figures["encoder"] = result["encoder"]
-            built = os.path.join(self.build, "python")
-            if result["encoder"] != "c" and os.path.isdir(built) and any(
-                    n.startswith("_telemetry_speedups") for n in os.listdir(built)):
-                raise Failure(f"the Python client did not load the C encoder built in {built}")
+            if self.python_encoder_dir and result["encoder"] != "c":
+                raise Failure("the Python client did not load the C encoder built in "
+                              + self.python_encoder_dir)
         if state == "healthy" and result["ok"] != result["calls"]:
             raise Failure(f"{result['calls'] - result['ok']} events dropped with a healthy agent")
         return figures

@@ -8,11 +8,11 @@ each call alone with time.perf_counter_ns, and prints one JSON line
 {"calls", "ok", "dropped", "p50_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns"}.
 
     producer.py --socket PATH --payloads FILE [--rate R] [--seconds S] [--flush-s S]
-        [--build DIR]
+        [--encoder-dir DIR]
 
-With --build, the client's C encoder is taken from DIR/python when it was
-built there; the JSON line says which encoder ran ("encoder": "c" or
-"python").
+With --encoder-dir, the client's C encoder is taken from DIR (a build's
+python/ directory); the JSON line says which encoder ran ("encoder": "c"
+or "python").
 """
 import argparse
 import json
@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--flush-s", type=float, default=0.0,
                         help="wait this long at the end for queued events to be written")
-    parser.add_argument("--build", help="the build directory (its python/ has the C encoder)")
+    parser.add_argument("--encoder-dir", help="where the C encoder was built (<build>/python)")
     args = parser.parse_args()
     if args.rate <= 0 or args.seconds <= 0:
         parser.error("--rate and --seconds must be positive")
@@ -69,8 +69,8 @@ def main():
     # send_event's module-level client reads the socket path from here.
     os.environ["TELEMETRY_SOCKET"] = args.socket
     sys.path.insert(0, os.path.join(ROOT, "client", "python"))
-    if args.build:
-        sys.path.insert(0, os.path.join(args.build, "python"))
+    if args.encoder_dir:
+        sys.path.insert(0, args.encoder_dir)
     import telemetry_client
 
     calls = int(args.rate * args.seconds)
