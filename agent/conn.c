@@ -393,6 +393,7 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
     size_t had_replies = c->replies.len;
     int completed = 0;
     c->backlog = 0;
+    pipeline_begin_pass(c->set->pipeline);
     for (;;) {
         if (*work >= max_work) {
             c->backlog = 1;

@@ -19,16 +19,15 @@
 #include "log.h"
 
 #include "json.h"
+#include "swar.h"
 #include "timestamp.h"
 #include "uuid.h"
 
 #include <ctype.h>
 #include <string.h>
 
-static void encode_literal(struct buf *out, const char *text)
-{
-    buf_append_str(out, text);
-}
+/* Append a string literal's text (its length known when compiled). */
+#define encode_literal(out, text) buf_append((out), "" text, sizeof(text) - 1)
 
 /* Text that needs no escaping, as a JSON string. */
 static void encode_quoted(struct buf *out, const char *text, size_t len)
@@ -161,6 +160,30 @@ static void encode_names_free(struct encode_names *k)
     buf_free(&k->texts);
 }
 
+/* A string key's fingerprint in *print (keys with different ones differ:
+ * its length and its first and last eight bytes), and whether it is valid
+ * UTF-8 (read as words; most keys are short ASCII). */
+static int encode_key_fingerprint(const msgpack_object_str *key, uint64_t *print)
+{
+    const char *p = key->ptr;
+    size_t len = key->size;
+    uint64_t first = 0, last = 0, high = 0;
+    if (len >= 8) {
+        memcpy(&first, p, 8);
+        memcpy(&last, p + len - 8, 8);
+        for (size_t i = 8; i + 8 <= len; i += 8) { /* the words between, for UTF-8 only */
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            high |= swar_high(w);
+        }
+    } else {
+        memcpy(&first, p, len);
+    }
+    *print = (first ^ (last * UINT64_C(0x9e3779b97f4a7c15))) + len;
+    high |= swar_high(first) | swar_high(last);
+    return high == 0 || json_utf8_is_valid(p, len);
+}
+
 /* msgpack maps may repeat a key, JSON objects may not (the backend would
  * keep one of them, silently): does map (a Forward record without its event
  * fields) have two keys written as the same name? Returns 1 with the name
@@ -175,15 +198,17 @@ static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, in
     if (map == NULL || map->size < 2)
         return 0;
     if (map->size <= ENCODE_PAIRWISE_KEYS) { /* most maps: a few exact string keys */
+        uint64_t print[ENCODE_PAIRWISE_KEYS];
         int exact = 1;
         for (uint32_t i = 0; exact && i < map->size; i++)
             exact = map->ptr[i].key.type == MSGPACK_OBJECT_STR &&
-                    json_utf8_is_valid(map->ptr[i].key.via.str.ptr, map->ptr[i].key.via.str.size);
+                    encode_key_fingerprint(&map->ptr[i].key.via.str, &print[i]);
         for (uint32_t i = 1; exact && i < map->size; i++) {
             const msgpack_object_str *a = &map->ptr[i].key.via.str;
             for (uint32_t j = 0; j < i; j++) {
                 const msgpack_object_str *b = &map->ptr[j].key.via.str;
-                if (a->size == b->size && memcmp(a->ptr, b->ptr, a->size) == 0 &&
+                if (print[i] == print[j] && a->size == b->size &&
+                    memcmp(a->ptr, b->ptr, a->size) == 0 &&
                     !(record && encode_is_record_field(&map->ptr[i].key))) {
                     log_escape(dup, duplen, a->ptr, a->size, 32);
                     return 1;
@@ -227,7 +252,7 @@ static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, in
 static void encode_props_node(struct buf *out, const struct props_node *node)
 {
     if (node->json != NULL) {
-        encode_literal(out, node->json);
+        buf_append_str(out, node->json);
         return;
     }
     buf_append_char(out, '{');
@@ -363,7 +388,10 @@ static int encode_any(struct buf *out, const msgpack_object *obj, int depth, str
         return -1;
     switch (obj->type) {
     case MSGPACK_OBJECT_BOOLEAN:
-        encode_literal(out, obj->via.boolean ? "true" : "false");
+        if (obj->via.boolean)
+            encode_literal(out, "true");
+        else
+            encode_literal(out, "false");
         return 0;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         json_write_uint64(out, obj->via.u64);

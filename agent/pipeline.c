@@ -21,6 +21,7 @@ int pipeline_init(struct pipeline *p, const struct config *cfg, const struct reg
     p->defaults.distinct_id = cfg->distinct_id;
     p->reject_log = (struct log_limit){0};
     p->full_log = (struct log_limit){0};
+    p->pass_ms = -1;
     char err[200];
     p->defaults.privacy = privacy_new(cfg, NULL, err, sizeof err);
     if (p->defaults.privacy == NULL && err[0] != '\0')
@@ -59,6 +60,19 @@ void pipeline_destroy(struct pipeline *p)
     p->defaults.privacy = NULL;
 }
 
+void pipeline_begin_pass(struct pipeline *p)
+{
+    p->pass_ms = -1;
+}
+
+/* The wall clock of this pass: the receive time of its events. */
+static int64_t pipeline_now(struct pipeline *p)
+{
+    if (p->pass_ms < 0)
+        p->pass_ms = clock_wall_ms();
+    return p->pass_ms;
+}
+
 /* An event leaves here: count and log it, and note it for the ack. */
 static void pipeline_drop(struct pipeline *p, const struct refusal *r, const char *peer,
                           struct pipeline_result *res)
@@ -91,7 +105,7 @@ static void pipeline_spool(struct pipeline *p, const struct analytics_event *ev,
 {
     struct refusal r;
     buf_rollback(&p->scratch, 0);
-    if (encode_event(&p->scratch, ev, &p->defaults, clock_wall_ms(), &r) < 0) {
+    if (encode_event(&p->scratch, ev, &p->defaults, pipeline_now(p), &r) < 0) {
         pipeline_drop(p, &r, peer, res);
         return;
     }
@@ -139,7 +153,7 @@ static void pipeline_accept(struct pipeline *p, const struct analytics_event *ev
         pipeline_drop(p, &r, peer, res);
         return;
     }
-    if (encode_event(out, ev, &p->defaults, clock_wall_ms(), &r) < 0) {
+    if (encode_event(out, ev, &p->defaults, pipeline_now(p), &r) < 0) {
         batcher_abort(p->batcher, mark);
         pipeline_drop(p, &r, peer, res);
         return;
@@ -176,6 +190,21 @@ static void pipeline_forward_entry_cb(void *arg, const struct analytics_event *e
         pipeline_accept(ctx->p, ev, ctx->peer, ctx->res);
 }
 
+/* One event in the native shape, within the current pass. */
+static void pipeline_event(struct pipeline *p, const msgpack_object *obj,
+                           enum event_source source, const char *peer,
+                           struct pipeline_result *res)
+{
+    struct analytics_event ev;
+    struct refusal r;
+    *res = (struct pipeline_result){.source = source};
+    account_received(source);
+    if (decode_event(obj, p->registry, &ev, &res->chunk, &r) < 0)
+        pipeline_drop(p, &r, peer, res);
+    else
+        pipeline_accept(p, &ev, peer, res);
+}
+
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
                      const char *peer_tags, struct pipeline_result *res)
 {
@@ -196,7 +225,7 @@ void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *
             pipeline_drop(p, &r, peer, res);
         }
     } else {
-        pipeline_handle_event(p, obj, SOURCE_NATIVE, peer, res);
+        pipeline_event(p, obj, SOURCE_NATIVE, peer, res);
     }
     p->defaults.peer_tags = NULL;
 }
@@ -205,12 +234,6 @@ void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,
                            enum event_source source, const char *peer,
                            struct pipeline_result *res)
 {
-    struct analytics_event ev;
-    struct refusal r;
-    *res = (struct pipeline_result){.source = source};
-    account_received(source);
-    if (decode_event(obj, p->registry, &ev, &res->chunk, &r) < 0)
-        pipeline_drop(p, &r, peer, res);
-    else
-        pipeline_accept(p, &ev, peer, res);
+    pipeline_begin_pass(p);
+    pipeline_event(p, obj, source, peer, res);
 }

@@ -31,6 +31,8 @@ struct pipeline {
     struct encode_defaults defaults;
     struct forward_decoder forward;
     struct log_limit reject_log, full_log;
+    int64_t pass_ms; /* the wall clock read once per pass over a connection's input
+                      * (pipeline_begin_pass); -1: not read in this pass yet */
 };
 
 /* The outcome of one message, for its acknowledgement. */
@@ -55,11 +57,17 @@ void pipeline_reconfigure(struct pipeline *p, const struct registry *registry);
 void pipeline_destroy(struct pipeline *p);
 /* The [privacy] rules in force (NULL: none), for their counts. */
 const struct privacy *pipeline_privacy(const struct pipeline *p);
+/* A connection's new pass over its input begins: the events handled
+ * until the next pass are stamped with one reading of the wall clock (it
+ * is read for the first that needs it), as received together. */
+void pipeline_begin_pass(struct pipeline *p);
 /* Handle one complete object; `peer` names the connection in log lines,
- * peer_tags are its $peer_* properties (peer.h) for agent.tag_peer. */
+ * peer_tags are its $peer_* properties (peer.h) for agent.tag_peer. The
+ * caller begins a pass first. */
 void pipeline_handle(struct pipeline *p, const msgpack_object *obj, const char *peer,
                      const char *peer_tags, struct pipeline_result *result);
-/* Handle one event in the native shape (a map) that came from source. */
+/* Handle one event in the native shape (a map) that came from source, in
+ * a pass of its own. */
 void pipeline_handle_event(struct pipeline *p, const msgpack_object *obj,
                            enum event_source source, const char *peer,
                            struct pipeline_result *result);

@@ -234,11 +234,72 @@ static int json_append_float_text(struct buf *out, const char *text)
     return rc;
 }
 
+/* The decimal digits of v, written backwards from end; returns where they start. */
+static char *json_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
+/* A double that is a decimal of up to 15 significant digits which %g
+ * writes without an exponent (1e-4 <= |v| < 1e15): that decimal, as %.15g
+ * would write it, in text. The test is exact: m and 10^k are exact doubles,
+ * so m / 10^k is the double nearest m * 10^-k, as strtod reads it. Returns
+ * the length, or 0 when v is not such a decimal. */
+static size_t json_short_decimal(double v, char *text)
+{
+    static const double powers[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 0; k < 16; k++) {
+        double m = a * powers[k];
+        if (m >= 1e15)
+            return 0; /* more than 15 significant digits */
+        if (m != floor(m) || m / powers[k] != a)
+            continue;
+        char digits[24];
+        char *end = digits + sizeof digits, *start = json_digits(end, (uint64_t)m);
+        size_t n = (size_t)(end - start), len = 0;
+        if (signbit(v))
+            text[len++] = '-';
+        if (n <= (size_t)k) { /* 0.000ddd */
+            text[len++] = '0';
+            text[len++] = '.';
+            for (size_t z = n; z < (size_t)k; z++)
+                text[len++] = '0';
+        } else {
+            memcpy(text + len, start, n - (size_t)k);
+            len += n - (size_t)k;
+            start += n - (size_t)k;
+            if (k > 0)
+                text[len++] = '.';
+        }
+        memcpy(text + len, start, (size_t)(end - start));
+        len += (size_t)(end - start);
+        while (k > 0 && text[len - 1] == '0') /* as %g: no trailing zeros */
+            len--;
+        if (text[len - 1] == '.')
+            len--;
+        return len;
+    }
+    return 0;
+}
+
 int json_write_double(struct buf *out, double v)
 {
     if (!isfinite(v))
         return buf_append(out, "null", 4);
     char text[40];
+    size_t short_len = json_short_decimal(v, text);
+    if (short_len > 0) {
+        text[short_len] = '\0';
+        return json_append_float_text(out, text);
+    }
     for (int digits = 15; digits <= 17; digits++) {
         snprintf(text, sizeof text, "%.*g", digits, v);
         if (strtod(text, NULL) == v)
@@ -268,15 +329,6 @@ int json_write_float(struct buf *out, float v)
     return json_append_float_text(out, text);
 }
 
-/* The decimal digits of v, written backwards from end; returns where they start. */
-static char *json_digits(char *end, uint64_t v)
-{
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return end;
-}
 
 int json_write_int64(struct buf *out, int64_t v)
 {

@@ -56,14 +56,14 @@ void uuid_v7(int64_t ms, char out[UUID_TEXT_LEN + 1])
     for (int i = 8; i < 16; i++)
         b[i] = (uint8_t)(rnd >> (8 * (i - 8)));
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
-    char *o = out;
+    /* where each byte's two digits go in 8-4-4-4-12 */
+    static const unsigned char at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
     for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
+        out[at[i]] = hex[b[i] >> 4];
+        out[at[i] + 1] = hex[b[i] & 15];
     }
-    *o = '\0';
+    out[8] = out[13] = out[18] = out[23] = '-';
+    out[UUID_TEXT_LEN] = '\0';
 }
 
 int uuid_is_valid(const char *s, size_t len)

@@ -313,6 +313,55 @@ static void test_write_double(void)
     check_context(NULL);
 }
 
+/* What json_write_double wrote before its short-decimal path: the first
+ * of %.15g, %.16g, %.17g that reads back as v, with ".0" on an integer. */
+static void double_text_by_printf(double v, char *text, size_t size)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, size, "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    if (strspn(text, "-0123456789") == strlen(text))
+        strncat(text, ".0", size - strlen(text) - 1);
+}
+
+/* Decimals of up to 15 digits (money, percentages, versions, timings) are
+ * written without printf: the same text as with it, at every scale. */
+static void test_write_double_short_decimals_as_printf(void)
+{
+    static const double powers[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+                                    1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+    const double edges[] = {1e-4, 9.9999e-5, 1e15, 999999999999999.0, 999999999999999.9,
+                            0.30000000000000004, 1e-5, 123.456, 0.1, 0.7, 2.675, 1.005,
+                            4503599627370497.5, 0.0001234, 100.0, -0.5, 12345678901234.5};
+    char want[64];
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        double_text_by_printf(edges[i], want, sizeof want);
+        check_context("%.17g", edges[i]);
+        CHECK_STR_EQ(double_text(edges[i]), want);
+    }
+    for (int i = 0; i < 200000; i++) {
+        uint64_t r = next_random();
+        /* m of 1 to 17 digits over 10^k, k from 0 to 17, either sign */
+        uint64_t m = (r >> 8) % (uint64_t)powers[1 + (r & 15)];
+        double v = (double)m / powers[(r >> 4) % 18] * ((r >> 63) ? -1 : 1);
+        if (i % 4 == 3) { /* and doubles next to them */
+            uint64_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            bits += (r >> 60 & 1) ? 1 : -1;
+            memcpy(&v, &bits, sizeof v);
+        }
+        if (!isfinite(v))
+            continue;
+        double_text_by_printf(v, want, sizeof want);
+        check_context("%.17g (%a)", v, v);
+        if (!CHECK_STR_EQ(double_text(v), want))
+            break;
+    }
+    check_context(NULL);
+}
+
 static void test_write_double_round_trip(void)
 {
     for (int i = 0; i < 20000; i++) {
@@ -1015,6 +1064,7 @@ int main(void)
     RUN(test_uuid_is_valid);
     RUN(test_swar_matches_each_byte);
     RUN(test_write_double);
+    RUN(test_write_double_short_decimals_as_printf);
     RUN(test_write_double_round_trip);
     RUN(test_props_values);
     RUN(test_props_errors);
