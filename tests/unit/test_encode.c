@@ -574,6 +574,51 @@ static void test_privacy_rules(void)
     }
 }
 
+/* Every form an IPv6 or IPv4 address is written in is redacted, and text
+ * that only looks like one (times, versions, too many groups) is not:
+ * inet_pton is asked only about runs that can be an address at all. */
+static void test_privacy_address_forms(void)
+{
+    struct config cfg;
+    char err[200];
+    if (!fresh_config(&cfg, NULL))
+        return;
+    struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
+    static const char *const addresses[] = {
+        "1:2:3:4:5:6:7:8", "2001:db8::1", "::", "::1", "1::", "fe80::1:2",
+        "::ffff:10.1.2.3", "1:2:3:4:5:6:10.1.2.3", "1:2:3:4:5::10.1.2.3",
+        "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", "0.0.0.0", "255.255.255.255",
+        "ABCD:EF01:2345:6789:ABCD:EF01:2345:6789"};
+    static const char *const not_addresses[] = {
+        "12:34:56", "2023-06-01T12:30:45.123Z", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9",
+        "1:2:3:4:5:6:1.2.3", "v2023.06.1", "1.2.3", "256.1.1.1", "1.2.3.4.5", "a:b",
+        "1:::2", "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.2555"};
+    struct buf out = BUF_INIT;
+    for (size_t i = 0; pv != NULL && i < sizeof addresses / sizeof addresses[0]; i++) {
+        char text[96];
+        snprintf(text, sizeof text, "at %s now", addresses[i]);
+        buf_truncate(&out, 0);
+        privacy_write_string(pv, &out, text, strlen(text));
+        buf_append_char(&out, '\0');
+        check_context("%s", text);
+        CHECK_STR_EQ(out.data, "\"at [redacted] now\"");
+    }
+    for (size_t i = 0; pv != NULL && i < sizeof not_addresses / sizeof not_addresses[0]; i++) {
+        char text[96], want[100];
+        snprintf(text, sizeof text, "at %s now", not_addresses[i]);
+        snprintf(want, sizeof want, "\"%s\"", text);
+        buf_truncate(&out, 0);
+        privacy_write_string(pv, &out, text, strlen(text));
+        buf_append_char(&out, '\0');
+        check_context("%s", text);
+        CHECK_STR_EQ(out.data, want);
+    }
+    check_context(NULL);
+    buf_free(&out);
+    privacy_free(pv);
+    config_free(&cfg);
+}
+
 /* Each built-in value kind is found at every place of strings of every
  * length up to 30: the characters that let a kind look ('@', '.', ':')
  * are found eight bytes at a time, so each place in a word is tried, with
@@ -866,6 +911,7 @@ int main(void)
     RUN(test_privacy_rules);
     RUN(test_privacy_key_shapes);
     RUN(test_privacy_values_at_every_place);
+    RUN(test_privacy_address_forms);
     RUN(test_repeated_keys_refused);
     RUN(test_keys_within_keys_are_bounded);
     RUN(test_lib_properties);
