@@ -49,6 +49,19 @@ static int encode_key_json(char *text, size_t *len, const msgpack_object *key, i
     return rc < 0 ? rc : b.failed ? ENCODE_KEY_TOO_LONG : 0;
 }
 
+/* "key": for a key that needs no escaping */
+static void encode_plain_key(struct buf *out, const char *key, size_t len)
+{
+    if ((out->cap - out->len < len + 3 || out->failed) && buf_reserve(out, len + 3) < 0)
+        return;
+    char *o = out->data + out->len;
+    o[0] = '"';
+    memcpy(o + 1, key, len);
+    o[len + 1] = '"';
+    o[len + 2] = ':';
+    out->len += len + 3;
+}
+
 static int encode_key(struct buf *out, const msgpack_object *key, int depth)
 {
     if (key->type == MSGPACK_OBJECT_STR) {
@@ -312,15 +325,19 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
         if (peer_tags != NULL && is_str &&
             peer_is_tag_key(kv->key.via.str.ptr, kv->key.via.str.size))
             continue;
-        enum privacy_action action = pv != NULL && is_str
-                                         ? privacy_key(pv, kv->key.via.str.ptr, kv->key.via.str.size)
-                                         : PRIVACY_KEEP;
+        int plain = 0; /* the key is JSON text as it is (known from privacy's cache) */
+        enum privacy_action action =
+            pv != NULL && is_str
+                ? privacy_key(pv, kv->key.via.str.ptr, kv->key.via.str.size, &plain)
+                : PRIVACY_KEEP;
         if (action == PRIVACY_DROP)
             continue;
         if (!first)
             buf_append_char(out, ',');
         first = 0;
-        if (known.names != NULL) { /* worked out already */
+        if (plain) {
+            encode_plain_key(out, kv->key.via.str.ptr, kv->key.via.str.size);
+        } else if (known.names != NULL) { /* worked out already */
             json_write_string(out, known.names[i].ptr, known.names[i].len);
             buf_append_char(out, ':');
         } else if ((rc = encode_key(out, &kv->key, depth + 1)) < 0) {

@@ -44,7 +44,8 @@ struct privacy_rule {
 #define PRIVACY_NO_RULE 0xffff
 
 struct privacy_cache_slot {
-    uint8_t len;  /* 0: empty */
+    uint8_t len;   /* 0: empty */
+    uint8_t plain; /* the key is JSON text as it is (json_text_is_plain) */
     uint16_t rule; /* index in rules, or PRIVACY_NO_RULE */
     char key[PRIVACY_CACHE_KEY_MAX];
 };
@@ -301,8 +302,27 @@ static size_t privacy_cache_index(const char *key, size_t len)
     return (size_t)(hash_bytes(key, len) % PRIVACY_CACHE_SLOTS);
 }
 
-enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
+/* Whether a and b, len bytes (1 to PRIVACY_CACHE_KEY_MAX), are the same:
+ * compared as words, the last one overlapping. */
+static int privacy_same_key(const char *a, const char *b, size_t len)
 {
+    uint64_t x, y;
+    if (len < 8)
+        return memcmp(a, b, len) == 0;
+    for (size_t i = 0; i + 8 < len; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            return 0;
+    }
+    memcpy(&x, a + len - 8, 8);
+    memcpy(&y, b + len - 8, 8);
+    return x == y;
+}
+
+enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len, int *plain)
+{
+    *plain = 0;
     if (!p->has_key_rules)
         return PRIVACY_KEEP;
     unsigned rule;
@@ -311,8 +331,9 @@ enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
         size_t home = privacy_cache_index(key, len);
         for (size_t i = 0; i < PRIVACY_CACHE_PROBES; i++) {
             struct privacy_cache_slot *s = &p->cache[(home + i) % PRIVACY_CACHE_SLOTS];
-            if (s->len == len && memcmp(s->key, key, len) == 0) {
+            if (s->len == len && privacy_same_key(s->key, key, len)) {
                 rule = s->rule;
+                *plain = s->plain;
                 goto found;
             }
             if (s->len == 0 && slot == NULL)
@@ -326,6 +347,7 @@ enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len)
     if (slot != NULL && p->nrules < PRIVACY_NO_RULE) {
         slot->len = (uint8_t)len;
         slot->rule = (uint16_t)rule;
+        slot->plain = (uint8_t)(*plain = json_text_is_plain(key, len));
         memcpy(slot->key, key, len);
     }
 found:

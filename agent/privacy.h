@@ -37,8 +37,10 @@ struct privacy *privacy_new(const struct config *cfg, const struct privacy *prev
                             size_t errlen);
 void privacy_free(struct privacy *p);
 
-/* What to do with the value of key (len bytes). */
-enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len);
+/* What to do with the value of key (len bytes). *plain is 1 when key is
+ * known to be JSON text as it is (json_text_is_plain: a key seen before,
+ * kept with what its rule is), else 0. */
+enum privacy_action privacy_key(struct privacy *p, const char *key, size_t len, int *plain);
 /* Append the JSON string of the HMAC of data. */
 void privacy_write_hash(const struct privacy *p, struct buf *out, const void *data, size_t len);
 /* Append s as a JSON string with what the redaction rules match replaced. */

@@ -158,6 +158,20 @@ static int json_word_needs_look(uint64_t w)
             swar_high(w)) != 0;
 }
 
+int json_text_is_plain(const char *s, size_t len)
+{
+    size_t i = 0;
+    for (uint64_t w; i + 8 <= len; i += 8) {
+        memcpy(&w, s + i, 8);
+        if (json_word_needs_look(w))
+            return 0;
+    }
+    for (; i < len; i++)
+        if (!json_byte_is_plain((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
 int json_write_string(struct buf *out, const char *s, size_t len)
 {
     /* the common case, plain ASCII: one reservation, copied eight bytes at

@@ -14,6 +14,9 @@
 #include <stdint.h>
 
 int json_write_string(struct buf *out, const char *s, size_t len);
+/* Whether json_write_string writes s[0..len) as it is, between quotes:
+ * all printable ASCII but '"' and '\\'. */
+int json_text_is_plain(const char *s, size_t len);
 int json_write_base64(struct buf *out, const void *data, size_t len);
 /* The shortest text that reads back as the same double (float32: as the
  * same float), always with a fraction or exponent so it stays a float. */

@@ -574,16 +574,58 @@ static void test_privacy_rules(void)
     }
 }
 
+/* The default [privacy] rules in *pv, from a configuration in cfg (to free
+ * after); 0 if it did not load. */
+static int default_privacy(struct config *cfg, struct privacy **pv)
+{
+    char err[200];
+    if (!fresh_config(cfg, NULL))
+        return 0;
+    *pv = privacy_new(cfg, NULL, err, sizeof err);
+    return 1;
+}
+
+/* With key rules on, a key seen before is written from what the rules
+ * cache knows of it: keys that need escaping are still escaped, however
+ * often they come. */
+static void test_cached_keys_are_escaped(void)
+{
+    struct config cfg;
+    struct privacy *pv;
+    if (!default_privacy(&cfg, &pv))
+        return;
+    struct encode_defaults defaults = {.distinct_id = "h", .privacy = pv};
+    for (int round = 0; pv != NULL && round < 3; round++) {
+        const msgpack_object *obj = mp_build(
+            &m, "{s:s, s:{s:i, s:i, s:i, s:i, s:{s:i}}}", "event", "e", "properties", "plain", 1,
+            "quo\"te", 2, "caf\xc3\xa9", 3, "back\\slash", 4, "nested", "new\nline", 5);
+        json_t *v = encode_event_json(obj, &defaults, T_MS);
+        check_context("round %d", round);
+        if (CHECK(v != NULL)) {
+            json_t *props = js_at(v, "properties");
+            CHECK_EQ_INT(json_integer_value(json_object_get(props, "plain")), 1);
+            CHECK_EQ_INT(json_integer_value(json_object_get(props, "quo\"te")), 2);
+            CHECK_EQ_INT(json_integer_value(json_object_get(props, "caf\xc3\xa9")), 3);
+            CHECK_EQ_INT(json_integer_value(json_object_get(props, "back\\slash")), 4);
+            CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(props, "nested"),
+                                                            "new\nline")), 5);
+        }
+        json_decref(v);
+    }
+    check_context(NULL);
+    privacy_free(pv);
+    config_free(&cfg);
+}
+
 /* Every form an IPv6 or IPv4 address is written in is redacted, and text
  * that only looks like one (times, versions, too many groups) is not:
  * inet_pton is asked only about runs that can be an address at all. */
 static void test_privacy_address_forms(void)
 {
     struct config cfg;
-    char err[200];
-    if (!fresh_config(&cfg, NULL))
+    struct privacy *pv;
+    if (!default_privacy(&cfg, &pv))
         return;
-    struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
     static const char *const addresses[] = {
         "1:2:3:4:5:6:7:8", "2001:db8::1", "::", "::1", "1::", "fe80::1:2",
         "::ffff:10.1.2.3", "1:2:3:4:5:6:10.1.2.3", "1:2:3:4:5::10.1.2.3",
@@ -626,10 +668,9 @@ static void test_privacy_address_forms(void)
 static void test_privacy_values_at_every_place(void)
 {
     struct config cfg;
-    char err[200];
-    if (!fresh_config(&cfg, NULL))
+    struct privacy *pv;
+    if (!default_privacy(&cfg, &pv))
         return;
-    struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
     static const char *const values[] = {"a@b.io", "10.1.2.3", "fe80::1"};
     for (size_t v = 0; pv != NULL && v < sizeof values / sizeof values[0]; v++) {
         size_t n = strlen(values[v]);
@@ -685,23 +726,39 @@ static void test_privacy_key_shapes(void)
     };
     struct config cfg;
     char err[200];
+    int plain;
     if (!fresh_config(&cfg, env_no_star))
         return;
     struct privacy *pv = privacy_new(&cfg, NULL, err, sizeof err);
     for (int round = 0; pv != NULL && round < 3; round++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            if (!CHECK_EQ_INT(privacy_key(pv, cases[i].key, strlen(cases[i].key)), cases[i].want))
+            if (!CHECK_EQ_INT(privacy_key(pv, cases[i].key, strlen(cases[i].key), &plain),
+                              cases[i].want))
                 fprintf(stderr, "  key '%s', round %d\n", cases[i].key, round);
+    /* whether a key needs no JSON escaping is kept with its rule */
+    static const struct {
+        const char *key;
+        int plain;
+    } texts[] = {{"ok_key", 1}, {"with space", 1}, {"quote\"d", 0}, {"back\\slash", 0},
+                 {"caf\xc3\xa9", 0}, {"tab\there", 0}, {"a-very-long-key-of-forty-bytes-or-so-ok", 1}};
+    for (int round = 0; pv != NULL && round < 2; round++)
+        for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+            privacy_key(pv, texts[i].key, strlen(texts[i].key), &plain);
+            check_context("key '%s', round %d", texts[i].key, round);
+            CHECK_EQ_INT(plain, texts[i].plain);
+        }
+    check_context(NULL);
     /* a key is matched up to a NUL in it, as fnmatch() reads it */
     if (pv != NULL) {
-        CHECK_EQ_INT(privacy_key(pv, "email\0zz", 8), PRIVACY_DROP);
-        CHECK_EQ_INT(privacy_key(pv, "tok\0", 4), PRIVACY_DROP);
+        CHECK_EQ_INT(privacy_key(pv, "email\0zz", 8, &plain), PRIVACY_DROP);
+        CHECK_EQ_INT(privacy_key(pv, "tok\0", 4, &plain), PRIVACY_DROP);
     }
     /* many distinct keys: the kept ones are replaced, never confused */
     char key[40];
     for (int i = 0; pv != NULL && i < 5000; i++) {
         snprintf(key, sizeof key, i % 2 ? "token%d" : "field%d", i);
-        CHECK_EQ_INT(privacy_key(pv, key, strlen(key)), i % 2 ? PRIVACY_DROP : PRIVACY_KEEP);
+        CHECK_EQ_INT(privacy_key(pv, key, strlen(key), &plain),
+                     i % 2 ? PRIVACY_DROP : PRIVACY_KEEP);
     }
     struct counted c = {""};
     privacy_each_count(pv, note_count, &c);
@@ -715,8 +772,8 @@ static void test_privacy_key_shapes(void)
         return;
     pv = privacy_new(&cfg, NULL, err, sizeof err);
     if (CHECK(pv != NULL)) {
-        CHECK_EQ_INT(privacy_key(pv, "anything", 8), PRIVACY_DROP);
-        CHECK_EQ_INT(privacy_key(pv, "", 0), PRIVACY_DROP);
+        CHECK_EQ_INT(privacy_key(pv, "anything", 8, &plain), PRIVACY_DROP);
+        CHECK_EQ_INT(privacy_key(pv, "", 0, &plain), PRIVACY_DROP);
     }
     privacy_free(pv);
     config_free(&cfg);
@@ -912,6 +969,7 @@ int main(void)
     RUN(test_privacy_key_shapes);
     RUN(test_privacy_values_at_every_place);
     RUN(test_privacy_address_forms);
+    RUN(test_cached_keys_are_escaped);
     RUN(test_repeated_keys_refused);
     RUN(test_keys_within_keys_are_bounded);
     RUN(test_lib_properties);
