@@ -307,8 +307,16 @@ static size_t privacy_cache_index(const char *key, size_t len)
 static int privacy_same_key(const char *a, const char *b, size_t len)
 {
     uint64_t x, y;
-    if (len < 8)
-        return memcmp(a, b, len) == 0;
+    if (len < 8) {
+        if (len < 4)
+            return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
+        uint32_t h, k, t, u;
+        memcpy(&h, a, 4);
+        memcpy(&k, b, 4);
+        memcpy(&t, a + len - 4, 4);
+        memcpy(&u, b + len - 4, 4);
+        return h == k && t == u;
+    }
     for (size_t i = 0; i + 8 < len; i += 8) {
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
@@ -427,6 +435,20 @@ static inline int privacy_is_address_char(unsigned char c, int family)
     return family == AF_INET6 && (c == ':' || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
 }
 
+/* Whether the separator at `at` can be inside an address: an IPv4
+ * address has a digit on both sides of each '.', and in an IPv6 address
+ * each ':' has a neighbour that may be part of it (a run of one character
+ * is no address). Only runs with such a separator are looked at whole. */
+static int privacy_separates_address(const char *s, size_t len, size_t from, size_t at,
+                                     int family)
+{
+    unsigned char before = at > from ? (unsigned char)s[at - 1] : 0;
+    unsigned char after = at + 1 < len ? (unsigned char)s[at + 1] : 0;
+    if (family == AF_INET)
+        return before >= '0' && before <= '9' && after >= '0' && after <= '9';
+    return privacy_is_address_char(before, family) || privacy_is_address_char(after, family);
+}
+
 /* Whether text of n bytes holding `colons` colons, `dots` dots and (or
  * not) a "::" can be an address of family at all: what inet_pton() needs,
  * checked first because it is cheap (a time "07:08:09" is no IPv6 address).
@@ -454,6 +476,10 @@ static int privacy_find_address(const char *s, size_t len, size_t from, int fami
         if (hit == NULL)
             return 0;
         size_t a = (size_t)(hit - s), b = a;
+        if (!privacy_separates_address(s, len, from, a, family)) {
+            i = a + 1; /* the run's other separators may */
+            continue;
+        }
         while (a > from && privacy_is_address_char((unsigned char)s[a - 1], family))
             a--;
         while (b < len && privacy_is_address_char((unsigned char)s[b], family))
@@ -517,30 +543,43 @@ static int privacy_find(const struct privacy *p, const struct privacy_rule *r, c
     }
 }
 
-/* The bit (1 << kind) of each built-in value kind whose character s may
- * hold ('@' for email, '.' for ipv4, ':' for ipv6), found eight bytes at a
- * time. A byte of 0x80 or more can count as one (the rule then looks, and
+/* The first n (below 8) bytes at s as a word, the rest zero. */
+static inline uint64_t privacy_load_tail(const char *s, size_t n)
+{
+    uint64_t w = 0;
+    for (size_t k = 0; k < n; k++)
+        w |= (uint64_t)(unsigned char)s[k] << (8 * k);
+    return w;
+}
+
+/* Which built-in value kinds s can hold (the bit 1 << kind of each), from
+ * counts of the characters each needs, taken eight bytes at a time: an
+ * e-mail address an '@' and a '.'; an IPv4 address three '.'; an IPv6
+ * address seven ':', or a "::", or six ':' and three '.' (an IPv4 ending).
+ * A byte of 0x80 or more can count as any of them (the rule then looks and
  * finds nothing): none is missed. */
 static unsigned privacy_kinds_present(const char *s, size_t len)
 {
-    static const struct {
-        enum privacy_kind kind;
-        unsigned char c;
-    } kinds[] = {{RULE_EMAIL, '@'}, {RULE_IPV4, '.'}, {RULE_IPV6, ':'}};
-    uint64_t seen[3] = {0, 0, 0};
+    uint64_t ats = 0, dots = 0, colons = 0;
+    int double_colon = 0, colon_before = 0;
     for (size_t i = 0; i < len; i += 8) {
-        uint64_t w = 0;
-        if (len - i >= 8)
+        size_t n = len - i < 8 ? len - i : 8;
+        uint64_t w;
+        if (n == 8)
             memcpy(&w, s + i, 8);
         else
-            memcpy(&w, s + i, len - i); /* the zero bytes after are none of them */
+            w = privacy_load_tail(s + i, n); /* the zero bytes after are none of them */
         uint64_t low7 = swar_low7(w);
-        seen[0] |= swar_equal(low7, kinds[0].c);
-        seen[1] |= swar_equal(low7, kinds[1].c);
-        seen[2] |= swar_equal(low7, kinds[2].c);
+        uint64_t colon = swar_equal(low7, ':');
+        ats += swar_count(swar_equal(low7, '@'));
+        dots += swar_count(swar_equal(low7, '.'));
+        colons += swar_count(colon);
+        double_colon |= (colon & (colon >> 8)) != 0 ||
+                        (colon_before && ((unsigned char)s[i] & 0x7f) == ':');
+        colon_before = ((unsigned char)s[i + n - 1] & 0x7f) == ':';
     }
-    return (seen[0] != 0 ? 1u << kinds[0].kind : 0) | (seen[1] != 0 ? 1u << kinds[1].kind : 0) |
-           (seen[2] != 0 ? 1u << kinds[2].kind : 0);
+    return (ats > 0 && dots > 0 ? 1u << RULE_EMAIL : 0) | (dots >= 3 ? 1u << RULE_IPV4 : 0) |
+           (colons >= 7 || double_colon || (colons >= 6 && dots >= 3) ? 1u << RULE_IPV6 : 0);
 }
 
 int privacy_redacts(const struct privacy *p)

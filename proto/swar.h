@@ -42,4 +42,10 @@ static inline uint64_t swar_below(uint64_t low7, unsigned char n)
     return ~(low7 + (0x80u - n) * SWAR_ONES) & SWAR_HIGHS;
 }
 
+/* How many bytes an answer (above) marks. */
+static inline unsigned swar_count(uint64_t answer)
+{
+    return (unsigned)(((answer >> 7) * SWAR_ONES) >> 56);
+}
+
 #endif

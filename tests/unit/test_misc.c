@@ -1026,10 +1026,14 @@ static void test_swar_matches_each_byte(void)
             uint64_t low7 = swar_low7(w);
             for (size_t c = 0; c < sizeof chars; c++) {
                 uint64_t got = swar_equal(low7, chars[c]), want = 0;
+                unsigned count = 0;
                 for (int k = 0; k < 8; k++)
-                    if (((w >> (8 * k)) & 0x7f) == chars[c])
+                    if (((w >> (8 * k)) & 0x7f) == chars[c]) {
                         want |= UINT64_C(0x80) << (8 * k);
+                        count++;
+                    }
                 wrong += got != want;
+                wrong += swar_count(got) != count;
             }
             for (size_t n = 0; n < sizeof limits; n++) {
                 uint64_t got = swar_below(low7, limits[n]), want = 0;
