@@ -120,19 +120,24 @@ def test_tag_peer_says_who_sent_each_event(collector, make_agent):
     assert events["root"]["$peer_comm"] != "forged"
 
 
+def bind_probe_env(**settings):
+    """The agent's environment with bind_probe.c preloaded (its settings
+    given), which the sanitizers' runtime lets come before it."""
+    build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
+    return dict(settings,
+                LD_PRELOAD=os.path.join(build, "tests", "integration", "libbind_probe.so"),
+                ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") +
+                              ":verify_asan_link_order=0").lstrip(":"))
+
+
 def test_the_socket_is_never_wider_than_its_mode(make_agent, tmp_path):
     # bound under a temporary name with no permissions at all, then made
     # listening, given its group and mode, and linked into place: there is
     # no moment when others could open it, and whoever finds the path can
     # connect at once
-    build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
     probe = tmp_path / "binds.txt"
     agent = make_agent({"agent": {"socket_mode": "0660"}},
-                       env={"LD_PRELOAD": os.path.join(build, "tests", "integration",
-                                                       "libbind_probe.so"),
-                            "BIND_PROBE_OUT": str(probe),
-                            "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
-                                             ":verify_asan_link_order=0").lstrip(":")})
+                       env=bind_probe_env(BIND_PROBE_OUT=str(probe)))
     mode_now = os.stat(agent.socket).st_mode & 0o7777
     agent.stop()
     lines = probe.read_text().splitlines()
@@ -146,13 +151,7 @@ def test_a_path_taken_while_starting_stops_start_up(make_agent, tmp_path):
     # another agent's socket appears at the path after the stale-socket
     # check and before this agent links its own there: it is left alone,
     # and this agent stops, saying why, with nothing of its own left behind
-    build = os.environ.get("TELEMETRY_BUILD_DIR", os.path.join(ROOT_DIR, "build"))
-    agent = make_agent({}, start=False,
-                       env={"LD_PRELOAD": os.path.join(build, "tests", "integration",
-                                                       "libbind_probe.so"),
-                            "BIND_PROBE_TAKE_PATH": "1",
-                            "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
-                                             ":verify_asan_link_order=0").lstrip(":")})
+    agent = make_agent({}, start=False, env=bind_probe_env(BIND_PROBE_TAKE_PATH="1"))
     agent.start(wait=False)
     assert agent.proc.wait(timeout=60) != 0
     assert (f"[agent] socket = '{agent.socket}': another agent took the path while this one "

@@ -104,12 +104,13 @@ def test_sigquit_shuts_down_like_sigterm(collector, make_agent):
     assert "SIGQUIT: shutting down" in agent.stderr
 
 
-def start_raw(tmp_path, sections, **popen):
+def start_raw(tmp_path, sections, wait=True, **popen):
     """An agent started with the caller's stdout/stderr (the Agent fixture
-    writes them to files). Returns (proc, socket path)."""
-    sock = os.path.join(str(tmp_path), "s", "agent.sock")
+    writes them to files), waited for until its socket (the one sections
+    give, else one in tmp_path) is there unless wait is False. Returns
+    (proc, socket path)."""
     lines = []
-    base = {"agent": {"socket": sock}}
+    base = {"agent": {"socket": os.path.join(str(tmp_path), "s", "agent.sock")}}
     for name, keys in sections.items():
         base.setdefault(name, {}).update(keys)
     for name, keys in base.items():
@@ -117,9 +118,10 @@ def start_raw(tmp_path, sections, **popen):
         lines += [f"{k} = {v}" for k, v in keys.items()]
     config = tmp_path / "raw.ini"
     config.write_text("\n".join(lines) + "\n")
+    sock = base["agent"]["socket"]
     proc = subprocess.Popen([AGENT_BIN, "-c", str(config)], **popen)
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock):
+    deadline = time.monotonic() + 30
+    while wait and not os.path.exists(sock):
         assert proc.poll() is None, f"agent exited {proc.returncode}"
         assert time.monotonic() < deadline, "agent did not start"
         time.sleep(0.02)
@@ -340,17 +342,11 @@ def test_a_socket_path_one_byte_too_long_stops_start_up(tmp_path):
     base = str(tmp_path) + "/"
     for length, works in ((106, True), (107, False)):
         sock = base + "s" * (length - len(base))
-        config = tmp_path / f"socket{length}.ini"
-        config.write_text(f"[agent]\nsocket = {sock}\n[events]\nregistry =\n"
-                          "[backend]\nurl = stdout\n")
-        proc = subprocess.Popen([AGENT_BIN, "-c", str(config)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc, _ = start_raw(tmp_path, {"agent": {"socket": sock}, "events": {"registry": ""},
+                                       "backend": {"url": "stdout"}},
+                            wait=works, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
         if works:
-            deadline = time.monotonic() + 30
-            while not os.path.exists(sock):
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.monotonic() < deadline, "agent did not start"
-                time.sleep(0.02)
             with socket.socket(socket.AF_UNIX) as s:
                 s.connect(sock)  # listening the moment the path is there
             proc.send_signal(signal.SIGTERM)
