@@ -110,9 +110,9 @@ static int encode_is_record_field(const msgpack_object *key)
            encode_key_equals(key, "distinct_id", 11);
 }
 
-static int encode_map_has_key(const msgpack_object_map *map, const char *name, int record)
+static int encode_map_has_key(const msgpack_object_map *map, const char *name, size_t len,
+                              int record)
 {
-    size_t len = strlen(name);
     for (uint32_t i = 0; map != NULL && i < map->size; i++)
         if (encode_key_equals(&map->ptr[i].key, name, len) &&
             !(record && encode_is_record_field(&map->ptr[i].key)))
@@ -122,7 +122,9 @@ static int encode_map_has_key(const msgpack_object_map *map, const char *name, i
 
 static int encode_any(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv);
 
-#define ENCODE_PAIRWISE_KEYS 16 /* up to this many string keys: compared pairwise */
+/* Up to this many string keys, a map's keys are checked for repeats in a
+ * table of twice as many slots (2^6) on the stack, by fingerprint. */
+#define ENCODE_TABLED_KEYS 32
 
 /* The key a map repeated, for the refusal's message. */
 static _Thread_local char encode_repeated[140];
@@ -226,15 +228,18 @@ static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, in
     *k = (struct encode_names){NULL, BUF_INIT};
     if (map == NULL || map->size < 2)
         return 0;
-    if (map->size <= ENCODE_PAIRWISE_KEYS) { /* most maps: a few exact string keys */
-        uint64_t print[ENCODE_PAIRWISE_KEYS];
+    if (map->size <= ENCODE_TABLED_KEYS) { /* most maps: a few exact string keys */
+        uint64_t print[ENCODE_TABLED_KEYS];
+        uint8_t slots[2 * ENCODE_TABLED_KEYS] = {0}; /* by fingerprint: a key's place + 1 */
         int exact = 1;
         for (uint32_t i = 0; exact && i < map->size; i++)
             exact = map->ptr[i].key.type == MSGPACK_OBJECT_STR &&
                     encode_key_fingerprint(&map->ptr[i].key.via.str, &print[i]);
-        for (uint32_t i = 1; exact && i < map->size; i++) {
+        for (uint32_t i = 0; exact && i < map->size; i++) {
             const msgpack_object_str *a = &map->ptr[i].key.via.str;
-            for (uint32_t j = 0; j < i; j++) {
+            size_t h = (size_t)((print[i] * UINT64_C(0x9e3779b97f4a7c15)) >> 58);
+            for (; slots[h] != 0; h = (h + 1) % (2 * ENCODE_TABLED_KEYS)) {
+                uint32_t j = slots[h] - 1u;
                 const msgpack_object_str *b = &map->ptr[j].key.via.str;
                 if (print[i] == print[j] && a->size == b->size &&
                     memcmp(a->ptr, b->ptr, a->size) == 0 &&
@@ -243,6 +248,7 @@ static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, in
                     return 1;
                 }
             }
+            slots[h] = (uint8_t)(i + 1);
         }
         if (exact)
             return 0;
@@ -281,15 +287,14 @@ static int encode_map_repeats_a_key(const msgpack_object_map *map, int depth, in
 static void encode_props_node(struct buf *out, const struct props_node *node)
 {
     if (node->json != NULL) {
-        buf_append_str(out, node->json);
+        buf_append(out, node->json, node->json_len);
         return;
     }
     buf_append_char(out, '{');
     for (size_t i = 0; i < node->nchildren; i++) {
         if (i > 0)
             buf_append_char(out, ',');
-        json_write_string(out, node->children[i].key, strlen(node->children[i].key));
-        buf_append_char(out, ':');
+        buf_append(out, node->children[i].key_json, node->children[i].key_json_len);
         encode_props_node(out, &node->children[i]);
     }
     buf_append_char(out, '}');
@@ -376,14 +381,13 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
         return rc;
     for (size_t i = 0; extra != NULL && i < extra->nchildren; i++) {
         const struct props_node *child = &extra->children[i];
-        if (encode_map_has_key(map, child->key, record) ||
-            (peer_tags != NULL && peer_is_tag_key(child->key, strlen(child->key))))
+        if (encode_map_has_key(map, child->key, child->key_len, record) ||
+            (peer_tags != NULL && peer_is_tag_key(child->key, child->key_len)))
             continue;
         if (!first)
             buf_append_char(out, ',');
         first = 0;
-        json_write_string(out, child->key, strlen(child->key));
-        buf_append_char(out, ':');
+        buf_append(out, child->key_json, child->key_json_len);
         encode_props_node(out, child);
     }
     if (peer_tags != NULL) {

@@ -19,7 +19,7 @@ const struct props_node *props_child(const struct props_node *node, const char *
 {
     for (size_t i = 0; i < node->nchildren; i++) {
         const struct props_node *c = &node->children[i];
-        if (strlen(c->key) == len && memcmp(c->key, key, len) == 0)
+        if (c->key_len == len && memcmp(c->key, key, len) == 0)
             return c;
     }
     return NULL;
@@ -37,6 +37,17 @@ static struct props_node *props_add_child(struct props_node *node, const char *k
     c->key = strndup(key, len);
     if (c->key == NULL)
         return NULL;
+    c->key_len = len;
+    struct buf text = BUF_INIT; /* written once here, copied into every event */
+    json_write_string(&text, key, len);
+    buf_append_char(&text, ':');
+    if (text.failed || (c->key_json = strndup(text.data, text.len)) == NULL) {
+        buf_free(&text);
+        free(c->key);
+        return NULL;
+    }
+    c->key_json_len = text.len;
+    buf_free(&text);
     node->nchildren++;
     return c;
 }
@@ -168,6 +179,7 @@ static int props_put(struct props_node *root, const char *dotted_key, const char
             }
             free(child->json);
             child->json = json;
+            child->json_len = strlen(json);
             return 0;
         }
         if (child == NULL) {
@@ -204,6 +216,7 @@ static void props_free_children(struct props_node *node)
     for (size_t i = 0; i < node->nchildren; i++) {
         props_free_children(&node->children[i]);
         free(node->children[i].key);
+        free(node->children[i].key_json);
         free(node->children[i].json);
     }
     free(node->children);

@@ -15,7 +15,11 @@
 
 struct props_node {
     char *key;
+    size_t key_len;
+    char *key_json;               /* the key as JSON with its colon, "key": */
+    size_t key_json_len;
     char *json;                   /* encoded value of a leaf; NULL for an inner node */
+    size_t json_len;
     struct props_node *children;  /* inner node's children, in the order they were added */
     size_t nchildren;
 };

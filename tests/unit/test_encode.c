@@ -916,6 +916,44 @@ static void test_repeated_keys_refused(void)
     mp_free(&m4);
 }
 
+/* The repeat check of maps up to 32 keys goes by fingerprint (length,
+ * first and last eight bytes): keys that differ only in the middle share
+ * one and must still be told apart, and a real repeat among them found. */
+static void test_repeats_among_keys_with_one_fingerprint(void)
+{
+    for (int repeat = 0; repeat < 2; repeat++) {
+        mp_reset(&m);
+        msgpack_pack_map(&m.pk, 2);
+        msgpack_pack_str_with_body(&m.pk, "event", 5);
+        msgpack_pack_str_with_body(&m.pk, "e", 1);
+        msgpack_pack_str_with_body(&m.pk, "properties", 10);
+        msgpack_pack_map(&m.pk, 32);
+        for (int i = 0; i < 32; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "abcdefgh-%02d-stuvwxyz", repeat && i == 31 ? 5 : i);
+            msgpack_pack_str_with_body(&m.pk, key, strlen(key));
+            msgpack_pack_int(&m.pk, i);
+        }
+        const msgpack_object *obj = mp_unpack(&m);
+        struct analytics_event ev;
+        const msgpack_object *chunk;
+        struct refusal r;
+        struct buf out = BUF_INIT;
+        check_context("repeat %d", repeat);
+        if (CHECK_EQ_INT(decode_event(obj, NULL, &ev, &chunk, &r), 0)) {
+            int rc = encode_event(&out, &ev, &plain_defaults, T_MS, &r);
+            if (repeat) {
+                CHECK_EQ_INT(rc, -1);
+                CHECK_CONTAINS(r.detail, "the key 'abcdefgh-05-stuvwxyz' twice");
+            } else {
+                CHECK_EQ_INT(rc, 0);
+            }
+        }
+        buf_free(&out);
+    }
+    check_context(NULL);
+}
+
 /* Keys within keys: each level escapes the text of the one below again,
  * so 25 levels in a few dozen bytes would write gigabytes. Refused past
  * ENCODE_MAX_KEY_BYTES instead, at once. Found by fuzzing. */
@@ -971,6 +1009,7 @@ int main(void)
     RUN(test_privacy_address_forms);
     RUN(test_cached_keys_are_escaped);
     RUN(test_repeated_keys_refused);
+    RUN(test_repeats_among_keys_with_one_fingerprint);
     RUN(test_keys_within_keys_are_bounded);
     RUN(test_lib_properties);
     RUN(test_event_too_deep);
