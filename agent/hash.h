@@ -1,8 +1,8 @@
 /*
  * hash: one hash of a run of bytes for the agent's tables (the event
- * registry, the relay's addresses, the privacy rules' recent keys). Fast
- * on short keys, read eight bytes at a time; not for anything an attacker
- * must not be able to collide (the tables bound their probing).
+ * registry, the relay's addresses). Fast on short keys, read eight bytes
+ * at a time; not for anything an attacker must not be able to collide (the
+ * tables bound their probing).
  */
 #ifndef TA_HASH_H
 #define TA_HASH_H

@@ -4,7 +4,6 @@
 #define _GNU_SOURCE /* FNM_CASEFOLD */
 #include "privacy.h"
 
-#include "hash.h"
 #include "json.h"
 #include "swar.h"
 
@@ -38,7 +37,7 @@ struct privacy_rule {
 
 /* Recent keys and the rule each matched: events repeat the same few keys,
  * so most keys are looked up here instead of against every rule. */
-#define PRIVACY_CACHE_SLOTS 512
+#define PRIVACY_CACHE_SLOTS 512 /* 2^9: privacy_cache_index */
 #define PRIVACY_CACHE_KEY_MAX 47
 #define PRIVACY_CACHE_PROBES 4 /* slots a key may take, from the one its hash names */
 #define PRIVACY_NO_RULE 0xffff
@@ -297,9 +296,28 @@ static unsigned privacy_first_match(const struct privacy *p, const char *key, si
     return match;
 }
 
+/* Where key (1 to PRIVACY_CACHE_KEY_MAX bytes) is kept: a hash of its
+ * length and its first and last eight bytes, which tell most keys apart
+ * (those that share them share the probes, and are still compared whole). */
 static size_t privacy_cache_index(const char *key, size_t len)
 {
-    return (size_t)(hash_bytes(key, len) % PRIVACY_CACHE_SLOTS);
+    uint64_t first, last;
+    if (len >= 8) {
+        memcpy(&first, key, 8);
+        memcpy(&last, key + len - 8, 8);
+    } else if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, key, 4);
+        memcpy(&b, key + len - 4, 4);
+        first = a;
+        last = b;
+    } else {
+        first = (unsigned char)key[0] | (unsigned)(unsigned char)key[len / 2] << 8;
+        last = (unsigned char)key[len - 1];
+    }
+    uint64_t h = (first ^ (last * UINT64_C(0x9e3779b97f4a7c15)) ^ len) *
+                 UINT64_C(0xff51afd7ed558ccd);
+    return (size_t)(h >> 55); /* 9 bits: PRIVACY_CACHE_SLOTS */
 }
 
 /* Whether a and b, len bytes (1 to PRIVACY_CACHE_KEY_MAX), are the same:
