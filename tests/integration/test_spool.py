@@ -63,23 +63,30 @@ def records(path):
     return out
 
 
-def spool_of(make_agent, collector, tmp_path, name, count):
-    """A spool directory holding `count` events the backend never took,
-    left by an agent killed with SIGKILL. Returns (dir, numbers sent)."""
-    spool_dir = tmp_path / name
-    collector.policy = lambda record: make_response(503)
-    agent = spool_agent(make_agent, collector, spool_dir)
+def send_all_acked(agent, first, end, pad=0, timeout=10):
+    """Events first..end-1 on one connection, each with a chunk (acked once
+    durable), and every ack awaited in order."""
     with connect(agent) as s:
-        for i in range(count):  # native events with a chunk: acked once durable
-            s.sendall(msgpack.packb({"event": "project:created", "properties": {"i": i},
+        s.settimeout(timeout)  # a producer held for that long fails here
+        for i in range(first, end):
+            props = {"i": i, "pad": "p" * pad} if pad else {"i": i}
+            s.sendall(msgpack.packb({"event": "project:created", "properties": props,
                                      "chunk": f"c{i}"}))
         replies = []
         unpacker = msgpack.Unpacker(raw=False)
-        s.settimeout(10)
-        while len(replies) < count:
+        while len(replies) < end - first:
             unpacker.feed(s.recv(65536))
             replies.extend(unpacker)
-    assert replies == [{"ack": f"c{i}"} for i in range(count)]
+    assert replies == [{"ack": f"c{i}"} for i in range(first, end)]
+
+
+def spool_of(make_agent, collector, tmp_path, name, count, pad=0, **sections):
+    """A spool directory holding `count` events the backend never took,
+    left by an agent (configured with sections) killed with SIGKILL."""
+    spool_dir = tmp_path / name
+    collector.policy = lambda record: make_response(503)
+    agent = spool_agent(make_agent, collector, spool_dir, **sections)
+    send_all_acked(agent, 0, count, pad)
     agent.stop(sig=signal.SIGKILL, check=False)
     backend_recovers(collector)
     return spool_dir
@@ -242,6 +249,29 @@ def test_a_large_backlog_is_served_while_producers_are_acknowledged(make_agent, 
     stats = stats_balanced(agent)
     assert stats["delivered"] == stats["received"] == backlog + 2 and stats["buffered"] == 0
     assert len(segments(spool_dir)) == 1  # delivered segments are deleted
+
+
+def test_a_backlog_read_at_start_leaves_staging_its_room(make_agent, collector, tmp_path):
+    # the spool holds four times buffer.max_bytes of events for a backend
+    # that is still down: reading them ahead takes at most half the memory,
+    # so new events are still taken into the spool and acknowledged (one
+    # read-ahead of 256 KiB once filled the whole buffer.max_bytes with
+    # batches, and producers were held with the spool far from full)
+    collector.count_event = lambda e: e["properties"]["i"]
+    small = dict(spool={"max_bytes": "4M", "segment_bytes": "64K"},
+                 buffer={"max_bytes": "256K", "overflow": "block"}, batch={"max_bytes": "64K"})
+    spool_dir = spool_of(make_agent, collector, tmp_path, "spool", 4000, pad=200, **small)
+    assert sum(os.path.getsize(spool_dir / n) for n in segments(spool_dir)) > 4 * 256 * 1024
+    collector.policy = lambda record: make_response(503)
+    agent = spool_agent(make_agent, collector, spool_dir, **small)
+    send_all_acked(agent, 4000, 4500, pad=200, timeout=30)
+    assert not collector.events()
+    collector.policy = None
+    wait_numbers(collector, 4500, timeout=60)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(4500))
+    stats = stats_balanced(agent)
+    assert stats["dropped"] == 0, stats
 
 
 @pytest.mark.parametrize("cut", ["header", "length", "index", "payload", "last_byte"])
