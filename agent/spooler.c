@@ -123,6 +123,7 @@ struct spooler {
     size_t held_appended;   /* of held, appended to the log */
     size_t held_written;    /* ... and written */
     uint64_t held_first;    /* the index of the record at held[0] */
+    uint64_t held_appended_index; /* ... and of the first not appended */
     struct spool_pos read_at;
     uint64_t carry_lost;    /* records lost at a segment's end, told with the next */
     struct buf record, chunk;
@@ -169,6 +170,10 @@ static void spooler_sync_and_wait(struct spooler *sp)
 static void spooler_release(struct spooler *sp, uint64_t durable)
 {
     size_t done = 0;
+    if (durable >= sp->held_appended_index) { /* all that was appended: no walk */
+        done = sp->held_appended;
+        sp->held_first = sp->held_appended_index;
+    }
     while (sp->held_first < durable && done + SPOOLER_STAGE_HEAD <= sp->held_appended) {
         uint32_t len;
         memcpy(&len, sp->held.data + done, sizeof len);
@@ -201,6 +206,7 @@ static void spooler_failed(struct spooler *sp, const char *what, int err)
          * appended again, to the same places */
         spooler_release(sp, spool_durable_index(sp->spool));
         sp->held_appended = sp->held_written = 0;
+        sp->held_appended_index = sp->held_first;
         sp->dirty = 0;
     } /* else the next round appends after what is there, and fails again */
 }
@@ -233,6 +239,7 @@ static void spooler_write(struct spooler *sp)
             return;
         }
         sp->held_appended += SPOOLER_STAGE_HEAD + len;
+        sp->held_appended_index++;
     }
     pthread_mutex_lock(&sp->lock);
     sp->spool_full = full;
@@ -911,7 +918,7 @@ struct spooler *spooler_open(struct event_base *base, const struct config *cfg,
     sp->pub_segments = spool_segments(sp->spool);
     sp->pub_made_ms = spool_checkpoint_made_ms(sp->spool);
     sp->staged_index = sp->durable_seen = sp->durable_index = sp->written_index = rec.end_index;
-    sp->held_first = rec.end_index;
+    sp->held_first = sp->held_appended_index = rec.end_index;
     budget_init(&sp->disk, (size_t)cfg->spool_max_bytes);
     budget_charge(&sp->disk, rec.backlog_bytes);
     budget_init(&sp->staging, memory->max / 2);
