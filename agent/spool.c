@@ -28,6 +28,9 @@
 #define SPOOL_CHECKPOINT_SLOT 8192
 #define SPOOL_READ_AHEAD (128 * 1024) /* read from a segment at once, for many records */
 #define SPOOL_LOCK "LOCK"
+/* Written pages the reader is this far behind are dropped from the page
+ * cache once durable (see spool_uncache). */
+#define SPOOL_CACHED_LAG (4 * 1024 * 1024)
 #define SPOOL_CHECKPOINT_HEAD 44 /* magic, sequence, segment, offset, index, state length */
 
 struct spool {
@@ -48,6 +51,7 @@ struct spool {
                               * short by a full disk leaves part of one) */
     uint64_t tail_first;     /* index of its first record */
     uint64_t tail_durable;   /* bytes of it known durable (spool_mark_durable) */
+    uint64_t tail_uncached;  /* its pages before this offset were dropped from the page cache */
     uint64_t durable_index;  /* ... and the index after them */
     int sync_on_roll;        /* a finished segment is synced before the next begins */
     uint64_t next_index;     /* of the next record appended */
@@ -59,6 +63,7 @@ struct spool {
     int read_fd;
     uint64_t read_segment;
     uint64_t read_size;      /* of the read segment (not the tail) */
+    struct spool_pos reader; /* where the last spool_read left off */
     struct buf ahead;        /* bytes of the read segment read ahead (empty: none) */
     uint64_t ahead_offset;   /* ... from this offset */
     uint64_t skipped;
@@ -165,6 +170,33 @@ static int spool_pread_all(int fd, void *data, size_t len, uint64_t offset)
     return (int)(done == len);
 }
 
+/* Is the reader far enough behind the end of what is written that pages
+ * written now would leave the page cache before it reads them anyway? The
+ * lag is counted as if the segments between were full. */
+static int spool_reader_lags(const struct spool *s)
+{
+    uint64_t behind = (s->tail_segment - s->reader.segment) * s->segment_bytes + s->tail_size;
+    return behind > s->reader.offset && behind - s->reader.offset > SPOOL_CACHED_LAG;
+}
+
+/* Durable pages of the tail the reader will not want soon leave the page
+ * cache (whole pages only; `finished`: to the end of the file). Written
+ * pages would otherwise stay cached, charged to the agent's memory cgroup,
+ * until memory pressure evicts them; dropping them lets the kernel reuse
+ * the same pages for the next writes. Only a hint: a failure changes
+ * nothing. */
+static void spool_uncache_tail(struct spool *s, int finished)
+{
+    if (!spool_reader_lags(s))
+        return;
+    uint64_t upto = finished ? 0 : s->tail_size & ~(uint64_t)4095;
+    if (!finished && upto <= s->tail_uncached)
+        return;
+    posix_fadvise(s->tail_fd, (off_t)s->tail_uncached,
+                  finished ? 0 : (off_t)(upto - s->tail_uncached), POSIX_FADV_DONTNEED);
+    s->tail_uncached = upto;
+}
+
 /* A new, empty segment with its header; it becomes the tail. */
 static int spool_new_segment(struct spool *s, uint64_t id)
 {
@@ -188,12 +220,15 @@ static int spool_new_segment(struct spool *s, uint64_t id)
         return -1;
     }
     if (s->tail_fd >= 0) {
+        if (s->sync_on_roll)
+            spool_uncache_tail(s, 1);
         close(s->tail_fd);
         s->older_bytes += s->tail_size;
     }
     s->tail_fd = fd;
     s->tail_segment = id;
     s->tail_size = s->tail_whole = s->tail_durable = SPOOL_HEADER_BYTES;
+    s->tail_uncached = 0;
     s->tail_first = s->durable_index = s->next_index; /* what came before is durable */
     s->dir_dirty = 1;
     return 0;
@@ -539,7 +574,7 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_b
         }
     }
     s->first_segment = count > 0 ? ids[0] : cp.segment;
-    s->checkpoint = cp;
+    s->checkpoint = s->reader = cp;
     rec->segments = count > 0 ? count : 1;
     rec->backlog_bytes = spool_bytes(s) - cp.offset; /* older segments are gone */
     rec->checkpoint = cp;
@@ -629,6 +664,7 @@ enum spool_status spool_sync(struct spool *s)
 {
     if (fdatasync(s->tail_fd) < 0)
         return SPOOL_IO;
+    spool_uncache_tail(s, 0);
     if (s->dir_dirty) {
         if (fsync(s->dirfd) < 0)
             return SPOOL_IO;
@@ -691,6 +727,17 @@ static void spool_enter_segment(struct spool *s, struct spool_pos *at, uint64_t 
     }
 }
 
+/* The window read ahead was read: its pages leave the page cache if they
+ * are durable and the reader lags (see spool_uncache_tail). */
+static void spool_uncache_read(struct spool *s)
+{
+    uint64_t end = s->ahead_offset + s->ahead.len;
+    if (s->ahead.len == 0 || !spool_reader_lags(s) ||
+        (s->read_segment == s->tail_segment && end > s->tail_durable))
+        return;
+    posix_fadvise(s->read_fd, (off_t)s->ahead_offset, (off_t)s->ahead.len, POSIX_FADV_DONTNEED);
+}
+
 /* len bytes of the read segment at offset, of those before seg_end (whole
  * records, which do not change), through a window read ahead: one pread
  * serves many records. Returns as spool_pread_all. */
@@ -704,6 +751,7 @@ static int spool_read_window(struct spool *s, void *dst, size_t len, uint64_t of
         offset + len > s->ahead_offset + s->ahead.len) {
         size_t want = seg_end - offset > SPOOL_READ_AHEAD ? SPOOL_READ_AHEAD
                                                           : (size_t)(seg_end - offset);
+        spool_uncache_read(s);
         buf_rollback(&s->ahead, 0);
         if (buf_reserve(&s->ahead, want) < 0 ||
             spool_pread_all(s->read_fd, s->ahead.data, want, offset) != 1) {
@@ -763,6 +811,7 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t 
                 *lost += index - at->index;
                 at->offset += SPOOL_RECORD_HEAD + len;
                 at->index = index + 1;
+                s->reader = *at;
                 return 1;
             }
         }
@@ -835,6 +884,8 @@ enum spool_status spool_rewind(struct spool *s)
     if (ftruncate(s->tail_fd, (off_t)s->tail_durable) < 0)
         return SPOOL_IO;
     s->tail_size = s->tail_whole = s->tail_durable;
+    if (s->tail_uncached > s->tail_durable)
+        s->tail_uncached = s->tail_durable & ~(uint64_t)4095;
     s->next_index = s->written_index = s->durable_index;
     return SPOOL_OK;
 }

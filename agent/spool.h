@@ -22,6 +22,11 @@
  * tear only the tail): a torn or corrupt tail is truncated and counted.
  * Older segments are checked as they are read: a record whose checksum
  * fails is skipped up to the next valid record, and counted.
+ *
+ * Pages that are durable and that the reader is megabytes behind leave the
+ * page cache (as do those it read from so far behind): a backlog is read
+ * back from the disk, not kept in memory charged to the agent's cgroup,
+ * and the kernel reuses the pages it drops for the next writes.
  */
 #ifndef TA_SPOOL_H
 #define TA_SPOOL_H

@@ -9,11 +9,14 @@
  * records read (records_ready, then chunk and recs are the loop's until it
  * asks again), and the last failure; it pokes the loop through a pipe.
  *
- * The thread keeps every record it took from the inbox until it is
- * durable (held). A failed write or sync rewinds the log to what was last
- * durable and writes the held records again after a pause: after a failed
- * fsync the kernel may have dropped the pages, so only writing them again
- * makes them durable.
+ * The thread swaps the inbox out (no copy under the lock) and keeps every
+ * record it took until it is durable (held). With fsync = interval the
+ * staged records wait for the sync to be due or for a write's worth of
+ * them, so staging wakes the thread about once per sync, not per event.
+ * A failed write or sync rewinds the log to what was last durable and
+ * writes the held records again after a pause: after a failed fsync the
+ * kernel may have dropped the pages, so only writing them again makes them
+ * durable.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "spooler.h"
@@ -35,6 +38,7 @@
 
 #define SPOOLER_READ_BYTES (256 * 1024) /* read ahead per hand-over */
 #define SPOOLER_READ_RECORDS 4096
+#define SPOOLER_WRITE_BYTES (256 * 1024) /* staged, written before the sync is due */
 #define SPOOLER_RETRY_MS 250            /* after a failed write, or a full spool */
 #define SPOOLER_CONFIRM_EVERY_MS 100    /* checkpoints at most this often */
 #define SPOOLER_SAVE_EVERY_MS 1000      /* counters saved this often while they change */
@@ -97,6 +101,8 @@ struct spooler {
     pthread_cond_t work;    /* for the thread */
     pthread_cond_t settled; /* for spooler_flush: a round is over */
     struct buf inbox;       /* staged records */
+    int stage_wakes;        /* the thread waits past when a record staged now is due to
+                             * be written: staging must wake it */
     int want_read, records_ready;
     size_t read_bytes;       /* the most one hand-over may hold: the loop's room */
     int want_confirm;
@@ -119,6 +125,7 @@ struct spooler {
 
     /* the thread's */
     struct spool *spool;
+    struct buf taken;       /* the inbox, swapped out under lock, for held */
     struct buf held;        /* taken from the inbox, not yet durable */
     size_t held_appended;   /* of held, appended to the log */
     size_t held_written;    /* ... and written */
@@ -159,6 +166,12 @@ static void spooler_sync_and_wait(struct spooler *sp)
     pthread_cond_signal(&sp->work);
     struct timespec ts = spooler_time_in(CLOCK_REALTIME, 50);
     pthread_cond_timedwait(&sp->settled, &sp->lock, &ts);
+}
+
+/* How much staged makes the thread write before the sync is due. */
+static size_t spooler_write_bytes(const struct spooler *sp)
+{
+    return sp->staging.max / 8 < SPOOLER_WRITE_BYTES ? sp->staging.max / 8 : SPOOLER_WRITE_BYTES;
 }
 
 /* ---- the thread ---- */
@@ -217,6 +230,24 @@ static void spooler_made_durable(struct spooler *sp)
     spool_mark_durable(sp->spool);
     sp->dirty = 0;
     spooler_release(sp, spool_written_index(sp->spool));
+}
+
+/* The records taken from the inbox join those held (out of memory: they
+ * stay taken, to be tried again). */
+static void spooler_hold_taken(struct spooler *sp)
+{
+    if (sp->taken.len == 0)
+        return;
+    if (sp->held.len == 0) {
+        struct buf empty = sp->held;
+        sp->held = sp->taken;
+        sp->taken = empty;
+        return;
+    }
+    buf_append(&sp->held, sp->taken.data, sp->taken.len);
+    if (!sp->held.failed)
+        buf_rollback(&sp->taken, 0);
+    sp->held.failed = 0;
 }
 
 /* Append and write the held records not yet in the log. */
@@ -313,6 +344,19 @@ static void spooler_read(struct spooler *sp, size_t max_bytes)
     }
 }
 
+/* When the staged records should be written (under lock). With fsync =
+ * interval they wait for the sync to be due, since their acks wait for it
+ * anyway, unless they are SPOOLER_WRITE_BYTES (or an eighth of the staging
+ * memory) already: fewer, larger writes, and the thread is woken once per
+ * sync, not once per event. Otherwise (and when a sync is asked for): now. */
+static int64_t spooler_write_at_ms(const struct spooler *sp)
+{
+    if (sp->cfg->spool_fsync != FSYNC_INTERVAL || sp->want_sync ||
+        sp->inbox.len >= spooler_write_bytes(sp))
+        return 0;
+    return sp->last_sync_ms + sp->cfg->spool_fsync_interval_ms;
+}
+
 /* Is there work for the thread? (under lock) When not, *deadline_ms is
  * when there will be (0: only when asked). */
 static int spooler_has_work(struct spooler *sp, int64_t *deadline_ms)
@@ -321,9 +365,14 @@ static int spooler_has_work(struct spooler *sp, int64_t *deadline_ms)
     int64_t deadline = 0;
     int waiting_data = sp->held.len > sp->held_written;
     int readable = sp->want_read && spool_written_index(sp->spool) > sp->read_at.index;
+    int64_t write_at = sp->inbox.len > 0 ? spooler_write_at_ms(sp) : -1;
     if (sp->stop)
         return 1;
-    if (sp->inbox.len > 0 || sp->want_sync || waiting_data || readable) {
+    if (write_at > now) {
+        deadline = write_at > sp->retry_at_ms ? write_at : sp->retry_at_ms;
+        write_at = -1;
+    }
+    if (write_at >= 0 || sp->want_sync || waiting_data || readable) {
         /* right away, unless the last attempt failed: then after a pause */
         if (now >= sp->retry_at_ms)
             return 1;
@@ -353,12 +402,15 @@ static void spooler_wait(struct spooler *sp)
 {
     int64_t deadline;
     while (!spooler_has_work(sp, &deadline)) {
+        sp->stage_wakes = deadline == 0 || deadline > spooler_write_at_ms(sp);
         if (deadline == 0) {
             pthread_cond_wait(&sp->work, &sp->lock);
-            continue;
+        } else {
+            struct timespec ts = spooler_time_in(CLOCK_MONOTONIC,
+                                                 deadline - clock_monotonic_ms());
+            pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
         }
-        struct timespec ts = spooler_time_in(CLOCK_MONOTONIC, deadline - clock_monotonic_ms());
-        pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
+        sp->stage_wakes = 0;
     }
 }
 
@@ -382,11 +434,10 @@ static void *spooler_thread(void *arg)
         uint64_t state[sizeof sp->state / sizeof sp->state[0]];
         memcpy(state, sp->state, sizeof state);
         int no_writes = sp->no_writes;
-        if (!no_writes) {
-            buf_append(&sp->held, sp->inbox.data, sp->inbox.len); /* failed: retried */
-            if (!sp->held.failed)
-                buf_rollback(&sp->inbox, 0);
-            sp->held.failed = 0;
+        if (!no_writes && sp->taken.len == 0) { /* swapped, not copied, under lock */
+            struct buf empty = sp->taken;
+            sp->taken = sp->inbox;
+            sp->inbox = empty;
         }
         sp->want_sync = 0;
         if (confirm)
@@ -397,6 +448,8 @@ static void *spooler_thread(void *arg)
 
         /* when closing, what is not written yet stays out: spooler_close
          * counts it as never acknowledged */
+        if (!no_writes)
+            spooler_hold_taken(sp);
         if (!no_writes && sp->held.len > sp->held_written)
             spooler_write(sp);
         spooler_sync(sp, sync_now);
@@ -722,7 +775,10 @@ int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refu
     int failed = sp->inbox.failed;
     if (failed)
         buf_rollback(&sp->inbox, mark);
-    else if (mark == 0)
+    else if (sp->cfg->spool_fsync == FSYNC_INTERVAL
+                 ? (mark == 0 && sp->stage_wakes) ||
+                       (mark < spooler_write_bytes(sp) && sp->inbox.len >= spooler_write_bytes(sp))
+                 : mark == 0)
         pthread_cond_signal(&sp->work);
     pthread_mutex_unlock(&sp->lock);
     if (failed)
@@ -871,6 +927,7 @@ static void spooler_free(struct spooler *sp)
             close(sp->notify[i]);
     spool_close(sp->spool);
     buf_free(&sp->inbox);
+    buf_free(&sp->taken);
     buf_free(&sp->held);
     buf_free(&sp->record);
     buf_free(&sp->chunk);

@@ -274,6 +274,41 @@ def test_a_backlog_read_at_start_leaves_staging_its_room(make_agent, collector, 
     assert stats["dropped"] == 0, stats
 
 
+def test_a_long_fsync_interval_still_acks_a_burst_as_staging_fills(make_agent, collector,
+                                                                  tmp_path):
+    # with fsync_interval_ms at a minute, staged records are written (in
+    # writes of a sixteenth of buffer.max_bytes here) and synced as they
+    # fill half the staging memory, not held for the interval: a burst is
+    # acknowledged as it goes, and only its last records, less than a
+    # sync's worth, wait (here until shutdown, which syncs them). The
+    # backend is down meanwhile: no reads or checkpoints wake the spool
+    # thread, only staging does (and the counters saved each second).
+    collector.count_event = lambda e: e["properties"]["i"]
+    collector.policy = lambda record: make_response(503)
+    agent = spool_agent(make_agent, collector, tmp_path / "spool",
+                        spool={"fsync_interval_ms": "60000"}, buffer={"max_bytes": "256K"},
+                        batch={"max_bytes": "64K"})
+    total, waiting_at_most = 3000, 400  # a sync's worth: 64 KiB of ~450-byte events
+    replies = []
+    with connect(agent) as s:
+        s.settimeout(30)  # a producer held for the interval fails here
+        for i in range(total):
+            s.sendall(msgpack.packb({"event": "project:created",
+                                     "properties": {"i": i, "pad": "p" * 200},
+                                     "chunk": f"c{i}"}))
+        unpacker = msgpack.Unpacker(raw=False)
+        while len(replies) < total - waiting_at_most:
+            unpacker.feed(s.recv(65536))
+            replies.extend(unpacker)
+    assert replies == [{"ack": f"c{i}"} for i in range(len(replies))]
+    collector.policy = None
+    wait_numbers(collector, len(replies), timeout=60)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(total))
+    stats = stats_balanced(agent)
+    assert stats["dropped"] == 0, stats
+
+
 @pytest.mark.parametrize("cut", ["header", "length", "index", "payload", "last_byte"])
 def test_a_torn_last_record_is_cut_and_the_rest_delivered(make_agent, collector, tmp_path, cut):
     spool_dir = spool_of(make_agent, collector, tmp_path, "spool", 40)

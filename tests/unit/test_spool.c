@@ -2,7 +2,8 @@
  * spool: the on-disk log, against real files in a temporary directory:
  * records across segments, reopening, checkpoints and segment deletion,
  * torn tails at many offsets, corrupt records in the middle, the lock, a
- * newer format, a full spool and a lost checkpoint.
+ * newer format, a full spool and a lost checkpoint, and which written pages
+ * stay in the page cache.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define SEGMENT_BYTES 4096
@@ -21,16 +24,22 @@
 
 static char dir[64];
 
-static void fresh_dir(void)
+/* A fresh, empty directory in `parent` (the last one is removed). */
+static void fresh_dir_in(const char *parent)
 {
     char cmd[128];
     if (dir[0]) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         CHECK_EQ_INT(system(cmd), 0);
     }
-    snprintf(dir, sizeof dir, "/tmp/spool-test-XXXXXX");
+    snprintf(dir, sizeof dir, "%s/spool-test-XXXXXX", parent);
     if (!CHECK(mkdtemp(dir) != NULL))
         exit(1);
+}
+
+static void fresh_dir(void)
+{
+    fresh_dir_in("/tmp");
 }
 
 /* Record i: "record <i>" padded with i % 97 dots, so sizes vary. */
@@ -449,8 +458,6 @@ static void test_a_reader_at_the_tail_follows_it_into_the_next_segment(void)
     spool_close(s);
 }
 
-/* The state kept with the checkpoint, and the record indexes, come back
- * after a reopen. */
 /* Records larger than the reader's read-ahead window, between small ones,
  * read back whole and in order. */
 static void test_records_larger_than_the_read_ahead(void)
@@ -485,6 +492,8 @@ static void test_records_larger_than_the_read_ahead(void)
     spool_close(s);
 }
 
+/* The state kept with the checkpoint, and the record indexes, come back
+ * after a reopen. */
 static void test_the_checkpoint_keeps_its_state_and_indexes(void)
 {
     struct spool_recovery rec;
@@ -508,6 +517,88 @@ static void test_the_checkpoint_keeps_its_state_and_indexes(void)
     spool_close(s);
 }
 
+/* How many of the pages of file `name` in dir, from byte `from` on, are
+ * in the page cache (-1: could not tell). */
+static long cached_pages(const char *name, size_t from)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (!CHECK(fd >= 0 && fstat(fd, &st) == 0)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t size = (size_t)st.st_size, pages = (size + 4095) / 4096;
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    unsigned char *vec = malloc(pages);
+    long count = -1;
+    if (CHECK(map != MAP_FAILED && vec != NULL && mincore(map, size, vec) == 0)) {
+        count = 0;
+        for (size_t i = from / 4096; i < pages; i++)
+            count += vec[i] & 1;
+    }
+    if (map != MAP_FAILED)
+        munmap(map, size);
+    free(vec);
+    close(fd);
+    return count;
+}
+
+/* Appends n records of about 1 KiB from id `from`, written and synced. */
+static void append_kib_records(struct spool *s, int from, int n)
+{
+    char text[1024];
+    memset(text, 'x', sizeof text);
+    for (int i = from; i < from + n; i++) {
+        int head = snprintf(text, sizeof text, "{\"record\":%d,", i);
+        text[head] = ' ';
+        struct spool_pos end;
+        CHECK_EQ_INT(spool_append(s, text, sizeof text, &end), SPOOL_OK);
+    }
+    CHECK_EQ_INT(spool_write(s), SPOOL_OK);
+    CHECK_EQ_INT(spool_sync(s), SPOOL_OK);
+}
+
+/* Pages written and made durable leave the page cache when the reader is
+ * far behind them (megabytes), and stay while it is close behind. The
+ * directory is the test's working directory (a disk, unlike a tmpfs,
+ * whose pages cannot leave). */
+static void test_durable_pages_far_ahead_of_the_reader_leave_the_cache(void)
+{
+    struct statfs fs;
+    fresh_dir_in(".");
+    if (!CHECK(statfs(dir, &fs) == 0 && fs.f_type != 0x01021994 /* tmpfs */))
+        return;
+    struct spool_recovery rec;
+    char err[512];
+    struct spool *s = spool_open(dir, 256u << 20, 64u << 20, &rec, err, sizeof err);
+    if (!CHECK(s != NULL))
+        return;
+    const char *seg = "0000000000000001.seg";
+    enum { FAR = 6 * 1024, NEAR = 512 };
+    append_kib_records(s, 0, FAR); /* about 6 MiB ahead of a reader at the start */
+    CHECK(cached_pages(seg, 0) <= 1); /* the last page, partly written, may stay */
+
+    struct spool_pos at = spool_checkpoint(s);
+    struct buf out = BUF_INIT;
+    uint64_t lost;
+    int got = 0;
+    while (spool_read(s, &at, &out, &lost) == 1)
+        got++;
+    CHECK_EQ_INT(got, FAR);
+    struct stat st;
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, seg);
+    CHECK_EQ_INT(stat(path, &st), 0);
+    append_kib_records(s, FAR, NEAR); /* half a MiB ahead of the reader, at the end */
+    long near_pages = NEAR * (1024 + SPOOL_RECORD_HEAD) / 4096;
+    CHECK_GT(cached_pages(seg, (size_t)st.st_size + 4096), near_pages - 2);
+    buf_free(&out);
+    spool_close(s);
+}
+
 int main(void)
 {
     RUN(test_records_across_segments_and_reopen);
@@ -523,6 +614,7 @@ int main(void)
     RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
     RUN(test_records_larger_than_the_read_ahead);
     RUN(test_the_checkpoint_keeps_its_state_and_indexes);
+    RUN(test_durable_pages_far_ahead_of_the_reader_leave_the_cache);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK_EQ_INT(system(cmd), 0);
