@@ -18,6 +18,7 @@
 #include "privacy.h"
 #include "log.h"
 
+#include "hash.h"
 #include "json.h"
 #include "swar.h"
 #include "timestamp.h"
@@ -198,17 +199,12 @@ static int encode_key_fingerprint(const msgpack_object_str *key, uint64_t *print
 {
     const char *p = key->ptr;
     size_t len = key->size;
-    uint64_t first = 0, last = 0, high = 0;
-    if (len >= 8) {
-        memcpy(&first, p, 8);
-        memcpy(&last, p + len - 8, 8);
-        for (size_t i = 8; i + 8 <= len; i += 8) { /* the words between, for UTF-8 only */
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            high |= swar_high(w);
-        }
-    } else {
-        memcpy(&first, p, len);
+    uint64_t first, last, high = 0;
+    hash_ends(p, len, &first, &last);
+    for (size_t i = 8; i + 8 <= len; i += 8) { /* the words between, for UTF-8 only */
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        high |= swar_high(w);
     }
     *print = (first ^ (last * UINT64_C(0x9e3779b97f4a7c15))) + len;
     high |= swar_high(first) | swar_high(last);

@@ -19,13 +19,10 @@ uint64_t hash_bytes(const void *data, size_t len)
     }
     if (len >= 8) {
         memcpy(&w, (const unsigned char *)data + len - 8, 8);
-    } else if (left >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + left - 4, 4);
-        w = (uint64_t)a << 32 | b;
-    } else if (left > 0) {
-        w = (uint64_t)p[0] << 16 | (uint64_t)p[left / 2] << 8 | p[left - 1];
+    } else {
+        uint64_t first, last;
+        hash_ends(data, len, &first, &last);
+        w = first << 32 | last;
     }
     h = (h ^ w) * UINT64_C(0xff51afd7ed558ccd);
     h ^= h >> 29;

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* FNM_CASEFOLD */
 #include "privacy.h"
 
+#include "hash.h"
 #include "json.h"
 #include "swar.h"
 
@@ -302,19 +303,7 @@ static unsigned privacy_first_match(const struct privacy *p, const char *key, si
 static size_t privacy_cache_index(const char *key, size_t len)
 {
     uint64_t first, last;
-    if (len >= 8) {
-        memcpy(&first, key, 8);
-        memcpy(&last, key + len - 8, 8);
-    } else if (len >= 4) {
-        uint32_t a, b;
-        memcpy(&a, key, 4);
-        memcpy(&b, key + len - 4, 4);
-        first = a;
-        last = b;
-    } else {
-        first = (unsigned char)key[0] | (unsigned)(unsigned char)key[len / 2] << 8;
-        last = (unsigned char)key[len - 1];
-    }
+    hash_ends(key, len, &first, &last);
     uint64_t h = (first ^ (last * UINT64_C(0x9e3779b97f4a7c15)) ^ len) *
                  UINT64_C(0xff51afd7ed558ccd);
     return (size_t)(h >> 55); /* 9 bits: PRIVACY_CACHE_SLOTS */
