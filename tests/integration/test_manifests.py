@@ -151,6 +151,27 @@ def test_the_image_agrees_with_the_manifests():
     assert "$(grep -v '^#' /tmp/runtime-packages)" in dockerfile  # the one list
 
 
+def test_the_build_stage_copies_every_directory_the_build_reads():
+    """The image's build stage COPYs each top-level directory the build
+    reads: those the top-level CMakeLists.txt names (add_subdirectory, source
+    paths) and those any CMakeLists.txt reaches from the source root. One
+    missing stops the image's build, in CI too, where no image is built."""
+    tops = {d for d in os.listdir(ROOT)
+            if os.path.isdir(os.path.join(ROOT, d)) and not d.startswith(".")}
+    top_cmake = open(os.path.join(ROOT, "CMakeLists.txt")).read()
+    read = {d for d in tops
+            if re.search(r"(?<![\w/${.-])" + re.escape(d) + r"(?=[/)\s])", top_cmake)}
+    for where, _, files in os.walk(ROOT):
+        if "CMakeLists.txt" in files and "build" not in os.path.relpath(where, ROOT):
+            text = open(os.path.join(where, "CMakeLists.txt")).read()
+            read |= set(re.findall(r"_SOURCE_DIR\}/(\w+)", text)) & tops
+    assert {"agent", "client", "proto", "tests", "bench"} <= read  # the reading works
+    build_stage = open(os.path.join(DOCKER, "Dockerfile")).read().split("\nFROM ")[1]
+    copied = set(re.findall(r"^COPY (\S+) \1$", build_stage, re.M))
+    assert read <= copied, f"the build stage does not COPY {sorted(read - copied)}"
+    assert "COPY CMakeLists.txt ./" in build_stage
+
+
 def test_the_runtime_packages_cover_what_the_binaries_link():
     """Every shared library the agent and telemetry-send link directly comes
     from a package of docker/runtime-packages (or the C library itself)."""
