@@ -767,6 +767,13 @@ static int spool_read_window(struct spool *s, void *dst, size_t len, uint64_t of
 
 int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost)
 {
+    buf_rollback(out, 0);
+    return spool_read_append(s, at, out, lost);
+}
+
+int spool_read_append(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost)
+{
+    size_t base = out->len;
     *lost = 0;
     for (;;) {
         if (at->segment < s->first_segment) {
@@ -800,14 +807,14 @@ int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t 
         uint32_t len = spool_get32(head);
         if (got == 1 && len > 0 && len <= SPOOL_RECORD_MAX &&
             at->offset + SPOOL_RECORD_HEAD + len <= seg_end) {
-            buf_rollback(out, 0);
             if (buf_reserve(out, len) < 0)
                 return SPOOL_IO;
-            if (spool_read_window(s, out->data, len, at->offset + SPOOL_RECORD_HEAD, seg_end) != 1)
+            char *dst = out->data + base;
+            if (spool_read_window(s, dst, len, at->offset + SPOOL_RECORD_HEAD, seg_end) != 1)
                 return SPOOL_IO;
             uint64_t index = spool_get64(head + 8);
-            if (spool_crc(head, out->data, len) == spool_get32(head + 4) && index >= at->index) {
-                out->len = len;
+            if (spool_crc(head, dst, len) == spool_get32(head + 4) && index >= at->index) {
+                out->len = base + len;
                 *lost += index - at->index;
                 at->offset += SPOOL_RECORD_HEAD + len;
                 at->index = index + 1;

@@ -96,6 +96,9 @@ struct spool_pos spool_checkpoint(const struct spool *s);
  * SPOOL_IO. Corrupt records are skipped (spool_skipped counts the bytes);
  * *lost is set to how many records they held (0 mostly). */
 int spool_read(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost);
+/* The same, but the record is appended to out (on any other answer out is
+ * as it was). */
+int spool_read_append(struct spool *s, struct spool_pos *at, struct buf *out, uint64_t *lost);
 /* The backend confirmed everything before upto: persist the checkpoint,
  * with state (at most SPOOL_STATE_MAX bytes, kept for the next open), and
  * delete the segments wholly before it. */

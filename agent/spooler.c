@@ -76,7 +76,8 @@ struct spooler {
     struct budget staging;          /* of memory: staged, not yet on disk */
     struct batcher *batcher;
     struct sender *sender;
-    struct event *news_ev, *feed_ev, *save_timer;
+    struct event *news_ev, *feed_ev, *save_timer, *hand_over_ev;
+    struct buf outbox;              /* staged in this pass, not yet handed over (the inbox) */
     struct spooler_tickets tickets; /* sealed batches, in log order */
     struct spool_pos confirmed;     /* the log is delivered (or dropped) up to here */
     uint64_t staged_index;          /* the index the next staged record gets */
@@ -133,7 +134,7 @@ struct spooler {
     uint64_t held_appended_index; /* ... and of the first not appended */
     struct spool_pos read_at;
     uint64_t carry_lost;    /* records lost at a segment's end, told with the next */
-    struct buf record, chunk;
+    struct buf chunk;       /* records read for the loop, one after the other */
     struct spooler_record *recs;
     size_t nrecs;
     int64_t last_sync_ms, last_confirm_ms, retry_at_ms;
@@ -141,6 +142,7 @@ struct spooler {
 };
 
 static void spooler_ask(struct spooler *sp);
+static void spooler_hand_over(struct spooler *sp);
 
 static const char spooler_reading[] = "reading"; /* a failure that needs no rewind */
 
@@ -319,19 +321,20 @@ static void spooler_read(struct spooler *sp, size_t max_bytes)
     sp->nrecs = 0;
     while (sp->nrecs < SPOOLER_READ_RECORDS && (sp->nrecs == 0 || sp->chunk.len < max_bytes)) {
         uint64_t lost;
-        int rc = spool_read(sp->spool, &sp->read_at, &sp->record, &lost);
+        size_t before = sp->chunk.len;
+        int rc = spool_read_append(sp->spool, &sp->read_at, &sp->chunk, &lost);
         sp->carry_lost += lost;
         if (rc == 0)
             break;
-        if (rc < 0 || buf_append(&sp->chunk, sp->record.data, sp->record.len) < 0) {
-            spooler_failed(sp, spooler_reading, rc < 0 ? errno : ENOMEM);
+        if (rc < 0) {
+            spooler_failed(sp, spooler_reading, errno);
             break;
         }
         struct spooler_record *r = &sp->recs[sp->nrecs++];
-        r->len = (uint32_t)sp->record.len;
+        r->len = (uint32_t)(sp->chunk.len - before);
         r->origin.end = sp->read_at;
         r->origin.lost = sp->carry_lost;
-        r->origin.bytes = SPOOL_RECORD_HEAD + sp->record.len;
+        r->origin.bytes = SPOOL_RECORD_HEAD + r->len;
         sp->carry_lost = 0;
     }
     if (sp->nrecs > 0) {
@@ -553,6 +556,7 @@ static void spooler_log_health(struct spooler *sp, int err, const char *what, in
 /* What the thread has done since the loop last looked. */
 static void spooler_hear(struct spooler *sp)
 {
+    spooler_hand_over(sp); /* what the inbox had no room for, now that it was taken */
     pthread_mutex_lock(&sp->lock);
     uint64_t consumed = sp->consumed_bytes, durable = sp->durable_index;
     int ready = sp->records_ready, err = sp->io_errno, full = sp->spool_full;
@@ -755,6 +759,41 @@ void spooler_sealed(struct batch *batch, void *arg)
     sender_submit(batch, sp->sender);
 }
 
+/* Hand the records staged in this pass over to the thread: one lock per
+ * pass over the producers' input, not one per event. If the inbox cannot
+ * grow, they stay in the outbox until the thread has taken the inbox (it
+ * pokes the loop after each round). */
+static void spooler_hand_over(struct spooler *sp)
+{
+    if (sp->outbox.len == 0)
+        return;
+    size_t write_bytes = spooler_write_bytes(sp);
+    pthread_mutex_lock(&sp->lock);
+    size_t mark = sp->inbox.len;
+    if (mark == 0) {
+        struct buf empty = sp->inbox;
+        sp->inbox = sp->outbox;
+        sp->outbox = empty;
+    } else if (buf_append(&sp->inbox, sp->outbox.data, sp->outbox.len) == 0) {
+        buf_rollback(&sp->outbox, 0);
+    } else {
+        buf_rollback(&sp->inbox, mark);
+    }
+    if (sp->inbox.len > mark &&
+        (sp->cfg->spool_fsync == FSYNC_INTERVAL
+             ? (mark == 0 && sp->stage_wakes) || (mark < write_bytes && sp->inbox.len >= write_bytes)
+             : mark == 0))
+        pthread_cond_signal(&sp->work);
+    pthread_mutex_unlock(&sp->lock);
+}
+
+static void spooler_hand_over_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    spooler_hand_over(arg);
+}
+
 int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refuse)
 {
     size_t size = SPOOLER_STAGE_HEAD + len;
@@ -768,21 +807,17 @@ int spooler_stage(struct spooler *sp, const void *json, size_t len, int may_refu
     if (may_refuse && spooler_full(sp))
         return -1;
     uint32_t len32 = (uint32_t)len;
-    pthread_mutex_lock(&sp->lock);
-    size_t mark = sp->inbox.len;
-    buf_append(&sp->inbox, &len32, sizeof len32);
-    buf_append(&sp->inbox, json, len);
-    int failed = sp->inbox.failed;
-    if (failed)
-        buf_rollback(&sp->inbox, mark);
-    else if (sp->cfg->spool_fsync == FSYNC_INTERVAL
-                 ? (mark == 0 && sp->stage_wakes) ||
-                       (mark < spooler_write_bytes(sp) && sp->inbox.len >= spooler_write_bytes(sp))
-                 : mark == 0)
-        pthread_cond_signal(&sp->work);
-    pthread_mutex_unlock(&sp->lock);
-    if (failed)
+    size_t mark = sp->outbox.len;
+    buf_append(&sp->outbox, &len32, sizeof len32);
+    buf_append(&sp->outbox, json, len);
+    if (sp->outbox.failed) {
+        buf_rollback(&sp->outbox, mark);
         return -1;
+    }
+    if (sp->outbox.len >= spooler_write_bytes(sp))
+        spooler_hand_over(sp); /* a long pass: the thread need not wait for its end */
+    else if (mark == 0)
+        event_active(sp->hand_over_ev, 0, 0); /* once this pass is over */
     budget_charge(sp->memory, size);
     budget_charge(&sp->staging, size);
     budget_charge(&sp->disk, SPOOL_RECORD_HEAD + len);
@@ -847,6 +882,7 @@ void spooler_on_durable(struct spooler *sp, void (*fn)(void *arg), void *arg)
 int spooler_flush(struct spooler *sp, int timeout_ms)
 {
     int64_t deadline = clock_monotonic_ms() + timeout_ms;
+    spooler_hand_over(sp);
     pthread_mutex_lock(&sp->lock);
     sp->want_sync = 1;
     pthread_cond_signal(&sp->work);
@@ -920,6 +956,8 @@ static void spooler_free(struct spooler *sp)
         event_free(sp->news_ev);
     if (sp->feed_ev)
         event_free(sp->feed_ev);
+    if (sp->hand_over_ev)
+        event_free(sp->hand_over_ev);
     if (sp->save_timer)
         event_free(sp->save_timer);
     for (int i = 0; i < 2; i++)
@@ -927,9 +965,9 @@ static void spooler_free(struct spooler *sp)
             close(sp->notify[i]);
     spool_close(sp->spool);
     buf_free(&sp->inbox);
+    buf_free(&sp->outbox);
     buf_free(&sp->taken);
     buf_free(&sp->held);
-    buf_free(&sp->record);
     buf_free(&sp->chunk);
     free(sp->recs);
     pthread_mutex_destroy(&sp->lock);
@@ -987,6 +1025,7 @@ struct spooler *spooler_open(struct event_base *base, const struct config *cfg,
                                  sp)) == NULL ||
         event_add(sp->news_ev, NULL) < 0 ||
         (sp->feed_ev = event_new(base, -1, 0, spooler_feed_cb, sp)) == NULL ||
+        (sp->hand_over_ev = event_new(base, -1, 0, spooler_hand_over_cb, sp)) == NULL ||
         (sp->save_timer = event_new(base, -1, EV_PERSIST, spooler_save_cb, sp)) == NULL ||
         event_add(sp->save_timer, &every) < 0 ||
         pthread_create(&sp->thread, NULL, spooler_thread, sp) != 0) {
