@@ -63,6 +63,7 @@ struct spool {
     int read_fd;
     uint64_t read_segment;
     uint64_t read_size;      /* of the read segment (not the tail) */
+    uint64_t read_uncached;  /* its pages before this offset were dropped after reading */
     struct spool_pos reader; /* where the last spool_read left off */
     struct buf ahead;        /* bytes of the read segment read ahead (empty: none) */
     uint64_t ahead_offset;   /* ... from this offset */
@@ -688,6 +689,7 @@ static int spool_read_from(struct spool *s, uint64_t id)
     buf_rollback(&s->ahead, 0);
     s->read_fd = spool_open_segment(s, id, O_RDONLY);
     s->read_segment = id;
+    s->read_uncached = 0;
     struct stat st;
     if (s->read_fd < 0 || fstat(s->read_fd, &st) < 0)
         return -1;
@@ -727,15 +729,21 @@ static void spool_enter_segment(struct spool *s, struct spool_pos *at, uint64_t 
     }
 }
 
-/* The window read ahead was read: its pages leave the page cache if they
- * are durable and the reader lags (see spool_uncache_tail). */
-static void spool_uncache_read(struct spool *s)
+/* The window read ahead was read, up to `next` (where the next one
+ * starts): the whole pages of the read segment before it leave the page
+ * cache if they are synced and the reader lags (see spool_uncache_tail). */
+static void spool_uncache_read(struct spool *s, uint64_t next)
 {
     uint64_t end = s->ahead_offset + s->ahead.len;
-    if (s->ahead.len == 0 || !spool_reader_lags(s) ||
-        (s->read_segment == s->tail_segment && end > s->tail_durable))
+    if (next < end)
+        end = next;
+    end &= ~(uint64_t)4095;
+    if (s->ahead.len == 0 || end <= s->read_uncached || !s->sync_on_roll ||
+        !spool_reader_lags(s) || (s->read_segment == s->tail_segment && end > s->tail_durable))
         return;
-    posix_fadvise(s->read_fd, (off_t)s->ahead_offset, (off_t)s->ahead.len, POSIX_FADV_DONTNEED);
+    posix_fadvise(s->read_fd, (off_t)s->read_uncached, (off_t)(end - s->read_uncached),
+                  POSIX_FADV_DONTNEED);
+    s->read_uncached = end;
 }
 
 /* len bytes of the read segment at offset, of those before seg_end (whole
@@ -751,7 +759,7 @@ static int spool_read_window(struct spool *s, void *dst, size_t len, uint64_t of
         offset + len > s->ahead_offset + s->ahead.len) {
         size_t want = seg_end - offset > SPOOL_READ_AHEAD ? SPOOL_READ_AHEAD
                                                           : (size_t)(seg_end - offset);
-        spool_uncache_read(s);
+        spool_uncache_read(s, offset);
         buf_rollback(&s->ahead, 0);
         if (buf_reserve(&s->ahead, want) < 0 ||
             spool_pread_all(s->read_fd, s->ahead.data, want, offset) != 1) {
@@ -807,8 +815,10 @@ int spool_read_append(struct spool *s, struct spool_pos *at, struct buf *out, ui
         uint32_t len = spool_get32(head);
         if (got == 1 && len > 0 && len <= SPOOL_RECORD_MAX &&
             at->offset + SPOOL_RECORD_HEAD + len <= seg_end) {
-            if (buf_reserve(out, len) < 0)
+            if (buf_reserve(out, len) < 0) {
+                buf_rollback(out, base);
                 return SPOOL_IO;
+            }
             char *dst = out->data + base;
             if (spool_read_window(s, dst, len, at->offset + SPOOL_RECORD_HEAD, seg_end) != 1)
                 return SPOOL_IO;

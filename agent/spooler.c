@@ -39,6 +39,7 @@
 #define SPOOLER_READ_BYTES (256 * 1024) /* read ahead per hand-over */
 #define SPOOLER_READ_RECORDS 4096
 #define SPOOLER_WRITE_BYTES (256 * 1024) /* staged, written before the sync is due */
+#define SPOOLER_KEEP_BYTES (2 * SPOOLER_WRITE_BYTES) /* an empty hand-off buffer keeps at most */
 #define SPOOLER_RETRY_MS 250            /* after a failed write, or a full spool */
 #define SPOOLER_CONFIRM_EVERY_MS 100    /* checkpoints at most this often */
 #define SPOOLER_SAVE_EVERY_MS 1000      /* counters saved this often while they change */
@@ -234,22 +235,37 @@ static void spooler_made_durable(struct spooler *sp)
     spooler_release(sp, spool_written_index(sp->spool));
 }
 
+/* Move the records of `from` into the empty `to` by swapping the two;
+ * `from`, now empty, keeps its memory only up to SPOOLER_KEEP_BYTES (the
+ * staging memory bounds what the hand-off buffers hold, not what they
+ * keep). */
+static void spooler_move(struct buf *from, struct buf *to)
+{
+    struct buf empty = *to;
+    *to = *from;
+    *from = empty;
+    if (from->cap > SPOOLER_KEEP_BYTES)
+        buf_free(from);
+}
+
 /* The records taken from the inbox join those held (out of memory: they
- * stay taken, to be tried again). */
+ * stay taken, tried again after a pause). */
 static void spooler_hold_taken(struct spooler *sp)
 {
     if (sp->taken.len == 0)
         return;
     if (sp->held.len == 0) {
-        struct buf empty = sp->held;
-        sp->held = sp->taken;
-        sp->taken = empty;
+        spooler_move(&sp->taken, &sp->held);
         return;
     }
-    buf_append(&sp->held, sp->taken.data, sp->taken.len);
-    if (!sp->held.failed)
-        buf_rollback(&sp->taken, 0);
-    sp->held.failed = 0;
+    if (buf_append(&sp->held, sp->taken.data, sp->taken.len) < 0) {
+        buf_rollback(&sp->held, sp->held.len);
+        sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
+        return;
+    }
+    buf_rollback(&sp->taken, 0);
+    if (sp->taken.cap > SPOOLER_KEEP_BYTES)
+        buf_free(&sp->taken);
 }
 
 /* Append and write the held records not yet in the log. */
@@ -366,7 +382,7 @@ static int spooler_has_work(struct spooler *sp, int64_t *deadline_ms)
 {
     int64_t now = clock_monotonic_ms();
     int64_t deadline = 0;
-    int waiting_data = sp->held.len > sp->held_written;
+    int waiting_data = sp->held.len > sp->held_written || sp->taken.len > 0;
     int readable = sp->want_read && spool_written_index(sp->spool) > sp->read_at.index;
     int64_t write_at = sp->inbox.len > 0 ? spooler_write_at_ms(sp) : -1;
     if (sp->stop)
@@ -437,11 +453,8 @@ static void *spooler_thread(void *arg)
         uint64_t state[sizeof sp->state / sizeof sp->state[0]];
         memcpy(state, sp->state, sizeof state);
         int no_writes = sp->no_writes;
-        if (!no_writes && sp->taken.len == 0) { /* swapped, not copied, under lock */
-            struct buf empty = sp->taken;
-            sp->taken = sp->inbox;
-            sp->inbox = empty;
-        }
+        if (!no_writes && sp->taken.len == 0) /* swapped, not copied, under lock */
+            spooler_move(&sp->inbox, &sp->taken);
         sp->want_sync = 0;
         if (confirm)
             sp->want_confirm = 0;
@@ -770,15 +783,12 @@ static void spooler_hand_over(struct spooler *sp)
     size_t write_bytes = spooler_write_bytes(sp);
     pthread_mutex_lock(&sp->lock);
     size_t mark = sp->inbox.len;
-    if (mark == 0) {
-        struct buf empty = sp->inbox;
-        sp->inbox = sp->outbox;
-        sp->outbox = empty;
-    } else if (buf_append(&sp->inbox, sp->outbox.data, sp->outbox.len) == 0) {
+    if (mark == 0)
+        spooler_move(&sp->outbox, &sp->inbox);
+    else if (buf_append(&sp->inbox, sp->outbox.data, sp->outbox.len) == 0)
         buf_rollback(&sp->outbox, 0);
-    } else {
+    else
         buf_rollback(&sp->inbox, mark);
-    }
     if (sp->inbox.len > mark &&
         (sp->cfg->spool_fsync == FSYNC_INTERVAL
              ? (mark == 0 && sp->stage_wakes) || (mark < write_bytes && sp->inbox.len >= write_bytes)
@@ -887,6 +897,11 @@ int spooler_flush(struct spooler *sp, int timeout_ms)
     sp->want_sync = 1;
     pthread_cond_signal(&sp->work);
     while (sp->durable_index < sp->staged_index && clock_monotonic_ms() < deadline) {
+        if (sp->outbox.len > 0) { /* the inbox had no room for it: again */
+            pthread_mutex_unlock(&sp->lock);
+            spooler_hand_over(sp);
+            pthread_mutex_lock(&sp->lock);
+        }
         spooler_sync_and_wait(sp); /* after a failed round: again, after its pause */
     }
     int done = sp->durable_index >= sp->staged_index;
