@@ -29,8 +29,9 @@
 #define SPOOL_READ_AHEAD (128 * 1024) /* read from a segment at once, for many records */
 #define SPOOL_LOCK "LOCK"
 /* Written pages the reader is this far behind are dropped from the page
- * cache once durable (see spool_uncache). */
+ * cache once durable (see spool_uncache_tail). */
 #define SPOOL_CACHED_LAG (4 * 1024 * 1024)
+#define SPOOL_PAGE_START(offset) ((offset) & ~(uint64_t)4095) /* of the page it is in */
 #define SPOOL_CHECKPOINT_HEAD 44 /* magic, sequence, segment, offset, index, state length */
 
 struct spool {
@@ -190,7 +191,7 @@ static void spool_uncache_tail(struct spool *s, int finished)
 {
     if (!spool_reader_lags(s))
         return;
-    uint64_t upto = finished ? 0 : s->tail_size & ~(uint64_t)4095;
+    uint64_t upto = finished ? 0 : SPOOL_PAGE_START(s->tail_size);
     if (!finished && upto <= s->tail_uncached)
         return;
     posix_fadvise(s->tail_fd, (off_t)s->tail_uncached,
@@ -737,7 +738,7 @@ static void spool_uncache_read(struct spool *s, uint64_t next)
     uint64_t end = s->ahead_offset + s->ahead.len;
     if (next < end)
         end = next;
-    end &= ~(uint64_t)4095;
+    end = SPOOL_PAGE_START(end);
     if (s->ahead.len == 0 || end <= s->read_uncached || !s->sync_on_roll ||
         !spool_reader_lags(s) || (s->read_segment == s->tail_segment && end > s->tail_durable))
         return;
@@ -902,7 +903,7 @@ enum spool_status spool_rewind(struct spool *s)
         return SPOOL_IO;
     s->tail_size = s->tail_whole = s->tail_durable;
     if (s->tail_uncached > s->tail_durable)
-        s->tail_uncached = s->tail_durable & ~(uint64_t)4095;
+        s->tail_uncached = SPOOL_PAGE_START(s->tail_durable);
     s->next_index = s->written_index = s->durable_index;
     return SPOOL_OK;
 }

@@ -24,14 +24,20 @@
 
 static char dir[64];
 
+/* Remove the test directory, if any. Returns 1 if it is gone. */
+static int remove_dir(void)
+{
+    char cmd[128];
+    if (!dir[0])
+        return 1;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return CHECK_EQ_INT(system(cmd), 0);
+}
+
 /* A fresh, empty directory in `parent` (the last one is removed). */
 static void fresh_dir_in(const char *parent)
 {
-    char cmd[128];
-    if (dir[0]) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        CHECK_EQ_INT(system(cmd), 0);
-    }
+    remove_dir();
     snprintf(dir, sizeof dir, "%s/spool-test-XXXXXX", parent);
     if (!CHECK(mkdtemp(dir) != NULL))
         exit(1);
@@ -618,18 +624,15 @@ static int dir_drops_pages(void)
  * that reports itself skipped (77) where the filesystem cannot show it. */
 static int page_cache_main(void)
 {
-    char cmd[128];
     fresh_dir_in(".");
     if (!dir_drops_pages()) {
         printf("skipped: the filesystem of %s keeps written pages cached after "
                "POSIX_FADV_DONTNEED (a tmpfs, or an overlay that does not pass the hint on), "
                "so which pages the spool drops cannot be seen here\n", dir);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        return system(cmd) == 0 ? 77 : 1;
+        return remove_dir() ? 77 : 1;
     }
     RUN(test_durable_pages_far_ahead_of_the_reader_leave_the_cache);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    remove_dir();
     return check_finish();
 }
 
@@ -650,8 +653,6 @@ int main(int argc, char **argv)
     RUN(test_a_reader_at_the_tail_follows_it_into_the_next_segment);
     RUN(test_records_larger_than_the_read_ahead);
     RUN(test_the_checkpoint_keeps_its_state_and_indexes);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    remove_dir();
     return check_finish();
 }
