@@ -9,7 +9,9 @@
  * gzip can carry a million events), then lets the others have a turn: what
  * is left in the buffer is taken up by more_ev, a timer that fires after
  * the next poll. Once there is no more input (end of stream, or bad bytes)
- * the connection only writes the replies it owes, then closes.
+ * the connection only writes the replies it owes, then closes. A producer
+ * that can no longer take replies (it closed, or shut down its reading
+ * side) is still read to the end: what it sent is delivered, unacknowledged.
  */
 #include "conn.h"
 
@@ -59,6 +61,7 @@ struct conn {
     int backlog;         /* complete messages may still wait in `in` */
     int closing;         /* no more input: close once the replies are written */
     int paused;          /* waiting for room in the budget */
+    int unheard;         /* its producer takes no more replies: none are kept */
     char name[64];       /* "connection 7 (pid 1234)" */
     char peer_tags[PEER_TAGS_LEN]; /* what agent.tag_peer adds (peer.h) */
 };
@@ -106,10 +109,13 @@ int conn_reply_error(struct buf *out, const char *reason, const char *detail)
 }
 
 /* Where the next reply goes: behind those held for the spool, while
- * anything staged is not durable yet; otherwise straight to the replies. */
+ * anything staged is not durable yet; otherwise straight to the replies;
+ * nowhere (NULL) once the producer takes no more. */
 static struct buf *conn_reply_buf(struct conn *c)
 {
     struct spooler *sp = c->set->spooler;
+    if (c->unheard)
+        return NULL;
     if (sp == NULL || (c->nholds == 0 && spooler_durable(sp) >= spooler_staged(sp)))
         return &c->replies;
     return &c->held;
@@ -229,6 +235,22 @@ static int conn_send_replies(struct conn *c)
     return wrote;
 }
 
+/* The producer takes no more replies (it closed, or shut down its reading
+ * side): those owed are dropped and no more are made, but what it sent
+ * before is still read and handled, to the end of its stream. */
+static void conn_stop_replying(struct conn *c, const char *why)
+{
+    log_limited(&c->set->log, LOG_INFO, "%s: takes no acknowledgements any more (%s): its "
+                "events are still read and delivered", c->name, why);
+    c->unheard = 1;
+    buf_truncate(&c->replies, 0);
+    c->replies_sent = 0;
+    buf_truncate(&c->held, 0);
+    if (c->nholds > 0)
+        TAILQ_REMOVE(&c->set->holding, c, hold_entry);
+    c->nholds = 0;
+}
+
 /* Write what replies the socket takes now and wait for it to drain
  * otherwise; read on, or close once a closing connection owes nothing.
  * Returns -1 if the connection was closed. */
@@ -236,15 +258,13 @@ static int conn_flush_replies(struct conn *c)
 {
     static const struct timeval now = {0, 0};
     int wrote = conn_send_replies(c);
-    if (wrote < 0) {
-        if (c->closing) /* the producer left without reading them */
-            log_debug("%s: closed with acknowledgements unsent: %s", c->name, strerror(errno));
-        else
-            log_limited(&c->set->log, LOG_WARN, "%s: closing: cannot send acknowledgements: %s",
-                        c->name, strerror(errno));
+    if (wrote < 0 && c->closing) { /* the producer left without reading them */
+        log_debug("%s: closed with acknowledgements unsent: %s", c->name, strerror(errno));
         conn_close(c);
         return -1;
     }
+    if (wrote < 0)
+        conn_stop_replying(c, strerror(errno));
     size_t unsent = c->replies.len - c->replies_sent;
     if (c->closing && unsent == 0 && c->held.len == 0) {
         conn_close(c);
@@ -288,8 +308,8 @@ static int conn_end_with_error(struct conn *c, const char *reason, const char *w
              LOG_FIELDS(LOG_TEXT("peer", c->name), LOG_TEXT("reason", reason)), "%s: closing: %s",
              c->name, why);
     struct buf *out = conn_reply_buf(c);
-    size_t mark = out->len;
-    if (conn_reply_error(out, reason, why) == 0 && out == &c->held)
+    size_t mark = out ? out->len : 0;
+    if (out != NULL && conn_reply_error(out, reason, why) == 0 && out == &c->held)
         conn_hold(c, mark); /* out of memory: closed without it */
     return conn_finish(c);
 }
@@ -411,6 +431,8 @@ static int conn_process(struct conn *c, size_t *work, size_t max_work)
             completed = 1;
             *work += 1 + (size_t)result.accepted + result.rejected + result.deferred;
             struct buf *out = conn_reply_buf(c);
+            if (out == NULL)
+                continue;
             size_t mark = out->len;
             int wrote = conn_reply_ack(&result, out);
             if (wrote < 0 || (wrote > 0 && out == &c->held && conn_hold(c, mark) < 0))

@@ -5,6 +5,7 @@ Retry-After floor, dropping on 4xx, and delivery during shutdown.
 """
 import datetime
 import re
+import socket
 import threading
 import time
 import uuid
@@ -158,6 +159,24 @@ def test_sigterm_delivers_buffered_and_retrying_events(collector, make_agent):
     assert seqs == list(range(25))
     assert agent.stats()["delivered"] == 25
     assert "all 25 events received were delivered" in agent.stderr
+
+
+def test_a_producer_that_takes_no_acks_still_has_its_events_delivered(collector, make_agent):
+    # a producer asks for acknowledgements but shuts down its reading side
+    # (as one that closes before reading them does): the agent cannot send
+    # them, keeps none, and still reads and delivers all the producer sends
+    agent = make_agent({"backend": backend(collector), "batch": {"max_age_ms": 50}})
+    with connect(agent) as s:
+        s.shutdown(socket.SHUT_RD)
+        for half in (range(0, 300), range(300, 600)):
+            s.sendall(b"".join(msgpack.packb({"event": "project:created", "chunk": f"c{i}",
+                                              "properties": {"seq": i}}) for i in half))
+            agent.wait_received(half.stop)  # its acknowledgements could not go
+    delivered = collector.wait_for_events(600, timeout=20)
+    assert sorted(e["properties"]["seq"] for e in delivered) == list(range(600))
+    assert agent.stop() == 0
+    assert agent.stats()["delivered"] == 600
+    assert "takes no acknowledgements any more (Broken pipe)" in agent.stderr
 
 
 def test_shutdown_grace_bounds_the_wait_and_reports_losses(collector, make_agent):

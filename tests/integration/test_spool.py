@@ -63,23 +63,38 @@ def records(path):
     return out
 
 
-def send_all_acked(agent, first, end, pad=0, timeout=10, unacked=0):
-    """Events first..end-1 on one connection, each with a chunk (acked once
-    durable), and the acks awaited in order: all of them, or all but up to
-    `unacked` of the last. Returns how many came."""
+def send_numbered(s, first, end, pad=0):
+    """Events first..end-1, each with a chunk (acked once durable)."""
+    for i in range(first, end):
+        props = {"i": i, "pad": "p" * pad} if pad else {"i": i}
+        s.sendall(msgpack.packb({"event": "project:created", "properties": props,
+                                 "chunk": f"c{i}"}))
+
+
+def read_replies(s, unpacker, replies, count=None):
+    """Replies from s appended to `replies` until there are `count` of them,
+    or (count None) until the agent closes s."""
+    while count is None or len(replies) < count:
+        data = s.recv(65536)
+        if not data:
+            assert count is None, f"closed after {len(replies)} of {count} replies"
+            return
+        unpacker.feed(data)
+        replies.extend(unpacker)
+
+
+def acks(first, end):
+    return [{"ack": f"c{i}"} for i in range(first, end)]
+
+
+def send_all_acked(agent, first, end, pad=0, timeout=10):
+    """send_numbered on one connection, and every ack awaited in order."""
+    replies = []
     with connect(agent) as s:
         s.settimeout(timeout)  # a producer held for that long fails here
-        for i in range(first, end):
-            props = {"i": i, "pad": "p" * pad} if pad else {"i": i}
-            s.sendall(msgpack.packb({"event": "project:created", "properties": props,
-                                     "chunk": f"c{i}"}))
-        replies = []
-        unpacker = msgpack.Unpacker(raw=False)
-        while len(replies) < end - first - unacked:
-            unpacker.feed(s.recv(65536))
-            replies.extend(unpacker)
-    assert replies == [{"ack": f"c{i}"} for i in range(first, first + len(replies))]
-    return len(replies)
+        send_numbered(s, first, end, pad)
+        read_replies(s, msgpack.Unpacker(raw=False), replies, end - first)
+    assert replies == acks(first, end)
 
 
 def spool_of(make_agent, collector, tmp_path, name, count, pad=0, **sections):
@@ -282,20 +297,25 @@ def test_a_long_fsync_interval_still_acks_a_burst_as_staging_fills(make_agent, c
     # writes of a sixteenth of buffer.max_bytes here) and synced as they
     # fill half the staging memory, not held for the interval: a burst is
     # acknowledged as it goes, and only its last records, less than a
-    # sync's worth, wait (here until shutdown, which syncs them). The
+    # sync's worth, wait (here until shutdown, which syncs and acks them). The
     # backend is down meanwhile: no reads or checkpoints wake the spool
     # thread, only staging does (and the counters saved each second).
     collector.count_event = lambda e: e["properties"]["i"]
     collector.policy = lambda record: make_response(503)
     agent = spool_agent(make_agent, collector, tmp_path / "spool",
                         spool={"fsync_interval_ms": "60000"}, buffer={"max_bytes": "256K"},
-                        batch={"max_bytes": "64K"})
+                        batch={"max_bytes": "64K"}, agent={"shutdown_grace_ms": "30000"})
     total, waiting_at_most = 3000, 400  # a sync's worth: 64 KiB of ~450-byte events
-    # a producer held for the interval fails at the timeout
-    acked = send_all_acked(agent, 0, total, pad=200, timeout=30, unacked=waiting_at_most)
-    collector.policy = None
-    wait_numbers(collector, acked, timeout=60)
-    agent.stop()
+    with connect(agent) as s:
+        s.settimeout(30)  # a producer held for the interval fails here
+        send_numbered(s, 0, total, pad=200)
+        unpacker, replies = msgpack.Unpacker(raw=False), []
+        read_replies(s, unpacker, replies, total - waiting_at_most)
+        collector.policy = None
+        wait_numbers(collector, len(replies), timeout=60)
+        agent.stop(timeout=60)
+        read_replies(s, unpacker, replies)  # the last, synced and acked at shutdown
+    assert replies == acks(0, total)
     assert sorted(set(numbers(collector))) == list(range(total))
     stats = stats_balanced(agent)
     assert stats["dropped"] == 0, stats
