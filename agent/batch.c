@@ -10,6 +10,9 @@
 
 #include <stdlib.h>
 
+/* Below this, a batch's buffer grows from empty (doubling is cheap there). */
+#define BATCH_PRESIZE_MIN 4096
+
 static void batcher_age_cb(evutil_socket_t fd, short what, void *arg);
 
 int batcher_init(struct batcher *b, struct event_base *base, const struct batch_limits *limits,
@@ -19,6 +22,7 @@ int batcher_init(struct batcher *b, struct event_base *base, const struct batch_
     b->limits = *limits;
     b->budget = budget;
     b->open = NULL;
+    b->last_len = 0;
     b->on_sealed = on_sealed;
     b->arg = arg;
     b->age_timer = evtimer_new(base, batcher_age_cb, b);
@@ -102,9 +106,27 @@ void batcher_destroy(struct batcher *b)
     b->age_timer = NULL;
 }
 
+/* A new open batch, its buffer made about as large as the last sealed one
+ * was (capped by the batch limit, and only where the budget has room for
+ * it twice): a burst's batches are not grown by doubling, copied a dozen
+ * times on the way. */
+static struct batch *batcher_new_batch(struct batcher *b)
+{
+    struct batch *batch = calloc(1, sizeof *batch);
+    if (batch == NULL)
+        return NULL;
+    size_t want = b->last_len + b->last_len / 8;
+    if (want > b->limits.max_body_bytes)
+        want = b->limits.max_body_bytes;
+    if (want > BATCH_PRESIZE_MIN && budget_fits(b->budget, 2 * want) &&
+        buf_reserve(&batch->events, want) < 0)
+        buf_rollback(&batch->events, 0); /* out of memory: it grows as it goes */
+    return batch;
+}
+
 struct buf *batcher_begin(struct batcher *b, size_t *mark)
 {
-    if (b->open == NULL && (b->open = calloc(1, sizeof *b->open)) == NULL)
+    if (b->open == NULL && (b->open = batcher_new_batch(b)) == NULL)
         return NULL;
     struct buf *events = &b->open->events;
     *mark = events->len;
@@ -125,6 +147,7 @@ void batcher_seal(struct batcher *b)
     if (batch == NULL || batch->count == 0)
         return;
     b->open = NULL;
+    b->last_len = batch->events.len;
     evtimer_del(b->age_timer);
     buf_shrink(&batch->events);
     batch_recharge(batch, b->budget);
@@ -179,8 +202,11 @@ enum batch_add batcher_commit(struct batcher *b, size_t mark)
     if (batch->count > 0 &&
         b->limits.envelope_bytes + batch->events.len > b->limits.max_body_bytes) {
         /* The event does not fit: it opens the next batch. */
-        struct batch *next = calloc(1, sizeof *next);
+        b->last_len = mark; /* the batch as it is sealed, without the event */
+        struct batch *next = batcher_new_batch(b);
         if (next == NULL || buf_append(&next->events, batch->events.data + start, size) < 0) {
+            if (next != NULL)
+                buf_free(&next->events);
             free(next);
             batcher_abort(b, mark);
             return BATCH_BUFFER_FULL;

@@ -98,6 +98,7 @@ struct batcher {
     void *arg;
     const struct batch_origin *origin; /* spool mode: set by the feeder for each event
                                         * (which was counted when it was spooled) */
+    size_t last_len; /* of the last batch sealed: the next one starts that large */
 };
 
 int batcher_init(struct batcher *b, struct event_base *base, const struct batch_limits *limits,

@@ -133,19 +133,79 @@ static int body_gzip(struct body_format *f, const struct body_part parts[3], siz
     return 0;
 }
 
-int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms, struct buf *out)
+int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms,
+               struct body *out)
 {
     char end[BODY_END_MAX];
     struct body_part parts[3];
     size_t total = body_parts(f, batch, now_ms, end, parts);
     f->last_plain = total;
-    buf_rollback(out, 0);
+    buf_rollback(&out->own, 0);
+    out->head_len = 0;
+    out->events = NULL;
+    out->events_len = 0;
     if (f->gzip)
-        return body_gzip(f, parts, total, out);
-    buf_reserve(out, total);
-    for (int i = 0; i < 3; i++)
-        buf_append(out, parts[i].data, parts[i].len);
-    return out->failed ? -1 : 0;
+        return body_gzip(f, parts, total, &out->own);
+    buf_append(&out->own, parts[0].data, parts[0].len);
+    buf_append(&out->own, parts[2].data, parts[2].len);
+    out->head_len = parts[0].len;
+    out->events = parts[1].len > 0 ? parts[1].data : "";
+    out->events_len = parts[1].len;
+    return out->own.failed ? -1 : 0;
+}
+
+/* The body in the order it is sent: the head, the events, the tail (or
+ * all of it in the first part, when it is whole). */
+static void body_pieces(const struct body *b, struct body_part parts[3])
+{
+    const char *own = b->own.data != NULL ? b->own.data : "";
+    size_t head = b->events == NULL ? b->own.len : b->head_len;
+    parts[0] = (struct body_part){own, head};
+    parts[1] = (struct body_part){b->events, b->events_len};
+    parts[2] = (struct body_part){own + head, b->own.len - head};
+}
+
+size_t body_len(const struct body *b)
+{
+    return b->own.len + b->events_len;
+}
+
+size_t body_read(const struct body *b, size_t offset, void *to, size_t n)
+{
+    struct body_part parts[3];
+    body_pieces(b, parts);
+    size_t done = 0;
+    for (int i = 0; i < 3 && done < n; i++) {
+        if (offset >= parts[i].len) {
+            offset -= parts[i].len;
+            continue;
+        }
+        size_t take = parts[i].len - offset < n - done ? parts[i].len - offset : n - done;
+        memcpy((char *)to + done, parts[i].data + offset, take);
+        done += take;
+        offset = 0;
+    }
+    return done;
+}
+
+int body_flatten(struct body *b)
+{
+    if (b->events == NULL)
+        return 0;
+    struct buf whole = BUF_INIT;
+    if (buf_reserve(&whole, body_len(b)) < 0)
+        return -1;
+    whole.len = body_read(b, 0, whole.data, body_len(b));
+    buf_free(&b->own);
+    *b = (struct body)BODY_INIT;
+    b->own = whole;
+    return 0;
+}
+
+void body_free(struct body *b)
+{
+    buf_free(&b->own);
+    *b = (struct body)BODY_INIT;
 }
 
 struct body_format *body_format_for(const struct config *cfg)

@@ -28,8 +28,30 @@ void body_format_free(struct body_format *f);
 size_t body_envelope_bytes(const struct body_format *f);
 /* The size before compression of the body body_build() made last. */
 size_t body_last_plain_bytes(const struct body_format *f);
+
+/* One attempt's request body. Gzipped, it is whole in `own`. Otherwise
+ * `own` holds the format's head and the sent_at tail, and the batch's
+ * events between them are borrowed, not copied: the batch must outlive
+ * the body. */
+struct body {
+    struct buf own;
+    size_t head_len;    /* of own: what goes before the events */
+    const char *events; /* NULL: own is the whole body */
+    size_t events_len;
+};
+#define BODY_INIT {BUF_INIT, 0, NULL, 0}
+
 /* Build the body for batch at wall-clock time now_ms into out (emptied
  * first). Returns 0, or -1 when out of memory. */
-int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms, struct buf *out);
+int body_build(struct body_format *f, const struct batch *batch, int64_t now_ms,
+               struct body *out);
+size_t body_len(const struct body *b);
+/* Copy up to n bytes of the body from offset on into to; returns how many
+ * (0 at its end). */
+size_t body_read(const struct body *b, size_t offset, void *to, size_t n);
+/* Make the body whole, in b->own (the events copied in). Returns 0, or -1
+ * when out of memory (b unchanged). */
+int body_flatten(struct body *b);
+void body_free(struct body *b);
 
 #endif

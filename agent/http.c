@@ -21,6 +21,8 @@
 #include "version.h"
 
 #include <curl/curl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -38,7 +40,8 @@ struct http_request {
     TAILQ_ENTRY(http_request) entry;
     struct http *http;
     CURL *easy;
-    struct buf body;
+    struct body body;
+    size_t body_sent;         /* of body: where curl reads on */
     transport_done_fn done;
     void *arg;
     struct transport_result result;
@@ -96,7 +99,7 @@ static void http_request_free(struct http_request *req)
 {
     curl_multi_remove_handle(req->http->multi, req->easy);
     curl_easy_cleanup(req->easy);
-    buf_free(&req->body);
+    body_free(&req->body);
 }
 
 /* A request that reached its answer through redirects: say once where the
@@ -262,19 +265,55 @@ static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static int http_post(struct transport *t, struct buf *body, long timeout_ms,
+/* curl reads a body in parts (see body.h) through these two. */
+static size_t http_read_cb(char *to, size_t size, size_t nitems, void *arg)
+{
+    struct http_request *req = arg;
+    size_t n = body_read(&req->body, req->body_sent, to, size * nitems);
+    req->body_sent += n;
+    return n;
+}
+
+/* From the start again: a redirect, or a reused connection found closed. */
+static int http_seek_cb(void *arg, curl_off_t offset, int origin)
+{
+    struct http_request *req = arg;
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > body_len(&req->body))
+        return CURL_SEEKFUNC_CANTSEEK;
+    req->body_sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* The body: given whole when it is (gzipped), else read in parts, so the
+ * batch's events are copied only into curl's buffer. */
+static void http_set_body(struct http_request *req)
+{
+    CURL *e = req->easy;
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    if (req->body.events == NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.own.data);
+    } else {
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, http_read_cb);
+        curl_easy_setopt(e, CURLOPT_READDATA, req);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_seek_cb);
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, req);
+    }
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len(&req->body));
+}
+
+static int http_post(struct transport *t, struct body *body, long timeout_ms,
                      transport_done_fn done, void *arg)
 {
     struct http *h = (struct http *)t;
     struct http_request *req = calloc(1, sizeof *req);
     if (req == NULL || (req->easy = curl_easy_init()) == NULL) {
         free(req);
-        buf_free(body);
+        body_free(body);
         return -1;
     }
     req->http = h;
     req->body = *body;
-    *body = (struct buf)BUF_INIT;
+    *body = (struct body)BODY_INIT;
     req->done = done;
     req->arg = arg;
     CURL *e = req->easy;
@@ -287,9 +326,7 @@ static int http_post(struct transport *t, struct buf *body, long timeout_ms,
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+    http_set_body(req);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers[h->gzip]);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
@@ -307,7 +344,7 @@ static int http_post(struct transport *t, struct buf *body, long timeout_ms,
     curl_easy_setopt(e, CURLOPT_PRIVATE, req);
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
-        buf_free(&req->body);
+        body_free(&req->body);
         free(req);
         return -1;
     }

@@ -550,6 +550,17 @@ static int privacy_find(const struct privacy *p, const struct privacy_rule *r, c
     }
 }
 
+/* A word loaded from memory with its first byte lowest, as
+ * privacy_load_tail builds them. */
+static inline uint64_t privacy_little_endian(uint64_t w)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return __builtin_bswap64(w);
+#else
+    return w;
+#endif
+}
+
 /* The first n (below 8) bytes at s as a word, the rest zero. */
 static inline uint64_t privacy_load_tail(const char *s, size_t n)
 {
@@ -572,14 +583,23 @@ static unsigned privacy_kinds_present(const char *s, size_t len)
     for (size_t i = 0; i < len; i += 8) {
         size_t n = len - i < 8 ? len - i : 8;
         uint64_t w;
-        if (n == 8)
+        if (n == 8) {
             memcpy(&w, s + i, 8);
-        else
+        } else if (len >= 8) { /* the word ending at len, less the bytes seen: zeros */
+            memcpy(&w, s + len - 8, 8);
+            w = privacy_little_endian(w) >> (8 * (8 - n));
+        } else {
             w = privacy_load_tail(s + i, n); /* the zero bytes after are none of them */
+        }
         uint64_t low7 = swar_low7(w);
+        uint64_t at = swar_equal(low7, '@'), dot = swar_equal(low7, '.');
         uint64_t colon = swar_equal(low7, ':');
-        ats += swar_count(swar_equal(low7, '@'));
-        dots += swar_count(swar_equal(low7, '.'));
+        if ((at | dot | colon) == 0) { /* most words of most strings */
+            colon_before = 0;
+            continue;
+        }
+        ats += swar_count(at);
+        dots += swar_count(dot);
         colons += swar_count(colon);
         double_colon |= (colon & (colon >> 8)) != 0 ||
                         (colon_before && ((unsigned char)s[i] & 0x7f) == ':');
@@ -596,6 +616,13 @@ int privacy_redacts(const struct privacy *p)
 
 void privacy_write_string(struct privacy *p, struct buf *out, const char *s, size_t len)
 {
+    /* Without a regex, the string is written as it is first: the built-in
+     * kinds need an '@', '.' or ':', most strings have none, and the pass
+     * that writes them finds so. It is taken back if a rule matches. */
+    size_t mark = out->len;
+    int seen;
+    if (!p->has_regex && (json_write_string_watching(out, s, len, "@.:", &seen) < 0 || !seen))
+        return;
     /* regexec wants a NUL at the end, even with REG_STARTEND (sanitizers
      * read up to it); a message's strings have none */
     char *terminated = NULL;
@@ -632,10 +659,12 @@ void privacy_write_string(struct privacy *p, struct buf *out, const char *s, siz
         pos = best_end;
     }
     if (pos == 0) { /* nothing matched */
-        json_write_string(out, s, len);
+        if (p->has_regex)
+            json_write_string(out, s, len);
         free(terminated);
         return;
     }
+    buf_truncate(out, mark);
     buf_append(&text, s + pos, len - pos);
     if (text.failed)
         buf_append_str(out, "\"" PRIVACY_REDACTED "\""); /* never the value itself */

@@ -357,17 +357,17 @@ static void sender_done(const struct transport_result *result, void *arg)
 
 static int sender_attempt(struct sender *s, struct delivery *d)
 {
-    struct buf body = BUF_INIT;
+    struct body body = BODY_INIT;
     if (d->attempts++ == 0)
         d->first_attempt_ms = clock_monotonic_ms();
     if (body_build(s->format, d->batch, clock_wall_ms(), &body) < 0) {
-        buf_free(&body);
+        body_free(&body);
         return -1;
     }
     metrics_add(METRIC_REQUESTS_SENT, 1);
-    metrics_add(METRIC_BYTES_SENT, body.len);
+    metrics_add(METRIC_BYTES_SENT, body_len(&body));
     metrics_add(METRIC_BYTES_SENT_UNCOMPRESSED, body_last_plain_bytes(s->format));
-    d->body_charged = body.cap;
+    d->body_charged = body.own.cap; /* the events in it are the batch's, charged already */
     budget_charge(s->budget, d->body_charged);
     d->sent_ms = clock_monotonic_ms();
     d->timeout_ms = s->timeout_ms;

@@ -46,25 +46,26 @@ static void stdout_written(void *arg, int err)
     done(&result, done_arg);
 }
 
-static int stdout_post(struct transport *t, struct buf *body, long timeout_ms,
+static int stdout_post(struct transport *t, struct body *body, long timeout_ms,
                        transport_done_fn done, void *arg)
 {
     (void)timeout_ms; /* a line waits for its reader as long as it takes */
     struct stdout_transport *s = (struct stdout_transport *)t;
     struct stdout_line *line = malloc(sizeof *line);
-    if (line == NULL || buf_append_char(body, '\n') < 0) {
+    if (line == NULL || body_flatten(body) < 0 || buf_append_char(&body->own, '\n') < 0) {
         free(line);
-        buf_free(body);
+        body_free(body);
         return -1;
     }
     line->owner = s;
     line->done = done;
     line->arg = arg;
-    if (writer_submit(s->writer, body, stdout_written, line) < 0) {
+    if (writer_submit(s->writer, &body->own, stdout_written, line) < 0) {
         free(line);
-        buf_free(body);
+        body_free(body);
         return -1;
     }
+    *body = (struct body)BODY_INIT; /* its bytes went to the writer */
     TAILQ_INSERT_TAIL(&s->lines, line, entry);
     return 0;
 }

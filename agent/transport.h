@@ -9,7 +9,7 @@
 #ifndef TA_TRANSPORT_H
 #define TA_TRANSPORT_H
 
-#include "buf.h"
+#include "body.h"
 #include "config.h"
 
 #include <event2/event.h>
@@ -34,7 +34,7 @@ struct transport_ops {
     /* Send body (taken over: the transport frees it), waiting at most
      * timeout_ms for the answer; done is called exactly once, later, from
      * the event loop. Returns 0, or -1 (body freed, done never called). */
-    int (*post)(struct transport *t, struct buf *body, long timeout_ms, transport_done_fn done,
+    int (*post)(struct transport *t, struct body *body, long timeout_ms, transport_done_fn done,
                 void *arg);
     /* Send later requests as cfg says (backend.url, backend.gzip); requests
      * under way finish as they began. Returns 0, or -1 (nothing changed). */
@@ -47,7 +47,7 @@ struct transport {
     const struct transport_ops *ops;
 };
 
-static inline int transport_post(struct transport *t, struct buf *body, long timeout_ms,
+static inline int transport_post(struct transport *t, struct body *body, long timeout_ms,
                                  transport_done_fn done, void *arg)
 {
     return t->ops->post(t, body, timeout_ms, done, arg);

@@ -172,7 +172,29 @@ int json_text_is_plain(const char *s, size_t len)
     return 1;
 }
 
-int json_write_string(struct buf *out, const char *s, size_t len)
+/* Up to three characters looked for while a string is written, each
+ * broadcast to every byte of a word (see swar.h); on = 0: none. */
+struct json_watch {
+    int on;
+    uint64_t c[3];
+};
+
+/* The bytes of w whose low seven bits are one of the watched characters. */
+static inline uint64_t json_word_watched(uint64_t w, struct json_watch watch)
+{
+    if (!watch.on)
+        return 0;
+    uint64_t low7 = swar_low7(w), ones = 0x7f * SWAR_ONES;
+    /* swar_equal for each, its complement taken once for the three */
+    return ~(((low7 ^ watch.c[0]) + ones) & ((low7 ^ watch.c[1]) + ones) &
+             ((low7 ^ watch.c[2]) + ones)) & SWAR_HIGHS;
+}
+
+/* json_write_string; with watch, also *seen = whether s holds one of the
+ * watched characters, found in the same pass over s. */
+static inline __attribute__((always_inline)) int
+json_write_string_core(struct buf *out, const char *s, size_t len, struct json_watch watch,
+                       int *seen)
 {
     /* the common case, plain ASCII: one reservation, copied eight bytes at
      * a time as it is scanned */
@@ -181,20 +203,27 @@ int json_write_string(struct buf *out, const char *s, size_t len)
     char *o = out->data + out->len;
     *o++ = '"';
     size_t i = 0;
-    uint64_t w;
+    uint64_t w, watched = 0;
     for (; i + 8 <= len; i += 8) {
         memcpy(&w, s + i, 8);
         if (json_word_needs_look(w))
             break;
+        watched |= json_word_watched(w, watch);
         memcpy(o + i, &w, 8);
     }
     if (i < len && len >= 8 && i + 8 > len) { /* the last bytes, as the word ending there */
         memcpy(&w, s + len - 8, 8);
         if (!json_word_needs_look(w)) {
+            watched |= json_word_watched(w, watch);
             memcpy(o + len - 8, &w, 8);
             i = len;
         }
     }
+    if (watch.on) /* what the words did not cover, byte by byte */
+        for (size_t k = i; k < len && watched == 0; k++)
+            watched = json_word_watched((unsigned char)s[k], watch);
+    if (seen != NULL)
+        *seen = watched != 0;
     while (i < len && json_byte_is_plain((unsigned char)s[i])) {
         o[i] = s[i];
         i++;
@@ -208,6 +237,21 @@ int json_write_string(struct buf *out, const char *s, size_t len)
     if (json_write_string_body(out, s + i, len - i) < 0)
         return -1;
     return buf_append_char(out, '"');
+}
+
+int json_write_string(struct buf *out, const char *s, size_t len)
+{
+    static const struct json_watch none = {0, {0, 0, 0}};
+    return json_write_string_core(out, s, len, none, NULL);
+}
+
+int json_write_string_watching(struct buf *out, const char *s, size_t len, const char watch[3],
+                               int *seen)
+{
+    struct json_watch chars = {1, {0, 0, 0}};
+    for (int k = 0; k < 3; k++)
+        chars.c[k] = ((unsigned char)watch[k] & 0x7fu) * SWAR_ONES;
+    return json_write_string_core(out, s, len, chars, seen);
 }
 
 int json_write_base64(struct buf *out, const void *data, size_t len)

@@ -14,6 +14,11 @@
 #include <stdint.h>
 
 int json_write_string(struct buf *out, const char *s, size_t len);
+/* json_write_string, telling in *seen whether s holds a byte whose low
+ * seven bits are one of the three characters in watch (for a caller that
+ * looks closer only then), in the same pass. */
+int json_write_string_watching(struct buf *out, const char *s, size_t len, const char watch[3],
+                               int *seen);
 /* Whether json_write_string writes s[0..len) as it is, between quotes:
  * all printable ASCII but '"' and '\\'. */
 int json_text_is_plain(const char *s, size_t len);

@@ -4,6 +4,7 @@
 #include "uuid.h"
 
 #include <pthread.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -34,9 +35,16 @@ static uint64_t uuid_random64(void)
     return z ^ (z >> 31);
 }
 
+/* The two hex digits of every byte, "00" to "ff": one copy a byte. */
+#define UUID_ROW(d) d "0" d "1" d "2" d "3" d "4" d "5" d "6" d "7" \
+                    d "8" d "9" d "a" d "b" d "c" d "d" d "e" d "f"
+static const char uuid_digit_pairs[] =
+    UUID_ROW("0") UUID_ROW("1") UUID_ROW("2") UUID_ROW("3") UUID_ROW("4") UUID_ROW("5")
+    UUID_ROW("6") UUID_ROW("7") UUID_ROW("8") UUID_ROW("9") UUID_ROW("a") UUID_ROW("b")
+    UUID_ROW("c") UUID_ROW("d") UUID_ROW("e") UUID_ROW("f");
+
 void uuid_v7(int64_t ms, char out[UUID_TEXT_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     uint8_t b[16];
     uint64_t rnd = uuid_random64();
     if (ms > uuid_last_ms || ms < uuid_last_ms - 1000) { /* later, or the clock was reset */
@@ -58,10 +66,8 @@ void uuid_v7(int64_t ms, char out[UUID_TEXT_LEN + 1])
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
     /* where each byte's two digits go in 8-4-4-4-12 */
     static const unsigned char at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
-    for (int i = 0; i < 16; i++) {
-        out[at[i]] = hex[b[i] >> 4];
-        out[at[i] + 1] = hex[b[i] & 15];
-    }
+    for (int i = 0; i < 16; i++)
+        memcpy(out + at[i], uuid_digit_pairs + 2 * b[i], 2);
     out[8] = out[13] = out[18] = out[23] = '-';
     out[UUID_TEXT_LEN] = '\0';
 }

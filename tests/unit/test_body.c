@@ -2,7 +2,9 @@
  * body: the request body of a batch, plain and gzipped. Gunzipped, a
  * gzipped body is byte for byte the plain one, for a batch of one small
  * event, of many, and of events that compress badly, and it is valid JSON
- * with the batch's events, the API key and sent_at.
+ * with the batch's events, the API key and sent_at. A plain body borrows
+ * the batch's events, and reads the same in pieces of any size from any
+ * place as made whole.
  */
 #include "body.h"
 #include "check.h"
@@ -44,31 +46,33 @@ static void test_gzip_is_the_plain_body(void)
         check_context("%d events, noise %d", cases[c].events, cases[c].noise);
         struct batch batch = {0};
         fill_batch(&batch, cases[c].events, cases[c].noise);
-        struct buf want = BUF_INIT, got = BUF_INIT;
+        struct body plain_body = BODY_INIT, gzip_body = BODY_INIT;
+        struct buf *want = &plain_body.own, *got = &gzip_body.own;
         int64_t now_ms = INT64_C(1764756000123);
-        if (CHECK_EQ_INT(body_build(plain, &batch, now_ms, &want), 0) &&
-            CHECK_EQ_INT(body_build(gzip, &batch, now_ms, &got), 0)) {
-            CHECK_EQ_UINT(body_last_plain_bytes(gzip), want.len);
+        if (CHECK_EQ_INT(body_build(plain, &batch, now_ms, &plain_body), 0) &&
+            CHECK_EQ_INT(body_build(gzip, &batch, now_ms, &gzip_body), 0) &&
+            CHECK(gzip_body.events == NULL) && CHECK_EQ_INT(body_flatten(&plain_body), 0)) {
+            CHECK_EQ_UINT(body_last_plain_bytes(gzip), want->len);
             if (cases[c].events > 1)
-                CHECK_LT(got.len, want.len);
-            char *unzipped = malloc(want.len + 1);
+                CHECK_LT(got->len, want->len);
+            char *unzipped = malloc(want->len + 1);
             size_t unzipped_len = 0;
             if (CHECK(unzipped != NULL) &&
-                CHECK_EQ_INT(libdeflate_gzip_decompress(inflater, got.data, got.len, unzipped,
-                                                        want.len + 1, &unzipped_len),
+                CHECK_EQ_INT(libdeflate_gzip_decompress(inflater, got->data, got->len, unzipped,
+                                                        want->len + 1, &unzipped_len),
                              LIBDEFLATE_SUCCESS) &&
-                CHECK_EQ_UINT(unzipped_len, want.len))
-                CHECK(memcmp(unzipped, want.data, want.len) == 0);
+                CHECK_EQ_UINT(unzipped_len, want->len))
+                CHECK(memcmp(unzipped, want->data, want->len) == 0);
             free(unzipped);
-            json_t *v = js_parse_buf(&want);
+            json_t *v = js_parse_buf(want);
             CHECK_EQ_UINT(json_array_size(json_object_get(v, "batch")), (size_t)cases[c].events);
             CHECK_STR_EQ(json_string_value(json_object_get(v, "sent_at")),
                          "2025-12-03T10:00:00.123Z");
             CHECK_STR_EQ(json_string_value(json_object_get(v, "api_key")), "key");
             json_decref(v);
         }
-        buf_free(&want);
-        buf_free(&got);
+        body_free(&plain_body);
+        body_free(&gzip_body);
         buf_free(&batch.events);
     }
     check_context(NULL);
@@ -77,8 +81,47 @@ static void test_gzip_is_the_plain_body(void)
     libdeflate_free_decompressor(inflater);
 }
 
+static void test_a_plain_body_reads_in_pieces(void)
+{
+    struct body_format *f = body_format_new("key", 0);
+    struct batch batch = {0};
+    fill_batch(&batch, 40, 1);
+    struct body body = BODY_INIT, whole = BODY_INIT;
+    int64_t now_ms = INT64_C(1764756000123);
+    if (!CHECK(f != NULL) || !CHECK_EQ_INT(body_build(f, &batch, now_ms, &body), 0) ||
+        !CHECK_EQ_INT(body_build(f, &batch, now_ms, &whole), 0) ||
+        !CHECK_EQ_INT(body_flatten(&whole), 0))
+        goto done;
+    /* the events are the batch's own, not a copy */
+    CHECK(body.events == batch.events.data);
+    CHECK_LT(body.own.len, 100);
+    CHECK_EQ_UINT(body_len(&body), whole.own.len);
+    CHECK_EQ_UINT(body_len(&body), body.own.len + batch.events.len);
+    static const size_t pieces[] = {1, 7, 64, 1000, 1 << 20};
+    char *read = malloc(whole.own.len + 1);
+    for (size_t k = 0; read != NULL && k < sizeof pieces / sizeof pieces[0]; k++) {
+        for (size_t from = 0; from < 70; from += 23) { /* in the head, the events */
+            check_context("pieces of %zu from %zu", pieces[k], from);
+            size_t at = from, n;
+            while ((n = body_read(&body, at, read + at - from, pieces[k])) > 0)
+                at += n;
+            CHECK_EQ_UINT(at, whole.own.len);
+            CHECK(memcmp(read, whole.own.data + from, whole.own.len - from) == 0);
+        }
+    }
+    check_context(NULL);
+    CHECK(read != NULL);
+    free(read);
+done:
+    body_free(&body);
+    body_free(&whole);
+    buf_free(&batch.events);
+    body_format_free(f);
+}
+
 int main(void)
 {
     RUN(test_gzip_is_the_plain_body);
+    RUN(test_a_plain_body_reads_in_pieces);
     return check_finish();
 }

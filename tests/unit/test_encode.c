@@ -655,10 +655,45 @@ static void test_privacy_address_forms(void)
     config_free(&cfg);
 }
 
+/* A string no rule redacts is written exactly as without [privacy]: with
+ * and without the characters that make the rules look, escapes, UTF-8 and
+ * bytes that are not, at every length up to 24. */
+static void test_privacy_leaves_other_strings_as_json_writes_them(void)
+{
+    struct config cfg;
+    struct privacy *pv;
+    if (!default_privacy(&cfg, &pv))
+        return;
+    static const char *const texts[] = {
+        "plain words", "v1.2.3 at 12:30", "q\"uote. and\\ @", "caf\xc3\xa9: \xff\x01",
+        "line\nbreak:tab\t.", "a@b", "x:y", "v1.2"};
+    struct buf got = BUF_INIT, want = BUF_INIT;
+    for (size_t t = 0; pv != NULL && t < sizeof texts / sizeof texts[0]; t++) {
+        for (size_t len = 0; len <= 24; len++) {
+            char text[24];
+            for (size_t i = 0; i < len; i++) /* the text repeated to the length */
+                text[i] = texts[t][i % strlen(texts[t])];
+            buf_truncate(&got, 0);
+            buf_truncate(&want, 0);
+            privacy_write_string(pv, &got, text, len);
+            json_write_string(&want, text, len);
+            check_context("%s to %zu bytes", texts[t], len);
+            CHECK_MEM_EQ(got.data, got.len, want.data, want.len);
+        }
+    }
+    check_context(NULL);
+    buf_free(&got);
+    buf_free(&want);
+    privacy_free(pv);
+    config_free(&cfg);
+}
+
 /* Each built-in value kind is found at every place of strings of every
  * length up to 30: the characters that let a kind look ('@', '.', ':')
- * are found eight bytes at a time, so each place in a word is tried, with
- * a non-ASCII byte before the value too. */
+ * are found eight bytes at a time as the string is written, so each place
+ * in a word is tried, with a non-ASCII byte before the value, or a
+ * character JSON escapes before it and after it (where the writing leaves
+ * its fast path). */
 static void test_privacy_values_at_every_place(void)
 {
     struct config cfg;
@@ -666,27 +701,34 @@ static void test_privacy_values_at_every_place(void)
     if (!default_privacy(&cfg, &pv))
         return;
     static const char *const values[] = {"a@b.io", "10.1.2.3", "fe80::1"};
-    for (size_t v = 0; pv != NULL && v < sizeof values / sizeof values[0]; v++) {
-        size_t n = strlen(values[v]);
+    for (size_t v = 0; pv != NULL && v < sizeof values / sizeof values[0] * 2; v++) {
+        int escapes = v % 2;
+        size_t n = strlen(values[v / 2]);
         for (size_t len = n; len <= 30; len++) {
             for (size_t at = 0; at + n <= len; at++) {
                 char text[32];
                 memset(text, 'x', len);
                 text[len] = '\0';
-                memcpy(text + at, values[v], n);
-                if (at >= 3) { /* an e-acute and a space */
+                memcpy(text + at, values[v / 2], n);
+                if (at >= 3 && !escapes) { /* an e-acute and a space */
                     text[at - 3] = (char)0xc3;
                     text[at - 2] = (char)0xa9;
+                    text[at - 1] = ' ';
+                } else if (at >= 2) { /* a quote and a space */
+                    text[at - 2] = '"';
                     text[at - 1] = ' ';
                 }
                 if (at + n < len)
                     text[at + n] = ' ';
+                if (escapes && at + n + 1 < len)
+                    text[at + n + 1] = '\n';
                 struct buf out = BUF_INIT;
                 privacy_write_string(pv, &out, text, len);
                 buf_append_char(&out, '\0');
-                check_context("%s at %zu of %zu", values[v], at, len);
+                check_context("%s at %zu of %zu%s", values[v / 2], at, len,
+                              escapes ? " among escapes" : "");
                 CHECK(!out.failed && strstr(out.data, "[redacted]") != NULL &&
-                      strstr(out.data, values[v]) == NULL);
+                      strstr(out.data, values[v / 2]) == NULL);
                 buf_free(&out);
             }
         }
@@ -999,6 +1041,7 @@ int main(void)
     RUN(test_peer_tags_written_over_the_producers);
     RUN(test_privacy_rules);
     RUN(test_privacy_key_shapes);
+    RUN(test_privacy_leaves_other_strings_as_json_writes_them);
     RUN(test_privacy_values_at_every_place);
     RUN(test_privacy_address_forms);
     RUN(test_cached_keys_are_escaped);

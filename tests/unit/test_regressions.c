@@ -363,19 +363,20 @@ static void body_sent_at_clock_out_of_range(void)
         {INT64_C(253402300800000), "+010000-01-01T00:00:00.000Z"},
         {0, "1970-01-01T00:00:00.000Z"},
     };
-    struct buf body = BUF_INIT;
+    struct body body = BODY_INIT;
     for (size_t i = 0; f != NULL && i < sizeof cases / sizeof cases[0]; i++) {
         check_context("%lld ms", (long long)cases[i].now_ms);
-        if (!CHECK_EQ_INT(body_build(f, &batch, cases[i].now_ms, &body), 0))
+        if (!CHECK_EQ_INT(body_build(f, &batch, cases[i].now_ms, &body), 0) ||
+            !CHECK_EQ_INT(body_flatten(&body), 0))
             continue;
-        json_t *v = js_parse_buf(&body);
+        json_t *v = js_parse_buf(&body.own);
         CHECK_STR_EQ(json_string_value(json_object_get(v, "sent_at")), cases[i].want);
         json_decref(v);
     }
     check_context(NULL);
     CHECK(f != NULL);
     body_format_free(f);
-    buf_free(&body);
+    body_free(&body);
     buf_free(&batch.events);
 }
 

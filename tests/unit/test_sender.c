@@ -37,22 +37,24 @@ struct fake_transport {
     int retargets;
 };
 
-static int fake_post(struct transport *t, struct buf *body, long timeout_ms, transport_done_fn done,
-                     void *arg)
+static int fake_post(struct transport *t, struct body *body, long timeout_ms,
+                     transport_done_fn done, void *arg)
 {
     struct fake_transport *f = (struct fake_transport *)t;
     if (!CHECK_LT(f->nposts, MAX_POSTS))
         exit(1);
     struct post *p = &f->posts[f->nposts++];
     *p = (struct post){.done = done, .arg = arg, .timeout_ms = timeout_ms};
-    json_t *root = js_parse_buf(body);
+    if (!CHECK_EQ_INT(body_flatten(body), 0))
+        exit(1);
+    json_t *root = js_parse_buf(&body->own);
     json_t *batch = json_object_get(root, "batch");
     const char *key = json_string_value(json_object_get(root, "api_key"));
     snprintf(p->api_key, sizeof p->api_key, "%s", key ? key : "");
     for (size_t k = 0; k < json_array_size(batch) && k < 8; k++)
         p->ids[p->count++] = (int)json_integer_value(json_object_get(json_array_get(batch, k), "i"));
     json_decref(root);
-    buf_free(body);
+    body_free(body);
     return 0;
 }
 
