@@ -188,6 +188,8 @@ struct encode_names {
 
 static void encode_names_free(struct encode_names *k)
 {
+    if (k->names == NULL && k->texts.data == NULL) /* most maps: none were worked out */
+        return;
     free(k->names);
     buf_free(&k->texts);
 }
