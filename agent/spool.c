@@ -638,7 +638,7 @@ enum spool_status spool_append(struct spool *s, const void *data, size_t len,
     buf_append(&s->pending, data, len);
     if (s->pending.failed) {
         buf_rollback(&s->pending, mark);
-        return SPOOL_FULL;
+        return SPOOL_NO_MEMORY;
     }
     end->segment = s->tail_segment;
     end->offset = s->tail_size + s->pending.len;

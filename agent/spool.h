@@ -70,6 +70,8 @@ enum spool_status {
                        * the segments' headers) would pass spool.max_bytes: nothing was
                        * taken */
     SPOOL_IO = -2,    /* a write, sync or read failed (errno says why; ENOSPC a full disk) */
+    SPOOL_NO_MEMORY = -3, /* the record could not be queued for want of memory: nothing
+                           * was taken */
 };
 
 /* Open (creating it if needed) the spool in dir. Returns the spool, or NULL

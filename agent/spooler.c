@@ -145,7 +145,9 @@ struct spooler {
 static void spooler_ask(struct spooler *sp);
 static void spooler_hand_over(struct spooler *sp);
 
-static const char spooler_reading[] = "reading"; /* a failure that needs no rewind */
+/* Failures that need no rewind: what is in the log stays as it is. */
+static const char spooler_reading[] = "reading";
+static const char spooler_queueing[] = "queueing records for";
 
 /* The time ms from now on `clock`, for a timed wait. */
 static struct timespec spooler_time_in(clockid_t clock, int64_t ms)
@@ -215,7 +217,7 @@ static void spooler_failed(struct spooler *sp, const char *what, int err)
     sp->io_what = what;
     pthread_mutex_unlock(&sp->lock);
     sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
-    if (what == spooler_reading)
+    if (what == spooler_reading || what == spooler_queueing)
         return;
     if (spool_rewind(sp->spool) == SPOOL_OK) {
         /* what a finished segment's sync made durable stays; the rest is
@@ -281,6 +283,10 @@ static void spooler_write(struct spooler *sp)
         if (st == SPOOL_FULL) {
             full = 1;
             sp->retry_at_ms = clock_monotonic_ms() + SPOOLER_RETRY_MS;
+            break;
+        }
+        if (st == SPOOL_NO_MEMORY) { /* what was appended before it is written */
+            spooler_failed(sp, spooler_queueing, ENOMEM);
             break;
         }
         if (st != SPOOL_OK) {

@@ -397,6 +397,14 @@ def fault_env(tmp_path, shim, variable):
     return env, flag
 
 
+def counted_agent_under(shim, variable, make_agent, collector, tmp_path, **sections):
+    """A spool agent under the fault shim (see fault_env) whose collector
+    counts events by their property i. Returns it and the fault's flag."""
+    env, flag = fault_env(tmp_path, shim, variable)
+    collector.count_event = lambda e: e["properties"]["i"]
+    return spool_agent(make_agent, collector, tmp_path / "spool", env=env, **sections), flag
+
+
 @pytest.mark.parametrize("fsync", ["always", "interval"])
 def test_a_failing_fsync_holds_the_acks_and_writes_again(make_agent, collector, tmp_path,
                                                          fsync):
@@ -428,6 +436,45 @@ def test_a_failing_fsync_holds_the_acks_and_writes_again(make_agent, collector, 
     stats = stats_balanced(agent)
     assert stats["dropped"] == 0 and stats["buffered"] == 0, stats
     assert f"writing to {tmp_path / 'spool'} again" in agent.stderr
+
+
+@not_under_valgrind("its allocator answers realloc before the shim that fails it can")
+def test_records_the_spool_thread_had_no_memory_for_are_written_once_it_has(make_agent,
+                                                                            collector,
+                                                                            tmp_path):
+    # the spool's thread cannot allocate (every realloc outside the main
+    # thread fails) while a producer sends in parts: the records it took
+    # and could not hold wait, unacknowledged, and once memory returns they
+    # are written, acknowledged and delivered, with no more traffic to wake
+    # the thread
+    agent, flag = counted_agent_under("oom_fault", "OOM_FAULT_FLAG", make_agent, collector,
+                                      tmp_path, spool={"fsync_interval_ms": "1000"})
+    flag.write_text("")
+    parts, per_part = 5, 100
+    total = parts * per_part
+    with connect(agent) as s:
+        for part in range(parts):
+            send_numbered(s, part * per_part, (part + 1) * per_part)
+            time.sleep(0.1)
+        wait_for(lambda: os.path.exists(f"{flag}.hit"), "the spool's thread met no fault")
+        s.settimeout(1.5)
+        unpacker, replies = msgpack.Unpacker(raw=False), []
+        with pytest.raises(socket.timeout):
+            read_replies(s, unpacker, replies, total)  # not all of them while it lasts
+        flag.unlink()
+        s.settimeout(15)
+        read_replies(s, unpacker, replies, total)
+    assert replies == acks(0, total)
+    wait_numbers(collector, total, timeout=30)
+    agent.stop()
+    assert sorted(set(numbers(collector))) == list(range(total))
+    stats = stats_balanced(agent)
+    assert stats["dropped"] == 0 and stats["buffered"] == 0, stats
+    # said as it is: memory, not a full spool
+    assert f"queueing records for {tmp_path / 'spool'} failed: Cannot allocate memory" \
+        in agent.stderr
+    assert f"writing to {tmp_path / 'spool'} again" in agent.stderr
+    assert "spool.max_bytes" not in agent.stderr
 
 
 class AckedSteady(Steady):
@@ -572,10 +619,8 @@ def test_writes_failing_with_enospc_hold_the_acks_and_go_on_when_space_returns(m
     # (it tries again every 250 ms), acknowledges and sends nothing it could
     # not write; once writes work it cuts what was cut short, writes,
     # acknowledges and delivers everything, nothing lost or damaged
-    env, flag = fault_env(tmp_path, "enospc_fault", "ENOSPC_FAULT_FLAG")
-    collector.count_event = lambda e: e["properties"]["i"]
-    agent = spool_agent(make_agent, collector, tmp_path / "spool", env=env,
-                        spool={"segment_bytes": "64K"})
+    agent, flag = counted_agent_under("enospc_fault", "ENOSPC_FAULT_FLAG", make_agent,
+                                      collector, tmp_path, spool={"segment_bytes": "64K"})
     producer = AckedSteady(agent, rate=2000)
     producer.start()
     wait_for(lambda: len(producer.acked) > 1000, "no ack before the disk was full")

@@ -2,7 +2,8 @@
  * Faults at the edges of the libraries the agent uses, injected with the
  * linker's --wrap (see CMakeLists.txt): a timer that cannot be armed, an
  * unpacker out of memory, a listener that cannot be set up after the
- * socket file exists. Each was mishandled once; each test failed then.
+ * socket file exists, a spool record that finds no memory to be queued in.
+ * Each was mishandled once; each test failed then.
  */
 #include "account.h"
 #include "batch.h"
@@ -13,6 +14,7 @@
 #include "listener.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "spool.h"
 
 #include <errno.h>
 #include <event2/listener.h>
@@ -24,7 +26,20 @@
 #include <unistd.h>
 
 /* How many of the next calls fail. */
-static int fail_event_add, fail_unpack, fail_evconnlistener;
+static int fail_event_add, fail_unpack, fail_evconnlistener, fail_buf_reserve;
+
+/* A buf that must grow finds no memory (as buf_reserve fails: the buf
+ * marked failed). */
+int __real_buf_reserve(struct buf *b, size_t extra);
+int __wrap_buf_reserve(struct buf *b, size_t extra)
+{
+    if (fail_buf_reserve > 0 && b->cap - b->len < extra) {
+        fail_buf_reserve--;
+        b->failed = 1;
+        return -1;
+    }
+    return __real_buf_reserve(b, extra);
+}
 
 int __real_event_add(struct event *ev, const struct timeval *tv);
 int __wrap_event_add(struct event *ev, const struct timeval *tv)
@@ -249,10 +264,51 @@ static void test_listener_failure_leaves_no_socket_file(void)
     rmdir(dir);
 }
 
+/* Regression: a record the spool found no memory to queue was reported as
+ * a full spool (SPOOL_FULL: "holds spool.max_bytes of undelivered
+ * events"). It is SPOOL_NO_MEMORY, nothing of it is taken, and the records
+ * around it are logged whole. */
+static void test_a_record_without_memory_is_no_memory_and_not_taken(void)
+{
+    char dir[] = "/tmp/faults-spool-XXXXXX", err[256];
+    if (!CHECK(mkdtemp(dir) != NULL))
+        return;
+    struct spool_recovery rec;
+    struct spool *s = spool_open(dir, 1 << 24, 1 << 22, &rec, err, sizeof err);
+    buf_free(&rec.state);
+    if (!CHECK(s != NULL))
+        return;
+    static char big[65536];
+    memset(big, 'x', sizeof big);
+    struct spool_pos end;
+    CHECK_EQ_INT(spool_append(s, "first", 5, &end), SPOOL_OK);
+    fail_buf_reserve = 1;
+    CHECK_EQ_INT(spool_append(s, big, sizeof big, &end), SPOOL_NO_MEMORY);
+    CHECK_EQ_INT(fail_buf_reserve, 0); /* the fault was met */
+    CHECK_EQ_INT(spool_append(s, "third", 5, &end), SPOOL_OK);
+    CHECK_EQ_INT(spool_write(s), SPOOL_OK);
+    CHECK_EQ_INT(spool_sync(s), SPOOL_OK);
+    struct spool_pos at = spool_checkpoint(s);
+    struct buf out = BUF_INIT;
+    uint64_t lost = 0;
+    static const char *const want[] = {"first", "third"};
+    for (int i = 0; i < 2; i++)
+        if (CHECK_EQ_INT(spool_read(s, &at, &out, &lost), 1))
+            CHECK(out.len == 5 && memcmp(out.data, want[i], 5) == 0);
+    CHECK_EQ_INT(spool_read(s, &at, &out, &lost), 0);
+    CHECK_EQ_UINT(lost, 0);
+    buf_free(&out);
+    spool_close(s);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     RUN(test_age_timer_not_armed);
     RUN(test_unpacker_out_of_memory_is_no_memory);
     RUN(test_listener_failure_leaves_no_socket_file);
+    RUN(test_a_record_without_memory_is_no_memory_and_not_taken);
     return check_finish();
 }
