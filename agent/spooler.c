@@ -558,7 +558,7 @@ static void spooler_log_health(struct spooler *sp, int err, const char *what, in
     const char *then = spooler_then(sp);
     if (err != 0 && (!sp->failing || now - sp->loud_ms >= SPOOLER_LOUD_EVERY_MS)) {
         log_error("spool: %s %s failed: %s; %" PRIu64 " bytes of accepted events wait in memory "
-                  "and are retried; once memory is full %s until the disk takes writes again",
+                  "and are retried; once memory is full %s until they are written",
                   what, sp->cfg->spool_dir, strerror(err), waiting, then);
         sp->loud_ms = now;
         sp->failing = 1;
