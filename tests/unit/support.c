@@ -1,6 +1,7 @@
 /*
  * support: JSON checking and temporary files (see support.h).
  */
+#define _GNU_SOURCE /* nftw */
 #include "support.h"
 
 #include "account.h"
@@ -8,6 +9,8 @@
 #include "metrics.h"
 #include "registry.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +125,23 @@ void tmp_file_remove(char *path)
         return;
     unlink(path);
     free(path);
+}
+
+/* nftw's callback: each entry, the deepest first. */
+static int tmp_dir_remove_entry(const char *path, const struct stat *st, int type,
+                                struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+int tmp_dir_remove(const char *dir)
+{
+    if (nftw(dir, tmp_dir_remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        return -1;
+    return access(dir, F_OK) == 0 ? -1 : 0;
 }
 
 struct registry *registry_from_names(const char *names)

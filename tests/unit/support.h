@@ -36,6 +36,9 @@ const char *uuid_v7_problem(const char *text, int64_t ms);
  * tmp_file_remove), or NULL. */
 char *tmp_file(const char *contents);
 void tmp_file_remove(char *path);
+/* Remove the directory dir and everything in it. Returns 0 when it is
+ * gone, -1 otherwise: CHECK it. */
+int tmp_dir_remove(const char *dir);
 /* The default configuration with env (NULL-terminated "NAME=value") over
  * it, the counters zeroed. Returns 1, or 0 (saying why on stderr): CHECK it. */
 int fresh_config(struct config *cfg, char **env);

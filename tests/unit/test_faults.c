@@ -299,9 +299,7 @@ static void test_a_record_without_memory_is_no_memory_and_not_taken(void)
     CHECK_EQ_UINT(lost, 0);
     buf_free(&out);
     spool_close(s);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    CHECK_EQ_INT(tmp_dir_remove(dir), 0);
 }
 
 int main(void)

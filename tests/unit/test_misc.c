@@ -911,9 +911,7 @@ static void test_memory_limit_from_the_cgroup(void)
     put_file(dir, "root/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
     CHECK_EQ_INT(memlimit_bytes(proc, root), -1); /* v1's "no limit" */
     CHECK_EQ_INT(memlimit_bytes("/nonexistent/cgroup", root), -1);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    CHECK_EQ_INT(tmp_dir_remove(dir), 0);
 }
 
 /* What config_reconcile reported, one "section.name from->to restart" line

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "check.h"
 #include "spool.h"
+#include "support.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -27,11 +28,7 @@ static char dir[64];
 /* Remove the test directory, if any. Returns 1 if it is gone. */
 static int remove_dir(void)
 {
-    char cmd[128];
-    if (!dir[0])
-        return 1;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return CHECK_EQ_INT(system(cmd), 0);
+    return !dir[0] || CHECK_EQ_INT(tmp_dir_remove(dir), 0);
 }
 
 /* A fresh, empty directory in `parent` (the last one is removed). */
