@@ -438,7 +438,11 @@ def test_a_failing_fsync_holds_the_acks_and_writes_again(make_agent, collector, 
     assert f"writing to {tmp_path / 'spool'} again" in agent.stderr
 
 
-@not_under_valgrind("its allocator answers realloc before the shim that fails it can")
+# The release build only: under valgrind its allocator answers realloc before
+# the shim can fail it, and under AddressSanitizer the shim would also fail
+# the sanitizer's own start of a thread (pthread_getattr_np reallocs).
+@pytest.mark.skipif(INSTRUMENTED, reason="NOT RUN here: the shim works in the release build "
+                    "only (valgrind's allocator comes first; ASan's thread start reallocs)")
 def test_records_the_spool_thread_had_no_memory_for_are_written_once_it_has(make_agent,
                                                                             collector,
                                                                             tmp_path):
