@@ -323,10 +323,17 @@ static PyObject *out_bytes(struct out *o, int rc)
 static unsigned char random_pool[RANDOM_POOL_BYTES];
 static size_t random_pos = RANDOM_POOL_BYTES;
 
-/* a forked child must not draw the bytes its parent draws too */
-static void random_forget(void)
+/* Forks in this process's line, counted in each child by the at-fork hook
+ * (which any fork() through the C library runs, a C extension's too): the
+ * client compares it to tell it is in a child, without a system call. */
+static unsigned long forks_seen;
+
+/* In a forked child: it must not draw the random bytes its parent draws
+ * too. */
+static void at_fork_in_child(void)
 {
     random_pos = RANDOM_POOL_BYTES;
+    forks_seen++;
 }
 
 static int random10(unsigned char out[10])
@@ -478,6 +485,13 @@ static PyObject *speedups_encode_event(PyObject *self, PyObject *const *args, Py
     return out_bytes(&o, rc);
 }
 
+static PyObject *speedups_forks(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromUnsignedLong(forks_seen);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"configure", speedups_configure, METH_VARARGS,
      "configure(convert, EncodeError, max_depth, max_name_bytes)"},
@@ -485,6 +499,8 @@ static PyMethodDef speedups_methods[] = {
      "packb(obj, depth=0) -> bytes, as telemetry_client.packb (depth: of obj's container)"},
     {"encode_event", (PyCFunction)(void (*)(void))speedups_encode_event, METH_FASTCALL,
      "encode_event(event, properties, distinct_id, chunk) -> bytes, or None to use Python"},
+    {"forks", speedups_forks, METH_NOARGS,
+     "forks() -> int: fork()s in this process's line (it changes in a forked child)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -498,7 +514,7 @@ PyMODINIT_FUNC PyInit__telemetry_speedups(void)
 {
     static int at_fork_registered;
     if (!at_fork_registered) {
-        if (pthread_atfork(NULL, NULL, random_forget) != 0)
+        if (pthread_atfork(NULL, NULL, at_fork_in_child) != 0)
             return PyErr_NoMemory();
         at_fork_registered = 1;
     }

@@ -287,6 +287,8 @@ def _load_speedups():
         import _telemetry_speedups as speedups
     except ImportError:
         return None
+    if not hasattr(speedups, "forks"):  # built from an older source: not this one's
+        return None
     speedups.configure(_convert, EncodeError, MAX_DEPTH, MAX_NAME_BYTES)
     return speedups
 
@@ -603,6 +605,7 @@ class Client:
     def _reset_state(self):
         """Everything a process owns alone: set at start and in a forked child."""
         self._pid = os.getpid()
+        self._forks = _speedups.forks() if _speedups is not None else 0
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)  # pending entries finished
         self._queue = collections.deque()  # entries waiting to be written, in order
@@ -649,10 +652,18 @@ class Client:
             _close_quietly_sock(sock)  # our copy only: the parent's connection stays up
 
     def _check_pid(self):
-        if self._pid != os.getpid():  # forked without the at-fork hook (a C-level fork())
-            with _clients_lock:
-                if self._pid != os.getpid():
-                    self._after_fork_in_child()
+        """A child forked without Python's at-fork hook (a C-level fork()):
+        seen by the C module's hook with no system call (getpid() costs a
+        microsecond on some virtual machines), else by the process id."""
+        if _speedups is not None:
+            if self._forks == _speedups.forks():
+                return
+        elif self._pid == os.getpid():
+            return
+        with _clients_lock:
+            if self._pid != os.getpid():
+                self._after_fork_in_child()
+            self._forks = _speedups.forks() if _speedups is not None else 0
 
     # -- producing -----------------------------------------------------------
 

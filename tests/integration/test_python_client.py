@@ -1255,6 +1255,41 @@ def run_python(code, env):
                           cwd=CLIENT_DIR, capture_output=True, text=True, timeout=30)
 
 
+def test_a_child_of_a_c_level_fork_lets_go_of_the_parents_state(fake):
+    """A fork() that runs no Python at-fork hook (a C library's): the client
+    must still see it is in a child (with the C encoder, by the count the
+    C module's at-fork hook keeps, without a getpid() per event; else by the
+    process id) and let go of its parent's connection, queue and counts.
+    (Only that: a child of such a fork cannot start Python threads, so it
+    cannot send.) In a process of its own, whose only other thread is the
+    client's, idle at the fork: a thread waiting for the GIL then would
+    never give it back to the child."""
+    agent = fake()
+    code = (
+        "import ctypes, os, time, telemetry_client as t\n"
+        "c = t.Client(os.environ['TELEMETRY_SOCKET'], atexit_timeout=0)\n"
+        "for i in range(5): c.capture('project:created', {'seq': i})\n"
+        "assert c.flush(5) and c.stats()['connected']\n"
+        "time.sleep(0.2)\n"
+        "r, w = os.pipe()\n"
+        "pid = ctypes.PyDLL(None).fork()  # the GIL held, as a C extension's is\n"
+        "if pid == 0:\n"
+        "    s = c.stats()\n"
+        "    os.write(w, b'%d %d %d' % (s['attempted'], s['sent'], s['connected']))\n"
+        "    os._exit(0)\n"
+        "assert os.waitpid(pid, 0)[1] == 0\n"
+        "print('child', os.read(r, 100).decode())\n"
+        "c.capture('project:created', {'seq': 5})  # the parent's goes on\n"
+        "assert c.flush(5)\n"
+        "print('parent', c.stats()['attempted'], c.stats()['sent'])\n"
+        "os._exit(0)\n"
+    )
+    result = run_python(code, {"TELEMETRY_SOCKET": agent.path})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["child 0 0 0", "parent 6 6"]
+    assert seqs(agent.wait_objects(6)) == list(range(6))
+
+
 def test_send_event_drop_in_and_exit_flush(fake):
     agent = fake()
     code = (
