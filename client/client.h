@@ -3,9 +3,11 @@
  * calls, the I/O thread, fork handling) and conn.c (the socket).
  *
  * Everything in struct tlm_client is guarded by `lock`, except what only
- * tlm_open / tlm_close touch. No lock is ever held while waiting: the socket
- * is non-blocking and the I/O thread and tlm_flush release the lock around
- * poll() and condition waits.
+ * tlm_open / tlm_close touch, and the connection and its reply buffer while
+ * the I/O thread runs (it alone does I/O then, and lets go of the lock for
+ * its reads and writes: conn.c). No lock is ever held while waiting: the
+ * socket is non-blocking and the I/O thread and tlm_flush release the lock
+ * around poll() and condition waits.
  */
 #ifndef TLM_CLIENT_H
 #define TLM_CLIENT_H

@@ -247,6 +247,25 @@ static int tlm_conn_reply(struct tlm_client *c, const unsigned char *p, size_t l
     return 0;
 }
 
+/* The I/O thread reads and writes without the lock, so that sends never
+ * wait for a system call: while the thread runs it alone does I/O (on the
+ * connection and the reply buffer), and senders only add entries behind the
+ * ones being written. Returns whether the lock was let go (on the I/O
+ * thread), for tlm_conn_relock. */
+static int tlm_conn_unlock_for_io(struct tlm_client *c)
+{
+    int unlocked = c->thread_running && pthread_equal(pthread_self(), c->thread);
+    if (unlocked)
+        pthread_mutex_unlock(&c->lock);
+    return unlocked;
+}
+
+static void tlm_conn_relock(struct tlm_client *c, int unlocked)
+{
+    if (unlocked)
+        pthread_mutex_lock(&c->lock);
+}
+
 /* Read what the agent wrote and handle every complete reply. A peer that
  * writes without end must not keep the lock, and so every sender, to
  * itself: after TLM_CONN_READS reads that all found bytes, reading pauses
@@ -261,8 +280,10 @@ static void tlm_conn_read(struct tlm_client *c, int64_t now)
             c->read_resume_ms = now + TLM_CONN_READ_PAUSE_MS;
             return;
         }
+        int unlocked = tlm_conn_unlock_for_io(c);
         ssize_t n = recv(c->fd, c->reply + c->reply_len, sizeof c->reply - c->reply_len,
                          MSG_DONTWAIT);
+        tlm_conn_relock(c, unlocked);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -363,15 +384,9 @@ static void tlm_conn_write(struct tlm_client *c, int64_t now)
             off = 0;
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-        /* The I/O thread writes without the lock, so that sends never wait
-         * for a system call: while the thread runs it alone does I/O, and
-         * senders only add entries behind the ones being written. */
-        int unlocked = c->thread_running && pthread_equal(pthread_self(), c->thread);
-        if (unlocked)
-            pthread_mutex_unlock(&c->lock);
+        int unlocked = tlm_conn_unlock_for_io(c);
         ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (unlocked)
-            pthread_mutex_lock(&c->lock);
+        tlm_conn_relock(c, unlocked);
         if (tlm_conn_broken(n)) {
             tlm_conn_fail(c, now);
             return;
