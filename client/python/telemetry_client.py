@@ -295,6 +295,9 @@ def _load_speedups():
 
 _speedups = _load_speedups()
 ENCODER = "python" if _speedups is None else "c"  # which encoder this process uses
+# fork()s in this process's line, counted by the C module's at-fork hook
+# (always 0 without it: the process id tells a child then)
+_fork_count = (lambda: 0) if _speedups is None else _speedups.forks
 _packb = _packb_python if _speedups is None else _speedups.packb
 
 
@@ -605,7 +608,7 @@ class Client:
     def _reset_state(self):
         """Everything a process owns alone: set at start and in a forked child."""
         self._pid = os.getpid()
-        self._forks = _speedups.forks() if _speedups is not None else 0
+        self._forks = _fork_count()
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)  # pending entries finished
         self._queue = collections.deque()  # entries waiting to be written, in order
@@ -656,14 +659,14 @@ class Client:
         seen by the C module's hook with no system call (getpid() costs a
         microsecond on some virtual machines), else by the process id."""
         if _speedups is not None:
-            if self._forks == _speedups.forks():
+            if self._forks == _fork_count():
                 return
         elif self._pid == os.getpid():
             return
         with _clients_lock:
             if self._pid != os.getpid():
                 self._after_fork_in_child()
-            self._forks = _speedups.forks() if _speedups is not None else 0
+            self._forks = _fork_count()
 
     # -- producing -----------------------------------------------------------
 
