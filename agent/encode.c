@@ -123,6 +123,32 @@ static int encode_map_has_key(const msgpack_object_map *map, const char *name, s
 
 static int encode_any(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv);
 
+/* A string value, through the value rules when there are any. */
+static inline void encode_string_value(struct buf *out, const msgpack_object_str *str,
+                                       struct privacy *pv)
+{
+    if (pv != NULL && privacy_redacts(pv))
+        privacy_write_string(pv, out, str->ptr, str->size);
+    else
+        json_write_string(out, str->ptr, str->size);
+}
+
+/* An element of a map or array: the forms most are (a string, a small
+ * integer) written in place, without a call; the rest through encode_any. */
+static inline __attribute__((always_inline)) int
+encode_element(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv)
+{
+    if (obj->type == MSGPACK_OBJECT_STR && depth <= ENCODE_MAX_DEPTH) {
+        encode_string_value(out, &obj->via.str, pv);
+        return 0;
+    }
+    if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER && depth <= ENCODE_MAX_DEPTH) {
+        json_write_uint64(out, obj->via.u64);
+        return 0;
+    }
+    return encode_any(out, obj, depth, pv);
+}
+
 /* Up to this many string keys, a map's keys are checked for repeats in a
  * table of twice as many slots (2^6) on the stack, by fingerprint. */
 #define ENCODE_TABLED_KEYS 32
@@ -372,7 +398,7 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
             nested = props_child(extra, kv->key.via.str.ptr, kv->key.via.str.size);
         rc = nested != NULL && nested->json == NULL
                  ? encode_map_merged(out, &kv->val.via.map, nested, depth + 1, 0, NULL, pv)
-                 : encode_any(out, &kv->val, depth + 1, pv);
+                 : encode_element(out, &kv->val, depth + 1, pv);
     }
     encode_names_free(&known);
     if (rc < 0)
@@ -441,10 +467,7 @@ static int encode_any(struct buf *out, const msgpack_object *obj, int depth, str
         json_write_double(out, obj->via.f64);
         return 0;
     case MSGPACK_OBJECT_STR:
-        if (pv != NULL && privacy_redacts(pv))
-            privacy_write_string(pv, out, obj->via.str.ptr, obj->via.str.size);
-        else
-            json_write_string(out, obj->via.str.ptr, obj->via.str.size);
+        encode_string_value(out, &obj->via.str, pv);
         return 0;
     case MSGPACK_OBJECT_BIN:
         json_write_base64(out, obj->via.bin.ptr, obj->via.bin.size);
@@ -457,7 +480,7 @@ static int encode_any(struct buf *out, const msgpack_object *obj, int depth, str
         for (uint32_t i = 0; i < obj->via.array.size; i++) {
             if (i > 0)
                 buf_append_char(out, ',');
-            int rc = encode_any(out, &obj->via.array.ptr[i], depth + 1, pv);
+            int rc = encode_element(out, &obj->via.array.ptr[i], depth + 1, pv);
             if (rc < 0)
                 return rc;
         }

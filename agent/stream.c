@@ -81,6 +81,42 @@ struct unpacking {
 
 static enum stream_status unpack_item(struct unpacking *u, int depth, msgpack_object *o);
 
+/* A str of n bytes whose header takes `header` bytes. */
+static enum stream_status unpack_str(struct unpacking *u, size_t header, size_t n,
+                                     msgpack_object *o)
+{
+    if (n > u->len - u->pos - header)
+        return STREAM_NEED_MORE;
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.size = (uint32_t)n;
+    o->via.str.ptr = (const char *)u->data + u->pos + header;
+    u->pos += header + n;
+    return STREAM_OBJECT;
+}
+
+/* An element of a container: the forms most are (a string, a small
+ * integer) read in place, without a call (a call costs as much as reading
+ * one); the rest through unpack_item. */
+static inline __attribute__((always_inline)) enum stream_status
+unpack_element(struct unpacking *u, int depth, msgpack_object *o)
+{
+    if (u->len - u->pos >= 2) {
+        const unsigned char *p = u->data + u->pos;
+        unsigned char b = p[0];
+        if (b >= 0xa0 && b <= 0xbf)
+            return unpack_str(u, 1, b & 0x1f, o);
+        if (b == 0xd9)
+            return unpack_str(u, 2, p[1], o);
+        if (b <= 0x7f) {
+            o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            o->via.u64 = b;
+            u->pos++;
+            return STREAM_OBJECT;
+        }
+    }
+    return unpack_item(u, depth, o);
+}
+
 /* The n elements of an array or map whose header was just read. */
 static enum stream_status unpack_container(struct unpacking *u, int depth, int is_map,
                                            uint32_t n, msgpack_object *o)
@@ -103,9 +139,9 @@ static enum stream_status unpack_container(struct unpacking *u, int depth, int i
             return STREAM_NO_MEMORY;
         o->via.map.ptr = kv;
         for (uint32_t i = 0; i < n; i++) {
-            enum stream_status st = unpack_item(u, depth + 1, &kv[i].key);
+            enum stream_status st = unpack_element(u, depth + 1, &kv[i].key);
             if (st == STREAM_OBJECT)
-                st = unpack_item(u, depth + 1, &kv[i].val);
+                st = unpack_element(u, depth + 1, &kv[i].val);
             if (st != STREAM_OBJECT)
                 return st;
         }
@@ -116,23 +152,10 @@ static enum stream_status unpack_container(struct unpacking *u, int depth, int i
         return STREAM_NO_MEMORY;
     o->via.array.ptr = elements;
     for (uint32_t i = 0; i < n; i++) {
-        enum stream_status st = unpack_item(u, depth + 1, &elements[i]);
+        enum stream_status st = unpack_element(u, depth + 1, &elements[i]);
         if (st != STREAM_OBJECT)
             return st;
     }
-    return STREAM_OBJECT;
-}
-
-/* A str of n bytes whose header takes `header` bytes. */
-static enum stream_status unpack_str(struct unpacking *u, size_t header, size_t n,
-                                     msgpack_object *o)
-{
-    if (n > u->len - u->pos - header)
-        return STREAM_NEED_MORE;
-    o->type = MSGPACK_OBJECT_STR;
-    o->via.str.size = (uint32_t)n;
-    o->via.str.ptr = (const char *)u->data + u->pos + header;
-    u->pos += header + n;
     return STREAM_OBJECT;
 }
 
