@@ -138,11 +138,13 @@ static inline void encode_string_value(struct buf *out, const msgpack_object_str
 static inline __attribute__((always_inline)) int
 encode_element(struct buf *out, const msgpack_object *obj, int depth, struct privacy *pv)
 {
-    if (obj->type == MSGPACK_OBJECT_STR && depth <= ENCODE_MAX_DEPTH) {
+    if (depth > ENCODE_MAX_DEPTH) /* refused there */
+        return encode_any(out, obj, depth, pv);
+    if (obj->type == MSGPACK_OBJECT_STR) {
         encode_string_value(out, &obj->via.str, pv);
         return 0;
     }
-    if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER && depth <= ENCODE_MAX_DEPTH) {
+    if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         json_write_uint64(out, obj->via.u64);
         return 0;
     }

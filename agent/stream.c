@@ -94,27 +94,38 @@ static enum stream_status unpack_str(struct unpacking *u, size_t header, size_t 
     return STREAM_OBJECT;
 }
 
-/* An element of a container: the forms most are (a string, a small
- * integer) read in place, without a call (a call costs as much as reading
- * one); the rest through unpack_item. */
+/* The forms most elements take (a string of up to 255 bytes, a small
+ * integer), read in place: 1 with *st set, or 0 for any other form. */
+static inline __attribute__((always_inline)) int
+unpack_common(struct unpacking *u, msgpack_object *o, enum stream_status *st)
+{
+    if (u->pos >= u->len)
+        return 0;
+    const unsigned char *p = u->data + u->pos;
+    unsigned char b = p[0];
+    if (b >= 0xa0 && b <= 0xbf) {
+        *st = unpack_str(u, 1, b & 0x1f, o);
+    } else if (b == 0xd9 && u->len - u->pos >= 2) {
+        *st = unpack_str(u, 2, p[1], o);
+    } else if (b <= 0x7f) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = b;
+        u->pos++;
+        *st = STREAM_OBJECT;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* An element of a container: its common forms read in place, without a
+ * call (a call costs as much as reading one); the rest through
+ * unpack_item. */
 static inline __attribute__((always_inline)) enum stream_status
 unpack_element(struct unpacking *u, int depth, msgpack_object *o)
 {
-    if (u->len - u->pos >= 2) {
-        const unsigned char *p = u->data + u->pos;
-        unsigned char b = p[0];
-        if (b >= 0xa0 && b <= 0xbf)
-            return unpack_str(u, 1, b & 0x1f, o);
-        if (b == 0xd9)
-            return unpack_str(u, 2, p[1], o);
-        if (b <= 0x7f) {
-            o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-            o->via.u64 = b;
-            u->pos++;
-            return STREAM_OBJECT;
-        }
-    }
-    return unpack_item(u, depth, o);
+    enum stream_status st;
+    return unpack_common(u, o, &st) ? st : unpack_item(u, depth, o);
 }
 
 /* The n elements of an array or map whose header was just read. */
@@ -209,25 +220,17 @@ static enum stream_status unpack_scanned(struct unpacking *u, int depth, msgpack
 
 /* One element at u->pos, as msgpack-c would have made it; depth is the
  * number of containers around it. The forms events are mostly made of
- * (small integers, short strings, small maps and arrays) are read here,
- * the rest by unpack_scanned. */
+ * (small integers, strings, small maps and arrays) are read here, the
+ * rest by unpack_scanned. */
 static enum stream_status unpack_item(struct unpacking *u, int depth, msgpack_object *o)
 {
+    enum stream_status st;
+    if (unpack_common(u, o, &st))
+        return st;
     if (u->pos >= u->len)
         return STREAM_NEED_MORE;
-    const unsigned char *p = u->data + u->pos;
-    unsigned char b = p[0];
-    if (b <= 0x7f) {
-        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-        o->via.u64 = b;
-        u->pos++;
-        return STREAM_OBJECT;
-    }
-    if (b >= 0xa0 && b <= 0xbf)
-        return unpack_str(u, 1, b & 0x1f, o);
-    if (b == 0xd9 && u->len - u->pos >= 2)
-        return unpack_str(u, 2, p[1], o);
-    if (b <= 0x9f) {
+    unsigned char b = u->data[u->pos];
+    if (b <= 0x9f) { /* 0x80 to 0x9f: fixmap, fixarray */
         u->pos++;
         return unpack_container(u, depth, b <= 0x8f, b & 0x0f, o);
     }
