@@ -106,20 +106,27 @@ void batcher_destroy(struct batcher *b)
     b->age_timer = NULL;
 }
 
-/* A new open batch, its buffer made about as large as the last sealed one
- * was (capped by the batch limit, and only where the budget has room for
- * it twice): a burst's batches are not grown by doubling, copied a dozen
- * times on the way. */
+/* A new open batch, its buffer made as large as the last sealed one was
+ * and an eighth (capped by the batch limit): a burst's batches are not
+ * grown by doubling, copied a dozen times on the way. The buffer is charged
+ * to the budget with the first event, so it takes at most the room the
+ * budget has left; where events are dropped when the buffer is full, at
+ * most half of it, so that capacity charged ahead of the events does not
+ * refuse them. */
 static struct batch *batcher_new_batch(struct batcher *b)
 {
     struct batch *batch = calloc(1, sizeof *batch);
     if (batch == NULL)
         return NULL;
     size_t want = b->last_len + b->last_len / 8;
+    size_t room = budget_room(b->budget);
+    if (b->limits.drop_when_full)
+        room /= 2;
+    if (want > room)
+        want = room;
     if (want > b->limits.max_body_bytes)
         want = b->limits.max_body_bytes;
-    if (want > BATCH_PRESIZE_MIN && budget_fits(b->budget, 2 * want) &&
-        buf_reserve(&batch->events, want) < 0)
+    if (want > BATCH_PRESIZE_MIN && buf_reserve_exact(&batch->events, want) < 0)
         buf_rollback(&batch->events, 0); /* out of memory: it grows as it goes */
     return batch;
 }

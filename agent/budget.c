@@ -18,6 +18,11 @@ int budget_fits(const struct budget *b, size_t bytes)
     return bytes <= b->max && b->used <= b->max - bytes;
 }
 
+size_t budget_room(const struct budget *b)
+{
+    return b->used < b->max ? b->max - b->used : 0;
+}
+
 void budget_charge(struct budget *b, size_t bytes)
 {
     b->used += bytes;

@@ -30,6 +30,8 @@ void budget_init(struct budget *b, size_t max);
 int budget_full(const struct budget *b);
 /* Would `bytes` more stay within the bound? */
 int budget_fits(const struct budget *b, size_t bytes);
+/* How many more bytes stay within the bound (0 when full). */
+size_t budget_room(const struct budget *b);
 void budget_charge(struct budget *b, size_t bytes);
 void budget_release(struct budget *b, size_t bytes);
 /* Ask for on_room(room_arg) once usage is down to 3/4 of the bound. */

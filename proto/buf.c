@@ -14,7 +14,9 @@ struct buf buf_borrow(void *mem, size_t cap)
     return (struct buf){mem, 0, cap, 0, 1};
 }
 
-int buf_reserve(struct buf *b, size_t extra)
+/* Make the capacity at least len + extra: doubling from the current one
+ * (or BUF_FIRST_CAP) if `doubling`, else exactly that. */
+static int buf_grow(struct buf *b, size_t extra, int doubling)
 {
     if (b->failed)
         return -1;
@@ -25,9 +27,12 @@ int buf_reserve(struct buf *b, size_t extra)
         return -1;
     }
     size_t want = b->len + extra;
-    size_t cap = b->cap ? b->cap : BUF_FIRST_CAP;
-    while (cap < want)
-        cap *= 2;
+    size_t cap = want;
+    if (doubling) {
+        cap = b->cap ? b->cap : BUF_FIRST_CAP;
+        while (cap < want)
+            cap *= 2;
+    }
     char *p = realloc(b->data, cap);
     if (p == NULL) {
         b->failed = 1;
@@ -36,6 +41,16 @@ int buf_reserve(struct buf *b, size_t extra)
     b->data = p;
     b->cap = cap;
     return 0;
+}
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+    return buf_grow(b, extra, 1);
+}
+
+int buf_reserve_exact(struct buf *b, size_t extra)
+{
+    return buf_grow(b, extra, 0);
 }
 
 int buf_append_str(struct buf *b, const char *s)

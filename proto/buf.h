@@ -29,6 +29,8 @@ struct buf {
 struct buf buf_borrow(void *mem, size_t cap);
 /* Ensure room for `extra` more bytes. Returns 0, or -1 (and sets failed). */
 int buf_reserve(struct buf *b, size_t extra);
+/* The same, growing to exactly len + extra (for a size known ahead). */
+int buf_reserve_exact(struct buf *b, size_t extra);
 int buf_append_str(struct buf *b, const char *s);
 
 /* Appends are inline: most find room and only copy. */

@@ -457,6 +457,49 @@ static void test_destroy_counts_open_batch(void)
     CHECK_EQ_UINT(account_dropped_total(), 0);
 }
 
+/* A new batch's buffer starts as large as the last sealed one and an
+ * eighth, exactly (no growing by doubling on the way), within the room the
+ * budget has left, and half of it where events are dropped when full. */
+static void test_presize(void)
+{
+    struct fixture f;
+    struct batch_limits limits = roomy;
+    limits.max_events = 10;
+    if (!fixture_init(&f, &limits, ROOMY_BUFFER))
+        return;
+    int id = 0;
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_INT(add_event(&f, id++, 900), BATCH_ADDED);
+    if (!CHECK_EQ_INT(f.nsealed, 1))
+        return;
+    size_t last = f.sealed[0]->events.len;
+    CHECK_EQ_INT(add_event(&f, id++, 900), BATCH_ADDED);
+    CHECK_EQ_UINT(f.b.open->events.cap, last + last / 8);
+    for (int i = 1; i < 10; i++)
+        CHECK_EQ_INT(add_event(&f, id++, 900), BATCH_ADDED);
+    CHECK_EQ_UINT(f.sealed[1]->events.cap, last); /* filled without growing; shrunk to fit */
+    CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
+    fixture_destroy(&f);
+
+    /* little room left: the buffer takes the room, and half of it when dropping */
+    limits.max_events = 20;
+    for (int drop = 0; drop <= 1; drop++) {
+        limits.drop_when_full = drop;
+        if (!fixture_init(&f, &limits, ROOMY_BUFFER))
+            return;
+        for (int i = 0; i < 20; i++)
+            CHECK_EQ_INT(add_event(&f, i, 900), BATCH_ADDED);
+        const size_t room = 12000;
+        size_t taken = f.budget.max - f.budget.used - room;
+        budget_charge(&f.budget, taken);
+        CHECK_EQ_INT(add_event(&f, 20, 900), BATCH_ADDED);
+        CHECK_EQ_UINT(f.b.open->events.cap, drop ? room / 2 : room);
+        budget_release(&f.budget, taken);
+        CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
+        fixture_destroy(&f);
+    }
+}
+
 int main(void)
 {
     RUN(test_seal_on_max_events);
@@ -468,5 +511,6 @@ int main(void)
     RUN(test_block_takes_and_calls_back);
     RUN(test_split);
     RUN(test_destroy_counts_open_batch);
+    RUN(test_presize);
     return check_finish();
 }
