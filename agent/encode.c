@@ -66,17 +66,20 @@ static inline void encode_copy_short(char *to, const char *from, size_t len)
     }
 }
 
-/* "key": for a key that needs no escaping */
-static void encode_plain_key(struct buf *out, const char *key, size_t len)
+/* "key": for a key that needs no escaping, after a comma if `comma` (0 or
+ * 1): one reserve for the whole. */
+static void encode_plain_key(struct buf *out, const char *key, size_t len, int comma)
 {
-    if ((out->cap - out->len < len + 3 || out->failed) && buf_reserve(out, len + 3) < 0)
+    if ((out->cap - out->len < len + 4 || out->failed) && buf_reserve(out, len + 4) < 0)
         return;
     char *o = out->data + out->len;
+    o[0] = ',';
+    o += comma;
     o[0] = '"';
     encode_copy_short(o + 1, key, len);
     o[len + 1] = '"';
     o[len + 2] = ':';
-    out->len += len + 3;
+    out->len += len + 3 + (size_t)comma;
 }
 
 static int encode_key(struct buf *out, const msgpack_object *key, int depth)
@@ -379,16 +382,19 @@ static int encode_map_merged(struct buf *out, const msgpack_object_map *map,
                 : PRIVACY_KEEP;
         if (action == PRIVACY_DROP)
             continue;
-        if (!first)
-            buf_append_char(out, ',');
+        int comma = !first;
         first = 0;
         if (plain) {
-            encode_plain_key(out, kv->key.via.str.ptr, kv->key.via.str.size);
-        } else if (known.names != NULL) { /* worked out already */
-            json_write_string(out, known.names[i].ptr, known.names[i].len);
-            buf_append_char(out, ':');
-        } else if ((rc = encode_key(out, &kv->key, depth + 1)) < 0) {
-            break;
+            encode_plain_key(out, kv->key.via.str.ptr, kv->key.via.str.size, comma);
+        } else {
+            if (comma)
+                buf_append_char(out, ',');
+            if (known.names != NULL) { /* worked out already */
+                json_write_string(out, known.names[i].ptr, known.names[i].len);
+                buf_append_char(out, ':');
+            } else if ((rc = encode_key(out, &kv->key, depth + 1)) < 0) {
+                break;
+            }
         }
         if (action == PRIVACY_HASH) {
             rc = encode_hashed(out, &kv->val, depth + 1, pv);
