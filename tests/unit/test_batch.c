@@ -475,9 +475,12 @@ static void test_presize(void)
     size_t last = f.sealed[0]->events.len;
     CHECK_EQ_INT(add_event(&f, id++, 900), BATCH_ADDED);
     CHECK_EQ_UINT(f.b.open->events.cap, last + last / 8);
-    for (int i = 1; i < 10; i++)
+    for (int i = 1; i < 9; i++) { /* filled without growing */
         CHECK_EQ_INT(add_event(&f, id++, 900), BATCH_ADDED);
-    CHECK_EQ_UINT(f.sealed[1]->events.cap, last); /* filled without growing; shrunk to fit */
+        CHECK_EQ_UINT(f.b.open->events.cap, last + last / 8);
+    }
+    CHECK_EQ_INT(add_event(&f, id++, 900), BATCH_ADDED);
+    CHECK_EQ_UINT(f.sealed[1]->events.cap, last); /* shrunk to fit when sealed */
     CHECK_EQ_UINT(f.budget.used, held_bytes(&f));
     fixture_destroy(&f);
 
