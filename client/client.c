@@ -2,17 +2,19 @@
  * client: tlm_open / tlm_send / tlm_flush / tlm_close, the I/O thread and
  * fork() handling (see telemetry.h for the promises, client.h for the state).
  *
- * Draining. A send first tries the socket itself: with nothing queued ahead
- * of it (fire-and-forget mode) the event is written straight from the
- * caller's buffer, no copy, no thread hand-off. Whatever the socket does not
- * take is copied into the queue, and a background I/O thread, started the
- * first time the client connects or queues something, waits in poll() for
- * the socket to drain, for replies, for the reconnect time and for ack
- * deadlines. The thread sleeps with no timeout when there is nothing to do.
- * A sender changing what the thread should wait for (a first queued event, a
- * new connection) wakes it through a self-pipe. With opt.no_thread (or when
- * pthread_create fails) the same work happens inside tlm_send*, tlm_flush and
- * tlm_poll only.
+ * Draining. A background I/O thread, started on the first send, writes the
+ * queue (many events per sendmsg) and waits in poll() for the socket to
+ * drain, for replies, for the reconnect time and for ack deadlines. While
+ * it runs, a send copies the event into a new entry and appends it to the
+ * inbox under a lock of its own (client.h), which the thread empties into
+ * the queue each time round: the sender never waits behind the thread's
+ * work. The thread sleeps with no timeout when there is nothing to do; a
+ * send that it would otherwise not see in time (its queue had nothing left
+ * to write, and it is not about to look again) wakes it through a
+ * self-pipe, once per sleep. With opt.no_thread (or when pthread_create
+ * fails) the work happens inside tlm_send*, tlm_flush and tlm_poll, under
+ * the client's lock: with nothing queued ahead of it (fire-and-forget
+ * mode) an event is written straight from the caller's buffer.
  *
  * fork(). pthread_atfork handlers take every client's lock (and the uuid
  * lock) before fork, so the child's copy of each client is consistent and
@@ -47,7 +49,10 @@ static void tlm_client_fork_prepare(void)
     struct tlm_client *c;
     pthread_mutex_lock(&tlm_client_all_lock);
     LIST_FOREACH(c, &tlm_client_all, all)
-    pthread_mutex_lock(&c->lock);
+    {
+        pthread_mutex_lock(&c->lock);
+        pthread_mutex_lock(&c->inbox_lock);
+    }
     tlm_event_fork_prepare();
 }
 
@@ -56,7 +61,10 @@ static void tlm_client_fork_parent(void)
     struct tlm_client *c;
     tlm_event_fork_release();
     LIST_FOREACH(c, &tlm_client_all, all)
-    pthread_mutex_unlock(&c->lock);
+    {
+        pthread_mutex_unlock(&c->inbox_lock);
+        pthread_mutex_unlock(&c->lock);
+    }
     pthread_mutex_unlock(&tlm_client_all_lock);
 }
 
@@ -87,12 +95,13 @@ static void tlm_client_fork_reset(struct tlm_client *c)
 {
     tlm_conn_forget(c);
     tlm_client_close_wake(c);
+    tlm_queue_append(&c->queue, &c->inbox);
     tlm_queue_clear(&c->queue);
     memset(&c->stats, 0, sizeof c->stats);
     c->attempts = 0;
     c->next_connect_ms = 0;
     c->probe = 0;
-    c->thread_running = 0;
+    c->thread_running = c->inbox_open = c->inbox_wake = 0;
     c->thread_retry_ms = 0;
     c->thread_polling = c->thread_lingering = 0;
     c->stopping = 0;
@@ -109,6 +118,7 @@ static void tlm_client_fork_child(void)
     LIST_FOREACH(c, &tlm_client_all, all)
     {
         tlm_client_fork_reset(c);
+        pthread_mutex_unlock(&c->inbox_lock);
         pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_unlock(&tlm_client_all_lock);
@@ -166,11 +176,18 @@ tlm_status tlm_open(tlm_client **out, const char *socket_path, const tlm_options
              (uint64_t)(uintptr_t)c ^ (uint64_t)getpid();
     c->rng |= 1;
     tlm_queue_init(&c->queue);
+    TAILQ_INIT(&c->inbox);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
         return TLM_ESYS;
     }
+    if (pthread_mutex_init(&c->inbox_lock, NULL) != 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return TLM_ESYS;
+    }
     if (tlm_client_cond_init(&c->progress) != 0) {
+        pthread_mutex_destroy(&c->inbox_lock);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return TLM_ESYS;
@@ -199,6 +216,27 @@ static int64_t tlm_client_poll_timeout(int64_t deadline, int64_t now)
     return deadline - now > 60000 ? 60000 : deadline - now;
 }
 
+/* Under the lock: move what senders handed over into the queue. */
+static void tlm_client_take_inbox(struct tlm_client *c)
+{
+    pthread_mutex_lock(&c->inbox_lock);
+    tlm_queue_append(&c->queue, &c->inbox);
+    pthread_mutex_unlock(&c->inbox_lock);
+}
+
+/* Under the lock, about to wait: whether senders handed something over
+ * meanwhile (then do not wait); if not, have the next one wake the thread
+ * unless it looks again soon anyway or has writing left, which a new entry
+ * joins without changing what it waits for. */
+static int tlm_client_inbox_before_wait(struct tlm_client *c)
+{
+    pthread_mutex_lock(&c->inbox_lock);
+    int handed = !TAILQ_EMPTY(&c->inbox);
+    c->inbox_wake = !handed && !c->thread_lingering && c->queue.next == NULL;
+    pthread_mutex_unlock(&c->inbox_lock);
+    return handed;
+}
+
 static void *tlm_client_thread(void *arg)
 {
     struct tlm_client *c = arg;
@@ -206,6 +244,7 @@ static void *tlm_client_thread(void *arg)
     while (!c->stopping) {
         int64_t now = clock_monotonic_ms();
         uint64_t written = c->stats.sent + c->stats.resent;
+        tlm_client_take_inbox(c);
         tlm_conn_io(c, now);
         if (c->flush_waiters > 0)
             pthread_cond_broadcast(&c->progress);
@@ -217,6 +256,10 @@ static void *tlm_client_thread(void *arg)
                               !(c->plan.events & POLLOUT);
         if (c->thread_lingering && deadline > now + TLM_CLIENT_LINGER_MS)
             deadline = now + TLM_CLIENT_LINGER_MS;
+        if (tlm_client_inbox_before_wait(c)) {
+            c->thread_lingering = 0;
+            continue;
+        }
         c->thread_polling = 1;
         /* no events (reading paused, nothing to write): not even POLLHUP */
         struct pollfd pfd[2] = {{c->wake[0], POLLIN, 0},
@@ -225,12 +268,15 @@ static void *tlm_client_thread(void *arg)
         poll(pfd, 2, (int)tlm_client_poll_timeout(deadline, now));
         pthread_mutex_lock(&c->lock);
         c->thread_polling = c->thread_lingering = 0;
+        pthread_mutex_lock(&c->inbox_lock);
+        c->inbox_wake = 0;
         if (pfd[0].revents != 0) {
             char drain[64];
             while (read(c->wake[0], drain, sizeof drain) > 0)
                 ;
             c->wake_pending = 0;
         }
+        pthread_mutex_unlock(&c->inbox_lock);
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
@@ -256,6 +302,24 @@ static int tlm_client_start_thread(struct tlm_client *c, int64_t now)
     return 0;
 }
 
+/* Wake the thread, unless a wake-up is already on its way (inbox_lock
+ * held). Returns whether the caller must write to the pipe, after letting
+ * go of the lock. */
+static int tlm_client_wake_locked(struct tlm_client *c)
+{
+    if (c->wake_pending)
+        return 0;
+    c->wake_pending = 1;
+    return 1;
+}
+
+static void tlm_client_wake_write(struct tlm_client *c)
+{
+    if (write(c->wake[1], "", 1) != 1) {
+        /* full: the thread has wake-ups to read already */
+    }
+}
+
 /* After a caller did I/O: start the thread if there is now something to
  * wait for, or wake it if what it waits for changed. */
 static void tlm_client_kick(struct tlm_client *c, int64_t now)
@@ -263,37 +327,86 @@ static void tlm_client_kick(struct tlm_client *c, int64_t now)
     if (c->opt.no_thread)
         return;
     if (!c->thread_running) {
-        if ((c->fd >= 0 || c->queue.count > 0) && now >= c->thread_retry_ms)
-            tlm_client_start_thread(c, now);
+        if ((c->fd >= 0 || tlm_queue_held_count(&c->queue) > 0) && now >= c->thread_retry_ms &&
+            tlm_client_start_thread(c, now) == 0) {
+            pthread_mutex_lock(&c->inbox_lock);
+            __atomic_store_n(&c->inbox_open, 1, __ATOMIC_RELAXED); /* a send only hands over */
+            pthread_mutex_unlock(&c->inbox_lock);
+        }
         return;
     }
-    if (!c->thread_polling || c->wake_pending || c->thread_lingering)
+    if (!c->thread_polling || c->thread_lingering)
         return; /* it plans again before it next waits, or soon */
     struct tlm_plan plan;
     tlm_conn_plan(c, now, &plan);
-    if (tlm_plan_changed(&c->plan, &plan)) {
-        if (write(c->wake[1], "", 1) == 1)
-            c->wake_pending = 1;
-    }
+    if (!tlm_plan_changed(&c->plan, &plan))
+        return;
+    pthread_mutex_lock(&c->inbox_lock);
+    int wake = tlm_client_wake_locked(c);
+    pthread_mutex_unlock(&c->inbox_lock);
+    if (wake)
+        tlm_client_wake_write(c);
 }
 
 /* ---------------------------------------------------------------- sending */
 
-/* Queue (or write) one message under the lock. data is the event as the
- * caller gave it; reliable mode adds the chunk id here. */
-static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *data, size_t len)
+/* Room for the chunk id reliable mode adds: header growth, "chunk", the id. */
+#define TLM_CLIENT_CHUNK_ROOM (4 + 6 + 1 + TLM_QUEUE_CHUNK_MAX)
+
+/* A new entry for a message of len bytes (in reliable mode, room for its
+ * chunk id, added once it is numbered), or NULL. */
+static struct tlm_entry *tlm_client_entry_new(const struct tlm_client *c, const void *data,
+                                              size_t len)
 {
-    int64_t now = clock_monotonic_ms();
-    struct tlm_queue *q = &c->queue;
-    uint64_t seq = c->next_seq++;
-    if (len > c->opt.max_event_bytes || len > c->opt.queue_bytes) {
+    struct tlm_entry *e =
+        tlm_queue_entry_new(c->opt.reliable ? len + TLM_CLIENT_CHUNK_ROOM : len);
+    if (e != NULL && !c->opt.reliable) {
+        memcpy(e->data, data, len);
+        e->len = len;
+    }
+    return e;
+}
+
+/* Under inbox_lock: number the entry (in reliable mode, write the message
+ * with its chunk id) and count it in, within the bound. TLM_OK, or why it
+ * was dropped (counted). */
+static tlm_status tlm_client_admit(struct tlm_client *c, struct tlm_entry *e, const void *data,
+                                   size_t len)
+{
+    e->seq = c->next_seq++;
+    if (c->opt.reliable) {
+        e->chunk_len =
+            (size_t)snprintf(e->chunk, sizeof e->chunk, "%llx", (unsigned long long)e->seq);
+        struct buf out = buf_borrow(e->data, len + TLM_CLIENT_CHUNK_ROOM);
+        if (pack_map_add_chunk(&out, data, len, e->chunk, e->chunk_len) != 0) {
+            c->stats.dropped_invalid++;
+            return TLM_EINVALID;
+        }
+        e->len = out.len;
+    }
+    if (e->len > c->opt.max_event_bytes || e->len > c->opt.queue_bytes) {
         c->stats.dropped_too_large++;
         return TLM_ETOOLARGE;
     }
-    /* with the thread, a send only queues: the thread writes */
+    if (tlm_queue_reserve(&c->queue, e->len, c->opt.queue_bytes) != 0) {
+        c->stats.dropped_queue_full++;
+        return TLM_EQUEUE_FULL;
+    }
+    return TLM_OK;
+}
+
+/* Without the thread running (opt.no_thread, the first send, or no thread
+ * to be had), under both locks: the event is written at once if nothing is
+ * queued ahead of it and the socket takes it, else queued (in e, made
+ * beforehand, or here). */
+static tlm_status tlm_client_submit(struct tlm_client *c, struct tlm_entry *e,
+                                    const unsigned char *data, size_t len, int64_t now)
+{
+    struct tlm_queue *q = &c->queue;
     int by_thread = !c->opt.no_thread &&
                     (c->thread_running ||
                      (now >= c->thread_retry_ms && tlm_client_start_thread(c, now) == 0));
+    __atomic_store_n(&c->inbox_open, c->thread_running, __ATOMIC_RELAXED); /* a send only hands over */
     size_t off = 0;
     if (!by_thread && !c->opt.reliable && q->next == NULL) {
         /* nothing ahead of it: straight from the caller's buffer */
@@ -301,47 +414,24 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
             tlm_conn_open(c, now);
         long n = c->fd >= 0 ? tlm_conn_write_direct(c, data, len, now) : 0;
         if (n == (long)len) {
-            tlm_client_kick(c, now);
+            c->next_seq++;
+            free(e);
             return TLM_OK;
         }
         off = n > 0 ? (size_t)n : 0;
     }
-    size_t need = len;
-    if (c->opt.reliable)
-        need += 4 + 6 + 1 + TLM_QUEUE_CHUNK_MAX; /* header growth, "chunk", the id */
-    struct tlm_entry *e = tlm_queue_entry_new(need);
+    if (e == NULL)
+        e = tlm_client_entry_new(c, data, len);
     if (e == NULL) {
         if (off > 0) {
             /* its head is on the wire: end that stream there, and have the
              * thread let go of the socket it may be polling */
             tlm_conn_drop(c, now, TLM_CONN_BROKEN);
-            tlm_client_kick(c, now);
         }
         c->stats.dropped_queue_full++; /* no memory to hold it: no room, as the caller sees it */
         return TLM_ENOMEM;
     }
-    e->seq = seq;
-    if (c->opt.reliable) {
-        e->chunk_len = (size_t)snprintf(e->chunk, sizeof e->chunk, "%llx", (unsigned long long)seq);
-        struct buf out = buf_borrow(e->data, need);
-        if (pack_map_add_chunk(&out, data, len, e->chunk, e->chunk_len) != 0) {
-            free(e);
-            c->stats.dropped_invalid++;
-            return TLM_EINVALID;
-        }
-        e->len = out.len;
-    } else {
-        memcpy(e->data, data, len);
-        e->len = len;
-    }
-    tlm_status st = TLM_OK;
-    if (e->len > c->opt.max_event_bytes || e->len > c->opt.queue_bytes) {
-        c->stats.dropped_too_large++;
-        st = TLM_ETOOLARGE;
-    } else if (q->bytes + e->len > c->opt.queue_bytes) {
-        c->stats.dropped_queue_full++;
-        st = TLM_EQUEUE_FULL;
-    }
+    tlm_status st = tlm_client_admit(c, e, data, len);
     if (st != TLM_OK) {
         free(e);
         return st;
@@ -349,9 +439,6 @@ static tlm_status tlm_client_submit(struct tlm_client *c, const unsigned char *d
     tlm_queue_push(q, e);
     if (off > 0)
         q->off = off; /* it is the only one queued: its rest goes first */
-    if (!by_thread)
-        tlm_conn_io(c, now);
-    tlm_client_kick(c, now);
     return TLM_OK;
 }
 
@@ -368,15 +455,55 @@ static tlm_status tlm_client_check_raw(const void *data, size_t len)
 static tlm_status tlm_client_send_bytes(tlm_client *c, const void *data, size_t len,
                                         tlm_status error)
 {
-    pthread_mutex_lock(&c->lock);
+    int fits = error == TLM_OK && len <= c->opt.max_event_bytes && len <= c->opt.queue_bytes;
+    /* the copy is made outside every lock: it may fault fresh pages in */
+    struct tlm_entry *e = NULL;
+    int made = fits && __atomic_load_n(&c->inbox_open, __ATOMIC_RELAXED);
+    if (made)
+        e = tlm_client_entry_new(c, data, len);
+    pthread_mutex_lock(&c->inbox_lock);
+    if (fits && c->inbox_open && !made) { /* the thread started meanwhile */
+        pthread_mutex_unlock(&c->inbox_lock);
+        e = tlm_client_entry_new(c, data, len);
+        pthread_mutex_lock(&c->inbox_lock);
+    }
     c->stats.attempted++;
     tlm_status st = error;
-    if (st == TLM_OK)
-        st = tlm_client_submit(c, data, len);
-    else if (st == TLM_ENOMEM)
+    if (st == TLM_ENOMEM)
         c->stats.dropped_queue_full++;
-    else
+    else if (st != TLM_OK)
         c->stats.dropped_invalid++;
+    else if (!fits) {
+        c->stats.dropped_too_large++;
+        st = TLM_ETOOLARGE;
+    } else if (c->inbox_open && e == NULL) {
+        c->stats.dropped_queue_full++; /* no memory to hold it */
+        st = TLM_ENOMEM;
+    }
+    if (st != TLM_OK || c->inbox_open) {
+        int wake = 0;
+        if (st == TLM_OK && (st = tlm_client_admit(c, e, data, len)) == TLM_OK) {
+            TAILQ_INSERT_TAIL(&c->inbox, e, link);
+            e = NULL;
+            wake = c->inbox_wake && tlm_client_wake_locked(c);
+        }
+        pthread_mutex_unlock(&c->inbox_lock);
+        free(e);
+        if (wake)
+            tlm_client_wake_write(c);
+        return st;
+    }
+    pthread_mutex_unlock(&c->inbox_lock);
+    /* no thread running: the lock order is the client's lock first */
+    pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(&c->inbox_lock);
+    int64_t now = clock_monotonic_ms();
+    tlm_queue_append(&c->queue, &c->inbox); /* if a thread ran before */
+    st = tlm_client_submit(c, e, data, len, now);
+    pthread_mutex_unlock(&c->inbox_lock);
+    if (!c->thread_running)
+        tlm_conn_io(c, now);
+    tlm_client_kick(c, now);
     pthread_mutex_unlock(&c->lock);
     return st;
 }
@@ -440,7 +567,9 @@ tlm_status tlm_flush(tlm_client *c, int timeout_ms)
     if (c == NULL)
         return TLM_EINVAL;
     pthread_mutex_lock(&c->lock);
-    uint64_t target = c->next_seq;
+    pthread_mutex_lock(&c->inbox_lock);
+    uint64_t target = c->next_seq; /* everything sent before this call */
+    pthread_mutex_unlock(&c->inbox_lock);
     int64_t start = clock_monotonic_ms();
     /* 0: what can be done now, which with the thread is its next write */
     if (timeout_ms == 0 && c->thread_running)
@@ -449,6 +578,7 @@ tlm_status tlm_flush(tlm_client *c, int timeout_ms)
     tlm_status st;
     for (;;) {
         int64_t now = clock_monotonic_ms();
+        tlm_client_take_inbox(c);
         if (!c->thread_running) /* else the thread alone does I/O (it writes unlocked) */
             tlm_conn_io(c, now);
         tlm_client_kick(c, now);
@@ -488,9 +618,11 @@ tlm_status tlm_get_stats(tlm_client *c, tlm_stats *out)
     if (c == NULL || out == NULL)
         return TLM_EINVAL;
     pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(&c->inbox_lock);
     *out = c->stats;
-    out->queued = c->queue.count;
-    out->queued_bytes = c->queue.bytes;
+    out->queued = tlm_queue_held_count(&c->queue);
+    out->queued_bytes = tlm_queue_held_bytes(&c->queue);
+    pthread_mutex_unlock(&c->inbox_lock);
     pthread_mutex_unlock(&c->lock);
     return TLM_OK;
 }
@@ -513,8 +645,10 @@ void tlm_close(tlm_client *c)
         pthread_join(c->thread, NULL);
     tlm_conn_forget(c);
     tlm_client_close_wake(c);
+    tlm_queue_append(&c->queue, &c->inbox);
     tlm_queue_clear(&c->queue);
     pthread_cond_destroy(&c->progress);
+    pthread_mutex_destroy(&c->inbox_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -3,11 +3,17 @@
  * calls, the I/O thread, fork handling) and conn.c (the socket).
  *
  * Everything in struct tlm_client is guarded by `lock`, except what only
- * tlm_open / tlm_close touch, and the connection and its reply buffer while
+ * tlm_open / tlm_close touch, the connection and its reply buffer while
  * the I/O thread runs (it alone does I/O then, and lets go of the lock for
- * its reads and writes: conn.c). No lock is ever held while waiting: the
- * socket is non-blocking and the I/O thread and tlm_flush release the lock
- * around poll() and condition waits.
+ * its reads and writes: conn.c), and the senders' hand-over, guarded by
+ * `inbox_lock`. No lock is ever held while waiting: the socket is
+ * non-blocking and the I/O thread and tlm_flush release the lock around
+ * poll() and condition waits.
+ *
+ * While the I/O thread runs, a send takes `inbox_lock` alone, and only for
+ * a few stores: it never waits behind the thread's work under `lock`
+ * (which a busy machine may preempt for tens of microseconds). Lock order:
+ * `lock`, then `inbox_lock`.
  */
 #ifndef TLM_CLIENT_H
 #define TLM_CLIENT_H
@@ -60,8 +66,15 @@ struct tlm_client {
     uint64_t rng; /* jitter */
 
     struct tlm_queue queue;
+    tlm_stats stats; /* attempted and dropped_{queue_full,too_large,invalid}: inbox_lock */
+
+    /* senders' hand-over (inbox_lock) */
+    pthread_mutex_t inbox_lock;
+    struct tlm_entry_list inbox; /* admitted, in seq order, for the thread to take in */
     uint64_t next_seq;
-    tlm_stats stats;
+    int inbox_open;   /* the thread runs: a send only appends to inbox */
+    int inbox_wake;   /* the thread sleeps and would not see a new entry: wake it */
+    int wake_pending; /* a byte is in the wake pipe */
 
     /* I/O thread */
     pthread_t thread;
@@ -69,7 +82,6 @@ struct tlm_client {
     int64_t thread_retry_ms; /* after a failed pthread_create */
     int stopping;
     int wake[2];     /* self-pipe: [0] polled by the thread; -1 until the thread starts */
-    int wake_pending; /* a byte is in the pipe */
     int thread_polling; /* the thread is (about to be) in poll() with the plan below */
     int thread_lingering; /* ... and looks again within TLM_CLIENT_LINGER_MS unwoken */
     struct tlm_plan plan;

@@ -31,13 +31,42 @@ struct tlm_entry *tlm_queue_entry_new(size_t cap)
     return e;
 }
 
+int tlm_queue_reserve(struct tlm_queue *q, size_t len, size_t bound)
+{
+    if (len > bound || __atomic_load_n(&q->bytes, __ATOMIC_RELAXED) > bound - len)
+        return -1;
+    __atomic_add_fetch(&q->bytes, len, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&q->count, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+size_t tlm_queue_held_bytes(const struct tlm_queue *q)
+{
+    return __atomic_load_n(&q->bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t tlm_queue_held_count(const struct tlm_queue *q)
+{
+    return __atomic_load_n(&q->count, __ATOMIC_RELAXED);
+}
+
 void tlm_queue_push(struct tlm_queue *q, struct tlm_entry *e)
 {
     TAILQ_INSERT_TAIL(&q->entries, e, link);
-    q->bytes += e->len;
-    q->count++;
     if (q->next == NULL) {
         q->next = e;
+        q->off = 0;
+    }
+}
+
+void tlm_queue_append(struct tlm_queue *q, struct tlm_entry_list *list)
+{
+    struct tlm_entry *first = TAILQ_FIRST(list);
+    if (first == NULL)
+        return;
+    TAILQ_CONCAT(&q->entries, list, link);
+    if (q->next == NULL) {
+        q->next = first;
         q->off = 0;
     }
 }
@@ -49,8 +78,8 @@ void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e)
         q->off = 0;
     }
     TAILQ_REMOVE(&q->entries, e, link);
-    q->bytes -= e->len;
-    q->count--;
+    __atomic_sub_fetch(&q->bytes, e->len, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&q->count, 1, __ATOMIC_RELAXED);
     q->displaced -= e->displaced != 0;
     free(e);
 }

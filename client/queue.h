@@ -7,6 +7,12 @@
  * mode, wait for their acknowledgement; `next` may be partially written
  * (off bytes). A new connection starts again at an entry boundary
  * (tlm_queue_rewind), so a torn entry is always written again from its start.
+ *
+ * bytes and count cover every entry held: those in the list and those a
+ * sender has handed over but the I/O thread has not yet taken in (the
+ * client's inbox). They are counted when an entry is admitted
+ * (tlm_queue_reserve, callers take turns) and uncounted when it leaves, both
+ * atomically, so the bound holds without the lock that guards the list.
  */
 #ifndef TLM_QUEUE_H
 #define TLM_QUEUE_H
@@ -36,16 +42,24 @@ struct tlm_queue {
     struct tlm_entry_list entries;
     struct tlm_entry *next; /* first entry not yet written whole; NULL: none */
     size_t off;             /* bytes of next already written */
-    size_t bytes;           /* sum of len over entries */
-    uint64_t count;
+    size_t bytes;           /* sum of len over entries held (atomic: see above) */
+    uint64_t count;         /* entries held (atomic) */
     uint64_t displaced;     /* requeued entries held; while 0 the list is sorted by seq */
 };
 
 void tlm_queue_init(struct tlm_queue *q);
 /* A new entry with room for cap bytes of data (len 0), or NULL. */
 struct tlm_entry *tlm_queue_entry_new(size_t cap);
-/* Append e (its len set) at the end. */
+/* Count an entry of len bytes as held if it fits: 0, or -1 if bytes would
+ * pass bound. Admissions must not run at the same time (removals may). */
+int tlm_queue_reserve(struct tlm_queue *q, size_t len, size_t bound);
+/* Bytes and entries held (a snapshot). */
+size_t tlm_queue_held_bytes(const struct tlm_queue *q);
+uint64_t tlm_queue_held_count(const struct tlm_queue *q);
+/* Append e (its len set, reserved) at the end. */
 void tlm_queue_push(struct tlm_queue *q, struct tlm_entry *e);
+/* Append every entry of list (each reserved, in order), leaving it empty. */
+void tlm_queue_append(struct tlm_queue *q, struct tlm_entry_list *list);
 /* Unlink and free e; the cursor moves past it if it pointed at it. */
 void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e);
 /* Move the cursor back to the first entry (reliable: everything unacked is
@@ -58,7 +72,7 @@ void tlm_queue_rewind(struct tlm_queue *q, int to_head);
 void tlm_queue_requeue(struct tlm_queue *q, struct tlm_entry *e);
 /* Is every entry of a seq below `target` gone? */
 int tlm_queue_done_before(const struct tlm_queue *q, uint64_t target);
-/* Free every entry. */
+/* Free every entry in the list and count none held. */
 void tlm_queue_clear(struct tlm_queue *q);
 
 #endif

@@ -14,7 +14,9 @@
  *     bounded exponential backoff plus jitter when the agent goes away.
  *   - Draining: a send only queues the event; a background I/O thread, which
  *     the client starts on the first send and stops in tlm_close, writes the
- *     queue, many events to a system call. While events flow it looks at the
+ *     queue, many events to a system call. A send hands its event to the
+ *     thread under a lock of its own, held for a few stores: it never waits
+ *     while the thread works. While events flow it looks at the
  *     queue again every millisecond on its own, so a send makes no system
  *     call; once idle it sleeps in poll() until a send wakes it, the socket
  *     drains, a reply comes, or a reconnect or ack deadline is due. With

@@ -1,16 +1,49 @@
 /*
  * The client's own parts, linked from its objects rather than through the
- * library's exported calls: what the I/O thread is woken for.
+ * library's exported calls: what the I/O thread is woken for, and that a
+ * send does not wait for the lock the thread works under.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "check.h"
 #include "client.h"
+#include "scan.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* A listening socket in a new temporary directory, as the agent's. */
+struct agent_socket {
+    char dir[32];
+    struct sockaddr_un addr;
+    int fd;
+};
+
+static int agent_listen(struct agent_socket *a)
+{
+    snprintf(a->dir, sizeof a->dir, "/tmp/tlm-internals-XXXXXX");
+    if (!CHECK(mkdtemp(a->dir) != NULL))
+        return 0;
+    a->addr = (struct sockaddr_un){.sun_family = AF_UNIX};
+    snprintf(a->addr.sun_path, sizeof a->addr.sun_path, "%s/agent.sock", a->dir);
+    a->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    return CHECK_EQ_INT(bind(a->fd, (struct sockaddr *)&a->addr, sizeof a->addr), 0) &&
+           CHECK_EQ_INT(listen(a->fd, 8), 0);
+}
+
+static void agent_unlisten(struct agent_socket *a)
+{
+    close(a->fd);
+    unlink(a->addr.sun_path);
+    rmdir(a->dir);
+}
 
 /* Regression: the wake-up test compared fd numbers, and a reconnect can
  * reuse the number of the connection just closed: the I/O thread, asleep
@@ -18,20 +51,14 @@
  * dead socket. A new connection is a new generation. */
 static void test_reconnect_with_the_same_fd_number_wakes_the_thread(void)
 {
-    char dir[] = "/tmp/tlm-internals-XXXXXX";
-    if (!CHECK(mkdtemp(dir) != NULL))
-        return;
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s/agent.sock", dir);
-    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (!CHECK_EQ_INT(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0) ||
-        !CHECK_EQ_INT(listen(listener, 8), 0))
+    struct agent_socket a;
+    if (!agent_listen(&a))
         return;
     tlm_options opt;
     tlm_options_init(&opt);
     opt.no_thread = 1;
     tlm_client *c;
-    if (!CHECK_EQ_INT(tlm_open(&c, addr.sun_path, &opt), TLM_OK))
+    if (!CHECK_EQ_INT(tlm_open(&c, a.addr.sun_path, &opt), TLM_OK))
         return;
     pthread_mutex_lock(&c->lock);
     struct tlm_plan before, after;
@@ -58,9 +85,7 @@ static void test_reconnect_with_the_same_fd_number_wakes_the_thread(void)
     CHECK(!tlm_plan_changed(&more, &fewer));
     pthread_mutex_unlock(&c->lock);
     tlm_close(c);
-    close(listener);
-    unlink(addr.sun_path);
-    rmdir(dir);
+    agent_unlisten(&a);
 }
 
 static struct tlm_entry *queued(struct tlm_queue *q, uint64_t seq)
@@ -68,6 +93,7 @@ static struct tlm_entry *queued(struct tlm_queue *q, uint64_t seq)
     struct tlm_entry *e = tlm_queue_entry_new(1);
     e->seq = seq;
     e->len = 1;
+    CHECK_EQ_INT(tlm_queue_reserve(q, e->len, 100), 0);
     tlm_queue_push(q, e);
     return e;
 }
@@ -105,9 +131,100 @@ static void test_requeue_keeps_order_and_flush_sees_it(void)
     tlm_queue_clear(&q);
 }
 
+#define HANDED_OVER 50
+
+struct sender {
+    tlm_client *c;
+    int ok; /* sends that returned TLM_OK */
+};
+
+static void *send_events(void *arg)
+{
+    struct sender *s = arg;
+    for (int i = 0; i < HANDED_OVER; i++) {
+        tlm_event *ev;
+        if (tlm_event_new(&ev, "debug-ping") != TLM_OK)
+            continue;
+        tlm_event_add_int(ev, "i", i);
+        s->ok += tlm_send(s->c, ev) == TLM_OK;
+        tlm_event_free(ev);
+    }
+    return NULL;
+}
+
+/* Complete msgpack objects in fd's bytes until it is quiet for 300 ms. */
+static int objects_read(int fd)
+{
+    static unsigned char data[1 << 16];
+    size_t len = 0;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    while (len < sizeof data && poll(&pfd, 1, 300) == 1) {
+        ssize_t n = read(fd, data + len, sizeof data - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    int objects = 0;
+    size_t used = 0, objlen;
+    while (scan_object(data + used, len - used, &objlen) == SCAN_COMPLETE) {
+        used += objlen;
+        objects++;
+    }
+    return used == len ? objects : -1;
+}
+
+/* While the I/O thread runs, a send only hands the event over under a lock
+ * of its own: it does not wait for the client's lock, which the thread
+ * holds while it works (and a busy machine may preempt it there). Held
+ * here by the test, the sends still return at once; the thread writes
+ * them, in order, once it has the lock again. */
+static void test_send_does_not_wait_for_the_threads_lock(void)
+{
+    struct agent_socket a;
+    if (!agent_listen(&a))
+        return;
+    tlm_client *c;
+    if (!CHECK_EQ_INT(tlm_open(&c, a.addr.sun_path, NULL), TLM_OK))
+        return;
+    struct sender first = {c, 0};
+    send_events(&first); /* starts the thread, which connects */
+    int conn = accept(a.fd, NULL, NULL);
+    CHECK_GE(conn, 0);
+    CHECK_EQ_INT(tlm_flush(c, 5000), TLM_OK);
+    CHECK_EQ_INT(objects_read(conn), HANDED_OVER);
+
+    pthread_mutex_lock(&c->lock); /* as the thread at work */
+    struct sender second = {c, 0};
+    pthread_t t;
+    if (CHECK_EQ_INT(pthread_create(&t, NULL, send_events, &second), 0)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        int joined = pthread_timedjoin_np(t, NULL, &until);
+        CHECK_EQ_INT(joined, 0); /* else the sends wait for the lock */
+        pthread_mutex_unlock(&c->lock);
+        if (joined != 0)
+            pthread_join(t, NULL);
+    } else {
+        pthread_mutex_unlock(&c->lock);
+    }
+    CHECK_EQ_INT(second.ok, HANDED_OVER);
+    CHECK_EQ_INT(tlm_flush(c, 5000), TLM_OK);
+    CHECK_EQ_INT(objects_read(conn), HANDED_OVER);
+    tlm_stats st;
+    CHECK_EQ_INT(tlm_get_stats(c, &st), TLM_OK);
+    CHECK_EQ_UINT(st.attempted, 2 * HANDED_OVER);
+    CHECK_EQ_UINT(st.sent, 2 * HANDED_OVER);
+    CHECK_EQ_UINT(st.queued, 0);
+    tlm_close(c);
+    close(conn);
+    agent_unlisten(&a);
+}
+
 int main(void)
 {
     RUN(test_reconnect_with_the_same_fd_number_wakes_the_thread);
     RUN(test_requeue_keeps_order_and_flush_sees_it);
+    RUN(test_send_does_not_wait_for_the_threads_lock);
     return check_finish();
 }
