@@ -52,6 +52,7 @@ static void tlm_client_fork_prepare(void)
     {
         pthread_mutex_lock(&c->lock);
         pthread_mutex_lock(&c->inbox_lock);
+        pthread_mutex_lock(&c->pool.lock);
     }
     tlm_event_fork_prepare();
 }
@@ -62,6 +63,7 @@ static void tlm_client_fork_parent(void)
     tlm_event_fork_release();
     LIST_FOREACH(c, &tlm_client_all, all)
     {
+        pthread_mutex_unlock(&c->pool.lock);
         pthread_mutex_unlock(&c->inbox_lock);
         pthread_mutex_unlock(&c->lock);
     }
@@ -117,6 +119,7 @@ static void tlm_client_fork_child(void)
     tlm_event_fork_release();
     LIST_FOREACH(c, &tlm_client_all, all)
     {
+        pthread_mutex_unlock(&c->pool.lock); /* the reset below releases entries */
         tlm_client_fork_reset(c);
         pthread_mutex_unlock(&c->inbox_lock);
         pthread_mutex_unlock(&c->lock);
@@ -186,7 +189,14 @@ tlm_status tlm_open(tlm_client **out, const char *socket_path, const tlm_options
         free(c);
         return TLM_ESYS;
     }
+    if (tlm_pool_init(&c->pool) != 0) {
+        pthread_mutex_destroy(&c->inbox_lock);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return TLM_ESYS;
+    }
     if (tlm_client_cond_init(&c->progress) != 0) {
+        tlm_pool_destroy(&c->pool);
         pthread_mutex_destroy(&c->inbox_lock);
         pthread_mutex_destroy(&c->lock);
         free(c);
@@ -265,6 +275,17 @@ static void *tlm_client_thread(void *arg)
         struct pollfd pfd[2] = {{c->wake[0], POLLIN, 0},
                                 {c->plan.events != 0 ? c->plan.fd : -1, c->plan.events, 0}};
         pthread_mutex_unlock(&c->lock);
+        /* the page faults here, not in a sender; while senders draw slabs,
+         * look again soon for more */
+        unsigned long taken = tlm_pool_refill(&c->pool);
+        now = clock_monotonic_ms();
+        if (taken != c->pool_taken) {
+            c->pool_taken = taken;
+            c->pool_drawn_ms = now;
+        }
+        if (now - c->pool_drawn_ms < TLM_CLIENT_REFILL_WINDOW_MS &&
+            deadline > now + TLM_CLIENT_REFILL_MS)
+            deadline = now + TLM_CLIENT_REFILL_MS;
         poll(pfd, 2, (int)tlm_client_poll_timeout(deadline, now));
         pthread_mutex_lock(&c->lock);
         c->thread_polling = c->thread_lingering = 0;
@@ -355,11 +376,11 @@ static void tlm_client_kick(struct tlm_client *c, int64_t now)
 
 /* A new entry for a message of len bytes (in reliable mode, room for its
  * chunk id, added once it is numbered), or NULL. */
-static struct tlm_entry *tlm_client_entry_new(const struct tlm_client *c, const void *data,
+static struct tlm_entry *tlm_client_entry_new(struct tlm_client *c, const void *data,
                                               size_t len)
 {
     struct tlm_entry *e =
-        tlm_queue_entry_new(c->opt.reliable ? len + TLM_CLIENT_CHUNK_ROOM : len);
+        tlm_queue_entry_new(&c->pool, c->opt.reliable ? len + TLM_CLIENT_CHUNK_ROOM : len);
     if (e != NULL && !c->opt.reliable) {
         memcpy(e->data, data, len);
         e->len = len;
@@ -415,7 +436,7 @@ static tlm_status tlm_client_submit(struct tlm_client *c, struct tlm_entry *e,
         long n = c->fd >= 0 ? tlm_conn_write_direct(c, data, len, now) : 0;
         if (n == (long)len) {
             c->next_seq++;
-            free(e);
+            tlm_queue_entry_free(e);
             return TLM_OK;
         }
         off = n > 0 ? (size_t)n : 0;
@@ -433,7 +454,7 @@ static tlm_status tlm_client_submit(struct tlm_client *c, struct tlm_entry *e,
     }
     tlm_status st = tlm_client_admit(c, e, data, len);
     if (st != TLM_OK) {
-        free(e);
+        tlm_queue_entry_free(e);
         return st;
     }
     tlm_queue_push(q, e);
@@ -485,10 +506,11 @@ static tlm_status tlm_client_send_bytes(tlm_client *c, const void *data, size_t 
         if (st == TLM_OK && (st = tlm_client_admit(c, e, data, len)) == TLM_OK) {
             TAILQ_INSERT_TAIL(&c->inbox, e, link);
             e = NULL;
-            wake = c->inbox_wake && tlm_client_wake_locked(c);
         }
+        if (c->inbox_wake) /* else it sees the entry in time */
+            wake = tlm_client_wake_locked(c);
         pthread_mutex_unlock(&c->inbox_lock);
-        free(e);
+        tlm_queue_entry_free(e);
         if (wake)
             tlm_client_wake_write(c);
         return st;
@@ -647,6 +669,7 @@ void tlm_close(tlm_client *c)
     tlm_client_close_wake(c);
     tlm_queue_append(&c->queue, &c->inbox);
     tlm_queue_clear(&c->queue);
+    tlm_pool_destroy(&c->pool);
     pthread_cond_destroy(&c->progress);
     pthread_mutex_destroy(&c->inbox_lock);
     pthread_mutex_destroy(&c->lock);

@@ -13,11 +13,12 @@
  * While the I/O thread runs, a send takes `inbox_lock` alone, and only for
  * a few stores: it never waits behind the thread's work under `lock`
  * (which a busy machine may preempt for tens of microseconds). Lock order:
- * `lock`, then `inbox_lock`.
+ * `lock`, then `inbox_lock`, then the pool's.
  */
 #ifndef TLM_CLIENT_H
 #define TLM_CLIENT_H
 
+#include "pool.h"
 #include "queue.h"
 #include "telemetry.h"
 
@@ -31,6 +32,11 @@
  * being woken, so that while events flow a send only queues (no system
  * call on the caller's thread) and each write carries many events. */
 #define TLM_CLIENT_LINGER_MS 1
+/* While senders draw slabs from the pool (one in the last
+ * TLM_CLIENT_REFILL_WINDOW_MS), the thread looks this often to touch new
+ * ones (pool.h), unwoken. */
+#define TLM_CLIENT_REFILL_MS 2
+#define TLM_CLIENT_REFILL_WINDOW_MS 1000
 #define TLM_CLIENT_MAX_LOSSES 8     /* agent errors about an event before it is dropped */
 #define TLM_CLIENT_REPLY_MAX 4096   /* longest reply from the agent */
 
@@ -66,6 +72,9 @@ struct tlm_client {
     uint64_t rng; /* jitter */
 
     struct tlm_queue queue;
+    struct tlm_pool pool; /* the entries' memory, refilled by the I/O thread */
+    unsigned long pool_taken; /* the thread: tlm_pool_refill's last answer */
+    int64_t pool_drawn_ms;    /* the thread: when it last saw that answer change */
     tlm_stats stats; /* attempted and dropped_{queue_full,too_large,invalid}: inbox_lock */
 
     /* senders' hand-over (inbox_lock) */

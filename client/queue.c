@@ -3,6 +3,8 @@
  */
 #include "queue.h"
 
+#include "pool.h"
+
 #include <stdlib.h>
 
 void tlm_queue_init(struct tlm_queue *q)
@@ -15,11 +17,15 @@ void tlm_queue_init(struct tlm_queue *q)
     q->displaced = 0;
 }
 
-struct tlm_entry *tlm_queue_entry_new(size_t cap)
+struct tlm_entry *tlm_queue_entry_new(struct tlm_pool *pool, size_t cap)
 {
-    struct tlm_entry *e = malloc(sizeof *e + cap);
+    struct tlm_slab *slab = NULL;
+    struct tlm_entry *e = pool != NULL ? tlm_pool_alloc(pool, sizeof *e + cap, &slab) : NULL;
+    if (e == NULL)
+        e = malloc(sizeof *e + cap);
     if (e == NULL)
         return NULL;
+    e->slab = slab;
     e->seq = 0;
     e->len = 0;
     e->written_ms = 0;
@@ -81,7 +87,17 @@ void tlm_queue_remove(struct tlm_queue *q, struct tlm_entry *e)
     __atomic_sub_fetch(&q->bytes, e->len, __ATOMIC_RELAXED);
     __atomic_sub_fetch(&q->count, 1, __ATOMIC_RELAXED);
     q->displaced -= e->displaced != 0;
-    free(e);
+    tlm_queue_entry_free(e);
+}
+
+void tlm_queue_entry_free(struct tlm_entry *e)
+{
+    if (e == NULL)
+        return;
+    if (e->slab != NULL)
+        tlm_pool_release(e->slab);
+    else
+        free(e);
 }
 
 void tlm_queue_rewind(struct tlm_queue *q, int to_head)
@@ -130,7 +146,7 @@ void tlm_queue_clear(struct tlm_queue *q)
     struct tlm_entry *e;
     while ((e = TAILQ_FIRST(&q->entries)) != NULL) {
         TAILQ_REMOVE(&q->entries, e, link);
-        free(e);
+        tlm_queue_entry_free(e);
     }
     tlm_queue_init(q);
 }

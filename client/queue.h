@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+struct tlm_pool;
+struct tlm_slab;
+
 #define TLM_QUEUE_CHUNK_MAX 16 /* hex digits of a 64-bit sequence number */
 
 struct tlm_entry {
@@ -33,6 +36,7 @@ struct tlm_entry {
     int displaced;       /* requeued: may be behind entries of a higher seq */
     char chunk[TLM_QUEUE_CHUNK_MAX + 1];
     size_t chunk_len;    /* 0: no chunk (fire-and-forget) */
+    struct tlm_slab *slab; /* where it was carved from (pool.h); NULL: malloc'd */
     unsigned char data[];
 };
 
@@ -48,8 +52,11 @@ struct tlm_queue {
 };
 
 void tlm_queue_init(struct tlm_queue *q);
-/* A new entry with room for cap bytes of data (len 0), or NULL. */
-struct tlm_entry *tlm_queue_entry_new(size_t cap);
+/* A new entry with room for cap bytes of data (len 0), or NULL: from pool
+ * if it has room (pool may be NULL), else malloc'd. */
+struct tlm_entry *tlm_queue_entry_new(struct tlm_pool *pool, size_t cap);
+/* Free an entry that is in no list. */
+void tlm_queue_entry_free(struct tlm_entry *e);
 /* Count an entry of len bytes as held if it fits: 0, or -1 if bytes would
  * pass bound. Admissions must not run at the same time (removals may). */
 int tlm_queue_reserve(struct tlm_queue *q, size_t len, size_t bound);

@@ -1,7 +1,8 @@
 /*
  * The client's own parts, linked from its objects rather than through the
- * library's exported calls: what the I/O thread is woken for, and that a
- * send does not wait for the lock the thread works under.
+ * library's exported calls: what the I/O thread is woken for, that a send
+ * does not wait for the lock the thread works under, and the pool of
+ * touched memory the thread keeps for senders' entries.
  */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "check.h"
@@ -90,7 +91,7 @@ static void test_reconnect_with_the_same_fd_number_wakes_the_thread(void)
 
 static struct tlm_entry *queued(struct tlm_queue *q, uint64_t seq)
 {
-    struct tlm_entry *e = tlm_queue_entry_new(1);
+    struct tlm_entry *e = tlm_queue_entry_new(NULL, 1);
     e->seq = seq;
     e->len = 1;
     CHECK_EQ_INT(tlm_queue_reserve(q, e->len, 100), 0);
@@ -221,10 +222,97 @@ static void test_send_does_not_wait_for_the_threads_lock(void)
     agent_unlisten(&a);
 }
 
+/* Carvings come from one slab until it is full; a slab whose carvings are
+ * all released goes back to the ready list, touched, for the next; large
+ * entries and an empty pool are left to malloc. */
+static void test_pool_carves_and_recycles_slabs(void)
+{
+    struct tlm_pool p;
+    if (!CHECK_EQ_INT(tlm_pool_init(&p), 0))
+        return;
+    struct tlm_slab *slab = NULL;
+    CHECK(tlm_pool_alloc(&p, 100, &slab) == NULL); /* nothing ready yet */
+    CHECK_EQ_UINT(tlm_pool_refill(&p), 0);
+    CHECK_EQ_UINT(p.nready, TLM_POOL_READY);
+    CHECK(tlm_pool_alloc(&p, TLM_POOL_SLAB_BYTES / 4 + 1, &slab) == NULL); /* large */
+    enum { MOST = TLM_POOL_SLAB_BYTES / 1008 + 1 }; /* 1,000 bytes take 1,008 */
+    unsigned char *mem[MOST];
+    struct tlm_slab *from[MOST];
+    int per_slab = -1; /* carvings the first slab held */
+    for (int i = 0; i < MOST && per_slab < 0; i++) {
+        mem[i] = tlm_pool_alloc(&p, 1000, &from[i]);
+        if (!CHECK(mem[i] != NULL))
+            return;
+        memset(mem[i], i, 1000);
+        CHECK_EQ_UINT((uintptr_t)mem[i] % 16, 0);
+        if (i > 0 && from[i] != from[0])
+            per_slab = i;
+        else if (i > 0)
+            CHECK(mem[i] == mem[i - 1] + 1008);
+    }
+    /* all of the slab but its header */
+    if (!CHECK(per_slab >= TLM_POOL_SLAB_BYTES / 1008 - 1))
+        return;
+    CHECK_EQ_UINT(p.taken, 2);
+    CHECK_EQ_UINT(p.nready, TLM_POOL_READY - 2);
+    for (int i = 0; i < per_slab; i++) {
+        CHECK_EQ_INT(mem[i][999], i);
+        tlm_pool_release(from[i]);
+    }
+    CHECK_EQ_UINT(p.nready, TLM_POOL_READY - 1); /* the first slab is back */
+    tlm_pool_release(from[per_slab]); /* the current slab stays current */
+    CHECK_EQ_UINT(p.nready, TLM_POOL_READY - 1);
+    CHECK_EQ_UINT(tlm_pool_refill(&p), 2);
+    CHECK_EQ_UINT(p.nready, TLM_POOL_READY);
+    tlm_pool_destroy(&p);
+}
+
+/* With the agent absent, the thread keeps touched slabs ready, and queued
+ * events are carved from them rather than from fresh memory. */
+static void test_queued_events_use_the_pool(void)
+{
+    char dir[] = "/tmp/tlm-internals-XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL))
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "%s/absent.sock", dir);
+    tlm_client *c;
+    if (!CHECK_EQ_INT(tlm_open(&c, path, NULL), TLM_OK))
+        return;
+    struct sender s = {c, 0};
+    send_events(&s); /* starts the thread */
+    for (int i = 0; i < 200; i++) {
+        pthread_mutex_lock(&c->pool.lock);
+        unsigned ready = c->pool.nready;
+        pthread_mutex_unlock(&c->pool.lock);
+        if (ready == TLM_POOL_READY)
+            break;
+        usleep(10000);
+    }
+    send_events(&s);
+    CHECK_EQ_INT(s.ok, 2 * HANDED_OVER);
+    pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(&c->inbox_lock);
+    int carved = 0, held = 0;
+    struct tlm_entry *e;
+    TAILQ_FOREACH(e, &c->queue.entries, link)
+    carved += e->slab != NULL, held++;
+    TAILQ_FOREACH(e, &c->inbox, link)
+    carved += e->slab != NULL, held++;
+    pthread_mutex_unlock(&c->inbox_lock);
+    pthread_mutex_unlock(&c->lock);
+    CHECK_EQ_INT(held, 2 * HANDED_OVER);
+    CHECK_GE(carved, HANDED_OVER); /* at least the second half */
+    tlm_close(c);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(test_reconnect_with_the_same_fd_number_wakes_the_thread);
     RUN(test_requeue_keeps_order_and_flush_sees_it);
     RUN(test_send_does_not_wait_for_the_threads_lock);
+    RUN(test_pool_carves_and_recycles_slabs);
+    RUN(test_queued_events_use_the_pool);
     return check_finish();
 }
