@@ -16,7 +16,8 @@
  *     the client starts on the first send and stops in tlm_close, writes the
  *     queue, many events to a system call. A send hands its event to the
  *     thread under a lock of its own, held for a few stores: it never waits
- *     while the thread works. While events flow it looks at the
+ *     while the thread works. The thread keeps 256 KiB of memory touched
+ *     ready for queued events, so that a send does not fault pages in. While events flow it looks at the
  *     queue again every millisecond on its own, so a send makes no system
  *     call; once idle it sleeps in poll() until a send wakes it, the socket
  *     drains, a reply comes, or a reconnect or ack deadline is due. With
